@@ -1,0 +1,134 @@
+//! The Redis key layout, in one place.
+//!
+//! Every key of one topic partition carries the same hash tag
+//! (`{topic:partition}`), so the scripts that touch a request stream, its
+//! dead letters and its job records stay in one Cluster slot. Reply streams
+//! belong to one caller and need no tag of their own.
+
+use std::fmt;
+
+/// A validated topic name: 1 to 64 characters of `A-Z a-z 0-9 _ - .`.
+///
+/// The restriction keeps names safe inside keys and hash tags (no `{`, `}`
+/// or `:`) and inside metric labels.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Topic(String);
+
+/// A string that is not a valid topic name.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid topic {0:?}: use 1 to 64 characters of A-Z a-z 0-9 _ - .")]
+pub struct TopicError(String);
+
+impl Topic {
+    /// Validates a topic name.
+    pub fn parse(name: &str) -> Result<Self, TopicError> {
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        if ok {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(TopicError(name.to_owned()))
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Topic({})", self.0)
+    }
+}
+
+impl std::str::FromStr for Topic {
+    type Err = TopicError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+/// Names every key and the consumer group, under a configurable prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Self::new("hf")
+    }
+}
+
+impl Keys {
+    /// The consumer group every worker of a topic joins.
+    pub const GROUP: &'static str = "workers";
+
+    /// Keys under `prefix` (default `hf`).
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    /// The prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `{prefix}:{topic:partition}:req`: the request stream of one partition.
+    pub fn request_stream(&self, topic: &Topic, partition: u16) -> String {
+        format!("{}:{{{}:{}}}:req", self.prefix, topic, partition)
+    }
+
+    /// `{prefix}:{topic:partition}:dead`: dead letters of one partition.
+    pub fn dead_letter_stream(&self, topic: &Topic, partition: u16) -> String {
+        format!("{}:{{{}:{}}}:dead", self.prefix, topic, partition)
+    }
+
+    /// `{prefix}:{topic:partition}:rec:{id}`: status and result of a request, and
+    /// the enqueue marker that makes a re-sent request recognisable.
+    pub fn request_record(&self, topic: &Topic, partition: u16, id: &str) -> String {
+        format!("{}:{{{}:{}}}:rec:{}", self.prefix, topic, partition, id)
+    }
+
+    /// `{prefix}:reply:{caller}`: the reply stream of one caller instance.
+    pub fn reply_stream(&self, caller: &str) -> String {
+        format!("{}:reply:{}", self.prefix, caller)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_reject_key_syntax() {
+        assert!(Topic::parse("weather").is_ok());
+        assert!(Topic::parse("a.b-c_d9").is_ok());
+        for bad in ["", "a:b", "a{b}", "with space", &"x".repeat(65)] {
+            assert!(Topic::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn keys_of_one_partition_share_a_hash_tag() {
+        let keys = Keys::default();
+        let t = Topic::parse("weather").unwrap();
+        assert_eq!(keys.request_stream(&t, 0), "hf:{weather:0}:req");
+        assert_eq!(keys.dead_letter_stream(&t, 0), "hf:{weather:0}:dead");
+        assert_eq!(keys.request_record(&t, 0, "x"), "hf:{weather:0}:rec:x");
+        assert_eq!(keys.reply_stream("c1"), "hf:reply:c1");
+    }
+}

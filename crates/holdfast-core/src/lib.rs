@@ -1,0 +1,19 @@
+//! Wire types of the holdfast streams protocol, and nothing that does I/O.
+//!
+//! Everything a caller and a worker must agree on lives here: the request
+//! [`Envelope`] and the [`Reply`] as lists of stream fields, request ids,
+//! absolute [`Deadline`]s, validated [`Topic`] names and the Redis key layout
+//! ([`Keys`]). The contract these types implement is written down in
+//! `docs/protocol.md`; a change here is a change of that contract.
+#![warn(missing_docs)]
+
+mod deadline;
+mod envelope;
+mod ids;
+mod keys;
+pub mod metric_names;
+
+pub use deadline::Deadline;
+pub use envelope::{Envelope, EnvelopeError, Kind, PROTOCOL_VERSION, Reply, ReplyStatus, fields};
+pub use ids::{RequestId, RequestIdError};
+pub use keys::{Keys, Topic, TopicError};

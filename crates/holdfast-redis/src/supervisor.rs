@@ -1,0 +1,609 @@
+//! The connection supervisor and the [`Redis`] handle in front of it.
+//!
+//! Ownership: the supervisor task is the only writer of the shared
+//! connection slot and of the state; commands only read the slot (a clone of
+//! a multiplexed connection is a cheap handle onto the same socket). A
+//! command that sees its connection fail wakes the supervisor through a
+//! `Notify`, which checks the connection with a `PING` at once instead of
+//! waiting for its next health tick.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use holdfast_core::{Deadline, metric_names};
+use holdfast_resilience::backoff::Backoff;
+use holdfast_resilience::breaker::{BreakerConfig, CircuitBreaker};
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, FromRedisValue, RedisResult};
+use serde::Serialize;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{RedisError, describe_connect_error};
+
+/// How to reach Redis and how hard to try.
+#[derive(Clone, Debug)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]`.
+    pub url: String,
+    /// `false` runs without Redis: every call fails with [`RedisError::Disabled`].
+    pub enabled: bool,
+    /// Limit on establishing one connection (TCP, handshake, AUTH).
+    pub connect_timeout: Duration,
+    /// Default deadline of one command.
+    pub command_timeout: Duration,
+    /// Delay between reconnect attempts (full jitter, capped).
+    pub reconnect_backoff: Backoff,
+    /// How often a ready connection is checked with `PING`.
+    pub health_interval: Duration,
+    /// Reconnecting this long without success declares the connection
+    /// `stuck` and starts over with a fresh client and backoff.
+    pub stuck_after: Duration,
+    /// The breaker in front of every command.
+    pub breaker: BreakerConfig,
+    /// How many state transitions the history keeps.
+    pub history_len: usize,
+}
+
+impl RedisConfig {
+    /// Defaults for the given URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            enabled: true,
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_secs(1),
+            reconnect_backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(2)),
+            health_interval: Duration::from_millis(250),
+            stuck_after: Duration::from_secs(30),
+            breaker: BreakerConfig {
+                failure_threshold: 5,
+                open_for: Duration::from_millis(500),
+                half_open_probes: 1,
+                success_to_close: 1,
+            },
+            history_len: 64,
+        }
+    }
+
+    /// A configuration that keeps Redis switched off.
+    pub fn disabled() -> Self {
+        Self {
+            enabled: false,
+            ..Self::new("redis://disabled")
+        }
+    }
+}
+
+/// Where the supervisor stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnState {
+    /// First connection attempt under way.
+    Connecting,
+    /// Connected and answering pings.
+    Ready,
+    /// Lost or never got a connection; retrying with backoff.
+    Reconnecting,
+    /// Reconnecting made no progress for `stuck_after`; the client was reset.
+    Stuck,
+    /// Switched off by configuration.
+    Disabled,
+}
+
+impl ConnState {
+    /// The form used in JSON and logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ConnState::Connecting => "connecting",
+            ConnState::Ready => "ready",
+            ConnState::Reconnecting => "reconnecting",
+            ConnState::Stuck => "stuck",
+            ConnState::Disabled => "disabled",
+        }
+    }
+
+    fn gauge(&self) -> f64 {
+        match self {
+            ConnState::Connecting => 0.0,
+            ConnState::Ready => 1.0,
+            ConnState::Reconnecting => 2.0,
+            ConnState::Stuck => 3.0,
+            ConnState::Disabled => 4.0,
+        }
+    }
+}
+
+/// One state change, as kept in the history.
+#[derive(Clone, Debug, Serialize)]
+pub struct Transition {
+    /// When, in unix milliseconds.
+    pub at_unix_ms: u64,
+    /// State before.
+    pub from: ConnState,
+    /// State after.
+    pub to: ConnState,
+    /// Why (`connected`, `auth_failed`, `ping_failed`, ...).
+    pub reason: String,
+}
+
+/// What `/health` shows about Redis.
+#[derive(Clone, Debug, Serialize)]
+pub struct RedisHealth {
+    /// Current state.
+    pub state: ConnState,
+    /// When the current state began, unix milliseconds.
+    pub since_unix_ms: u64,
+    /// The last failure seen, as a stable code.
+    pub last_error: Option<String>,
+    /// Reconnect attempts since start.
+    pub reconnect_attempts: u64,
+    /// The breaker's state (`closed`, `open`, `half_open`).
+    pub breaker: &'static str,
+    /// Most recent transitions, oldest first.
+    pub history: Vec<Transition>,
+}
+
+struct Status {
+    state: ConnState,
+    since_unix_ms: u64,
+    last_error: Option<String>,
+    reconnect_attempts: u64,
+    history: VecDeque<Transition>,
+}
+
+struct Inner {
+    cfg: RedisConfig,
+    /// Replaced when the supervisor resets a stuck connection.
+    client: RwLock<Option<redis::Client>>,
+    /// The shared connection; `None` while there is none.
+    conn: RwLock<Option<MultiplexedConnection>>,
+    status: Mutex<Status>,
+    state_tx: watch::Sender<ConnState>,
+    breaker: CircuitBreaker,
+    /// Commands that saw their connection fail wake the supervisor early.
+    wake: Notify,
+    /// Scripts to load after every connect, so pipelined EVALSHA works.
+    scripts: Mutex<Vec<redis::Script>>,
+}
+
+/// A cloneable handle onto one supervised Redis connection.
+#[derive(Clone)]
+pub struct Redis {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redis")
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Redis {
+    /// Starts the supervisor and returns at once; the first connection is
+    /// made in the background (use [`Redis::wait_ready`] to wait for it).
+    /// The supervisor stops when `shutdown` is cancelled.
+    pub fn start(cfg: RedisConfig, shutdown: CancellationToken) -> Result<Self, RedisError> {
+        let client = if cfg.enabled {
+            Some(redis::Client::open(cfg.url.as_str()).map_err(RedisError::Server)?)
+        } else {
+            None
+        };
+        let initial = if cfg.enabled {
+            ConnState::Connecting
+        } else {
+            ConnState::Disabled
+        };
+        let (state_tx, _) = watch::channel(initial);
+        let breaker = CircuitBreaker::new("redis", cfg.breaker.clone());
+        let inner = Arc::new(Inner {
+            client: RwLock::new(client),
+            conn: RwLock::new(None),
+            status: Mutex::new(Status {
+                state: initial,
+                since_unix_ms: Deadline::now_unix_ms(),
+                last_error: None,
+                reconnect_attempts: 0,
+                history: VecDeque::with_capacity(cfg.history_len),
+            }),
+            state_tx,
+            breaker,
+            wake: Notify::new(),
+            scripts: Mutex::new(Vec::new()),
+            cfg,
+        });
+        metrics::gauge!(metric_names::REDIS_STATE).set(initial.gauge());
+        if inner.cfg.enabled {
+            // The supervisor lives until shutdown; it holds the only strong
+            // reference besides the handles, so nothing else must stop it.
+            tokio::spawn(supervise(inner.clone(), shutdown));
+        }
+        Ok(Self { inner })
+    }
+
+    /// A handle that is switched off: every call fails with `Disabled`.
+    pub fn disabled() -> Self {
+        Self::start(RedisConfig::disabled(), CancellationToken::new())
+            .expect("a disabled configuration opens no client")
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &RedisConfig {
+        &self.inner.cfg
+    }
+
+    /// Whether Redis is enabled at all.
+    pub fn is_enabled(&self) -> bool {
+        self.inner.cfg.enabled
+    }
+
+    /// The current connection state.
+    pub fn state(&self) -> ConnState {
+        *self.inner.state_tx.borrow()
+    }
+
+    /// A receiver that sees every state change.
+    pub fn subscribe(&self) -> watch::Receiver<ConnState> {
+        self.inner.state_tx.subscribe()
+    }
+
+    /// Waits until the connection is ready; `false` after `timeout`.
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let mut rx = self.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|s| *s == ConnState::Ready))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// State, last error, breaker and history for `/health`.
+    pub fn health(&self) -> RedisHealth {
+        let status = self.inner.status.lock().expect("status lock poisoned");
+        RedisHealth {
+            state: status.state,
+            since_unix_ms: status.since_unix_ms,
+            last_error: status.last_error.clone(),
+            reconnect_attempts: status.reconnect_attempts,
+            breaker: self.inner.breaker.state().as_str(),
+            history: status.history.iter().cloned().collect(),
+        }
+    }
+
+    /// The breaker in front of every command.
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.inner.breaker
+    }
+
+    /// Registers a script to load on every (re)connect, so that pipelines may
+    /// call it by `EVALSHA` without a `NOSCRIPT` round trip.
+    pub fn register_script(&self, script: &redis::Script) {
+        self.inner
+            .scripts
+            .lock()
+            .expect("scripts lock poisoned")
+            .push(script.clone());
+        if let Some(conn) = self.inner.conn.read().expect("conn lock poisoned").clone() {
+            let script = script.clone();
+            tokio::spawn(async move {
+                let mut conn = conn;
+                let _ = script.load_async(&mut conn).await;
+            });
+        }
+    }
+
+    fn unavailable(&self) -> RedisError {
+        if !self.inner.cfg.enabled {
+            return RedisError::Disabled;
+        }
+        let status = self.inner.status.lock().expect("status lock poisoned");
+        RedisError::Unavailable {
+            reason: status
+                .last_error
+                .clone()
+                .unwrap_or_else(|| status.state.as_str().to_owned()),
+            retry_after: Duration::from_secs(1),
+        }
+    }
+
+    /// Runs `f` on the shared connection under `timeout`, through the breaker.
+    ///
+    /// This is the one path every command takes: it fails at once when there
+    /// is no connection or the breaker is open, and tells the supervisor when
+    /// the connection itself failed.
+    pub async fn run<T, F, Fut>(&self, timeout: Duration, f: F) -> Result<T, RedisError>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let conn = self.inner.conn.read().expect("conn lock poisoned").clone();
+        let Some(conn) = conn else {
+            return Err(self.unavailable());
+        };
+        let permit = self
+            .inner
+            .breaker
+            .try_acquire()
+            .map_err(|open| RedisError::CircuitOpen {
+                retry_after: open.retry_after,
+            })?;
+        match tokio::time::timeout(timeout, f(conn)).await {
+            Ok(Ok(value)) => {
+                permit.success();
+                Ok(value)
+            }
+            Ok(Err(err)) => {
+                let err = RedisError::from_redis(err);
+                if matches!(err, RedisError::Connection(_)) {
+                    permit.failure();
+                    self.inner.wake.notify_one();
+                    metrics::counter!(metric_names::REDIS_COMMAND_ERRORS, "kind" => "connection")
+                        .increment(1);
+                } else {
+                    // The server answered, so the connection is healthy.
+                    permit.success();
+                }
+                Err(err)
+            }
+            Err(_) => {
+                permit.failure();
+                self.inner.wake.notify_one();
+                metrics::counter!(metric_names::REDIS_COMMAND_ERRORS, "kind" => "timeout")
+                    .increment(1);
+                Err(RedisError::Timeout(timeout))
+            }
+        }
+    }
+
+    /// Runs one command under the default command timeout.
+    pub async fn cmd<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, RedisError> {
+        self.run(self.inner.cfg.command_timeout, |mut conn| async move {
+            cmd.query_async(&mut conn).await
+        })
+        .await
+    }
+
+    /// Runs a pipeline under the given timeout.
+    pub async fn pipe<T: FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+        timeout: Duration,
+    ) -> Result<T, RedisError> {
+        self.run(timeout, |mut conn| async move {
+            pipe.query_async(&mut conn).await
+        })
+        .await
+    }
+
+    /// Invokes a script (loading it on `NOSCRIPT`) under the given timeout.
+    pub async fn script<T: FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+        timeout: Duration,
+    ) -> Result<T, RedisError> {
+        self.run(timeout, |mut conn| async move {
+            invocation.invoke_async(&mut conn).await
+        })
+        .await
+    }
+
+    /// A connection of its own for blocking reads, whose response timeout
+    /// (`None`: no limit) must exceed the longest block it will issue.
+    /// Fails at once unless the supervisor is ready.
+    pub async fn dedicated(
+        &self,
+        response_timeout: Option<Duration>,
+    ) -> Result<MultiplexedConnection, RedisError> {
+        if self.state() != ConnState::Ready {
+            return Err(self.unavailable());
+        }
+        let client = self
+            .inner
+            .client
+            .read()
+            .expect("client lock poisoned")
+            .clone()
+            .ok_or(RedisError::Disabled)?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.inner.cfg.connect_timeout))
+            .set_response_timeout(response_timeout);
+        match tokio::time::timeout(
+            self.inner.cfg.connect_timeout,
+            client.get_multiplexed_async_connection_with_config(&config),
+        )
+        .await
+        {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(err)) => {
+                self.inner.wake.notify_one();
+                Err(RedisError::from_redis(err))
+            }
+            Err(_) => Err(RedisError::Timeout(self.inner.cfg.connect_timeout)),
+        }
+    }
+
+    /// Tells the supervisor that a dedicated connection failed, so it checks
+    /// the shared one now rather than at its next tick.
+    pub fn report_connection_failure(&self) {
+        self.inner.wake.notify_one();
+    }
+}
+
+impl Inner {
+    fn transition(&self, to: ConnState, reason: &str) {
+        let mut status = self.status.lock().expect("status lock poisoned");
+        if status.state == to {
+            return;
+        }
+        let from = status.state;
+        let now = Deadline::now_unix_ms();
+        if status.history.len() == self.cfg.history_len {
+            status.history.pop_front();
+        }
+        status.history.push_back(Transition {
+            at_unix_ms: now,
+            from,
+            to,
+            reason: reason.to_owned(),
+        });
+        status.state = to;
+        status.since_unix_ms = now;
+        drop(status);
+        self.state_tx.send_replace(to);
+        metrics::gauge!(metric_names::REDIS_STATE).set(to.gauge());
+        if to == ConnState::Ready {
+            tracing::info!(from = from.as_str(), reason, "redis connection ready");
+        } else {
+            tracing::warn!(
+                from = from.as_str(),
+                to = to.as_str(),
+                reason,
+                "redis connection state changed"
+            );
+        }
+    }
+
+    fn record_error(&self, code: &str) {
+        let mut status = self.status.lock().expect("status lock poisoned");
+        status.last_error = Some(code.to_owned());
+        status.reconnect_attempts += 1;
+        metrics::counter!(metric_names::REDIS_RECONNECTS).increment(1);
+    }
+
+    fn state(&self) -> ConnState {
+        *self.state_tx.borrow()
+    }
+
+    fn publish_breaker(&self) {
+        metrics::gauge!(metric_names::REDIS_BREAKER_STATE).set(self.breaker.state().as_gauge());
+    }
+
+    async fn connect(&self) -> RedisResult<MultiplexedConnection> {
+        let client = self
+            .client
+            .read()
+            .expect("client lock poisoned")
+            .clone()
+            .expect("the supervisor runs only when enabled");
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.cfg.connect_timeout))
+            // Our own deadlines are shorter; this only stops a lost reply
+            // from pinning a request slot forever.
+            .set_response_timeout(Some(self.cfg.command_timeout.max(Duration::from_secs(5))));
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        redis::cmd("PING").query_async::<()>(&mut conn).await?;
+        let scripts = self.scripts.lock().expect("scripts lock poisoned").clone();
+        for script in scripts {
+            script.load_async(&mut conn).await?;
+        }
+        Ok(conn)
+    }
+}
+
+/// Keeps one connection alive until shutdown; see the module docs.
+async fn supervise(inner: Arc<Inner>, shutdown: CancellationToken) {
+    let mut attempt: u32 = 0;
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let connected = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = tokio::time::timeout(inner.cfg.connect_timeout, inner.connect()) => r,
+        };
+        match connected {
+            Ok(Ok(conn)) => {
+                *inner.conn.write().expect("conn lock poisoned") = Some(conn.clone());
+                inner.breaker.reset();
+                inner.publish_breaker();
+                inner.transition(ConnState::Ready, "connected");
+                attempt = 0;
+                let reason = watch_connection(&inner, conn, &shutdown).await;
+                *inner.conn.write().expect("conn lock poisoned") = None;
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                // No connection means every call fails fast anyway; opening
+                // the breaker too keeps the first calls after a reconnect to
+                // a probe.
+                inner.breaker.force_open();
+                inner.publish_breaker();
+                inner.record_error(reason);
+                inner.transition(ConnState::Reconnecting, reason);
+                failing_since = Some(Instant::now());
+                continue;
+            }
+            Ok(Err(err)) => {
+                let code = describe_connect_error(&err);
+                tracing::debug!(error = %err, code, "redis connect failed");
+                inner.record_error(code);
+                on_connect_failure(&inner, code, &mut attempt, &mut failing_since);
+            }
+            Err(_) => {
+                inner.record_error("connect_timeout");
+                on_connect_failure(&inner, "connect_timeout", &mut attempt, &mut failing_since);
+            }
+        }
+        let delay = inner.cfg.reconnect_backoff.delay(attempt);
+        attempt = attempt.saturating_add(1);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+fn on_connect_failure(
+    inner: &Inner,
+    code: &str,
+    attempt: &mut u32,
+    failing_since: &mut Option<Instant>,
+) {
+    let since = *failing_since.get_or_insert_with(Instant::now);
+    if since.elapsed() >= inner.cfg.stuck_after {
+        // A loop that has not connected for this long may be wedged on
+        // something the client cached (a resolved address, a TLS session):
+        // start over with a fresh client and a fresh backoff.
+        if let Ok(client) = redis::Client::open(inner.cfg.url.as_str()) {
+            *inner.client.write().expect("client lock poisoned") = Some(client);
+        }
+        *attempt = 0;
+        *failing_since = Some(Instant::now());
+        inner.transition(ConnState::Stuck, "no_progress");
+    } else if inner.state() != ConnState::Stuck {
+        inner.transition(ConnState::Reconnecting, code);
+    }
+}
+
+/// Returns why the connection is considered lost, or when shutdown begins.
+async fn watch_connection(
+    inner: &Inner,
+    conn: MultiplexedConnection,
+    shutdown: &CancellationToken,
+) -> &'static str {
+    let ping_timeout = inner.cfg.health_interval.max(Duration::from_millis(200)) * 2;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return "shutdown",
+            _ = inner.wake.notified() => {}
+            _ = tokio::time::sleep(inner.cfg.health_interval) => {}
+        }
+        let mut c = conn.clone();
+        let ping = tokio::time::timeout(ping_timeout, async move {
+            redis::cmd("PING").query_async::<()>(&mut c).await
+        })
+        .await;
+        match ping {
+            Ok(Ok(())) => inner.publish_breaker(),
+            Ok(Err(err)) if describe_connect_error(&err) == "auth_failed" => return "auth_failed",
+            Ok(Err(_)) => return "ping_failed",
+            Err(_) => return "ping_timeout",
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The holdfast roles as libraries: ingress, worker handlers, health and metrics endpoints.

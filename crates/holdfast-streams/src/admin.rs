@@ -1,0 +1,239 @@
+//! Looking at and repairing topics: backlog figures and dead letters.
+//!
+//! Used by the ingress (backlog limits), the worker (readiness) and the
+//! `holdfast dead-letters` commands.
+
+use std::time::Duration;
+
+use holdfast_core::{Deadline, Keys, Topic};
+use holdfast_redis::{Redis, RedisError};
+use redis::Value;
+use serde::Serialize;
+
+use crate::scripts;
+use crate::value::{self, RawEntry};
+
+/// Figures of one topic, summed over its partitions.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TopicStats {
+    /// Entries in the request streams (including handled ones not yet trimmed).
+    pub length: u64,
+    /// Entries not yet delivered to the group.
+    pub lag: u64,
+    /// Entries delivered but not acknowledged.
+    pub pending: u64,
+    /// `lag + pending`: what the workers still owe.
+    pub backlog: u64,
+    /// Consumers known to the group.
+    pub consumers: u64,
+    /// Entries in the dead-letter streams.
+    pub dead_letters: u64,
+    /// Age of the oldest pending entry in milliseconds, if any.
+    pub oldest_pending_ms: Option<u64>,
+}
+
+/// One dead letter, for listing.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeadLetter {
+    /// Id in the dead-letter stream (use it to replay).
+    pub id: String,
+    /// Partition it belongs to.
+    pub partition: u16,
+    /// Id the entry had in the request stream.
+    pub origin_id: Option<String>,
+    /// Request id, when readable.
+    pub request_id: Option<String>,
+    /// Stable reason code (`max_deliveries`, `missing_field`, ...).
+    pub code: Option<String>,
+    /// Why it was moved, for a person.
+    pub reason: Option<String>,
+    /// Deliveries before it was moved.
+    pub deliveries: Option<u64>,
+}
+
+/// Topic inspection and dead-letter handling.
+#[derive(Clone, Debug)]
+pub struct Admin {
+    redis: Redis,
+    keys: Keys,
+    partitions: u16,
+}
+
+fn text(entry: &RawEntry, name: &[u8]) -> Option<String> {
+    entry
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+fn id_ms(id: &str) -> Option<u64> {
+    id.split('-').next()?.parse().ok()
+}
+
+impl Admin {
+    /// Inspects topics of `partitions` partitions under `keys`.
+    pub fn new(redis: Redis, keys: Keys, partitions: u16) -> Self {
+        Self {
+            redis,
+            keys,
+            partitions: partitions.max(1),
+        }
+    }
+
+    /// Length, lag, pending, consumers and dead letters of a topic.
+    pub async fn topic_stats(&self, topic: &Topic) -> Result<TopicStats, RedisError> {
+        let mut stats = TopicStats::default();
+        for partition in 0..self.partitions {
+            let stream = self.keys.request_stream(topic, partition);
+            let dead = self.keys.dead_letter_stream(topic, partition);
+            let (length, dead_len): (u64, u64) = self
+                .redis
+                .pipe(
+                    redis::pipe()
+                        .cmd("XLEN")
+                        .arg(&stream)
+                        .cmd("XLEN")
+                        .arg(&dead),
+                    self.redis.config().command_timeout,
+                )
+                .await?;
+            stats.length += length;
+            stats.dead_letters += dead_len;
+            if length == 0 {
+                continue;
+            }
+            let groups: Value = match self
+                .redis
+                .cmd(redis::cmd("XINFO").arg("GROUPS").arg(&stream))
+                .await
+            {
+                Ok(v) => v,
+                Err(RedisError::Server(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            let group = match &groups {
+                Value::Array(items) => items.iter().find(|g| {
+                    matches!(value::field(g, "name"), Some(Value::BulkString(n)) if n == Keys::GROUP.as_bytes())
+                }),
+                _ => None,
+            };
+            let Some(group) = group else {
+                // No workers yet: everything is waiting.
+                stats.lag += length;
+                continue;
+            };
+            let pending = value::field(group, "pending")
+                .and_then(value::int)
+                .unwrap_or(0) as u64;
+            // `lag` is nil when Redis cannot compute it; the length is then
+            // the safe (larger) estimate.
+            let lag = value::field(group, "lag")
+                .and_then(value::int)
+                .map(|l| l as u64)
+                .unwrap_or(length.saturating_sub(pending));
+            stats.pending += pending;
+            stats.lag += lag;
+            stats.consumers += value::field(group, "consumers")
+                .and_then(value::int)
+                .unwrap_or(0) as u64;
+            if pending > 0 {
+                let summary: Value = self
+                    .redis
+                    .cmd(redis::cmd("XPENDING").arg(&stream).arg(Keys::GROUP))
+                    .await?;
+                if let Value::Array(parts) = summary {
+                    if let Some(Value::BulkString(min)) = parts.get(1) {
+                        if let Some(ms) = id_ms(&String::from_utf8_lossy(min)) {
+                            let age = Deadline::now_unix_ms().saturating_sub(ms);
+                            stats.oldest_pending_ms =
+                                Some(stats.oldest_pending_ms.map_or(age, |a| a.max(age)));
+                        }
+                    }
+                }
+            }
+        }
+        stats.backlog = stats.lag + stats.pending;
+        Ok(stats)
+    }
+
+    /// Up to `count` dead letters of each partition, oldest first.
+    pub async fn dead_letters(
+        &self,
+        topic: &Topic,
+        count: usize,
+    ) -> Result<Vec<DeadLetter>, RedisError> {
+        let mut out = Vec::new();
+        for partition in 0..self.partitions {
+            let dead = self.keys.dead_letter_stream(topic, partition);
+            let v: Value = self
+                .redis
+                .cmd(
+                    redis::cmd("XRANGE")
+                        .arg(&dead)
+                        .arg("-")
+                        .arg("+")
+                        .arg("COUNT")
+                        .arg(count),
+                )
+                .await?;
+            for entry in value::entries(v) {
+                out.push(DeadLetter {
+                    partition,
+                    origin_id: text(&entry, b"origin_id"),
+                    request_id: text(&entry, b"id"),
+                    code: text(&entry, b"dead_code"),
+                    reason: text(&entry, b"dead_reason"),
+                    deliveries: text(&entry, b"deliveries").and_then(|d| d.parse().ok()),
+                    id: entry.id,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Puts dead letters back on their request streams with a deadline
+    /// `deadline` from now; `ids` empty replays all. Returns how many.
+    pub async fn replay(
+        &self,
+        topic: &Topic,
+        ids: &[String],
+        deadline: Duration,
+    ) -> Result<usize, RedisError> {
+        let letters = self.dead_letters(topic, usize::MAX >> 1).await?;
+        let new_deadline = Deadline::after(deadline).unix_ms();
+        let mut replayed = 0;
+        for letter in letters {
+            if !ids.is_empty() && !ids.contains(&letter.id) {
+                continue;
+            }
+            let stream = self.keys.request_stream(topic, letter.partition);
+            let dead = self.keys.dead_letter_stream(topic, letter.partition);
+            let mut inv = scripts::REPLAY.key(&stream);
+            inv.key(&dead).arg(&letter.id).arg(new_deadline);
+            let id: Option<String> = self
+                .redis
+                .script(&inv, self.redis.config().command_timeout)
+                .await?;
+            if id.is_some() {
+                replayed += 1;
+            }
+        }
+        Ok(replayed)
+    }
+
+    /// Deletes every dead letter of a topic. Returns how many were removed.
+    pub async fn purge(&self, topic: &Topic) -> Result<u64, RedisError> {
+        let mut removed = 0;
+        for partition in 0..self.partitions {
+            let dead = self.keys.dead_letter_stream(topic, partition);
+            let (len, _): (u64, u64) = self
+                .redis
+                .pipe(
+                    redis::pipe().cmd("XLEN").arg(&dead).cmd("DEL").arg(&dead),
+                    self.redis.config().command_timeout,
+                )
+                .await?;
+            removed += len;
+        }
+        Ok(removed)
+    }
+}

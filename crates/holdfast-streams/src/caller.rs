@@ -1,0 +1,537 @@
+//! The calling side: enqueue, wait for the reply, or enqueue a job.
+//!
+//! One reader task per caller reads the caller's reply stream with
+//! `XREAD BLOCK` on a dedicated connection and hands each reply to the
+//! waiter registered under its request id. Waiters are registered before the
+//! request is written, so a fast reply can never arrive unobserved. A
+//! keep-alive task refreshes the reply stream's TTL, so a dead caller's
+//! stream expires by itself, and trims replies that were already read.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use holdfast_core::{Deadline, Envelope, Keys, Kind, Reply, RequestId, Topic, metric_names};
+use holdfast_redis::{Redis, RedisError};
+use holdfast_resilience::backoff::Backoff;
+use holdfast_resilience::budget::RetryBudget;
+use redis::Value;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::Admin;
+use crate::scripts;
+use crate::value;
+
+/// Settings of one caller instance.
+#[derive(Clone, Debug)]
+pub struct CallerConfig {
+    /// Key layout.
+    pub keys: Keys,
+    /// This caller's id; names its reply stream. Unique per process.
+    pub caller_id: String,
+    /// Partitions per topic (must match the workers').
+    pub partitions: u16,
+    /// TTL of the reply stream, refreshed every third of it.
+    pub reply_ttl: Duration,
+    /// How long a blocking read of the reply stream waits.
+    pub block: Duration,
+    /// How long a job's record (status, result) is kept.
+    pub job_ttl: Duration,
+    /// Per-topic limit on backlog (group lag plus pending); `None` is no limit.
+    pub backlog_limit: Option<u64>,
+    /// How often the backlog of limited topics is read.
+    pub backlog_refresh: Duration,
+}
+
+impl CallerConfig {
+    /// Defaults with a fresh, unique caller id.
+    pub fn new(keys: Keys) -> Self {
+        Self {
+            keys,
+            caller_id: format!("{}-{}", std::process::id(), RequestId::new()),
+            partitions: 1,
+            reply_ttl: Duration::from_secs(60),
+            block: Duration::from_secs(2),
+            job_ttl: Duration::from_secs(24 * 3600),
+            backlog_limit: None,
+            backlog_refresh: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Options of one call or job.
+#[derive(Clone, Debug)]
+pub struct CallOptions {
+    /// When the caller stops waiting and the worker stops caring.
+    pub deadline: Deadline,
+    /// Media type of the body.
+    pub content_type: String,
+    /// W3C trace context to carry to the worker.
+    pub traceparent: Option<String>,
+    /// Key for exactly-once effects in the handler.
+    pub idempotency_key: Option<String>,
+}
+
+impl CallOptions {
+    /// JSON body, deadline `timeout` from now.
+    pub fn json(timeout: Duration) -> Self {
+        Self {
+            deadline: Deadline::after(timeout),
+            content_type: "application/json".into(),
+            traceparent: None,
+            idempotency_key: None,
+        }
+    }
+}
+
+/// Why a call got no reply.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The topic's backlog is over its limit; the request was not queued.
+    #[error("topic backlog {backlog} is over its limit {limit}")]
+    Backlog {
+        /// Backlog seen.
+        backlog: u64,
+        /// Configured limit.
+        limit: u64,
+    },
+    /// Redis could not take the request.
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+    /// The deadline passed before a reply arrived. The request may still run.
+    #[error("no reply before the deadline")]
+    DeadlineExceeded,
+    /// The caller is shutting down.
+    #[error("caller is shutting down")]
+    ShuttingDown,
+}
+
+/// A job's record, as kept for `job_ttl`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct JobRecord {
+    /// `queued`, `done`, `failed`, `expired` or `dead`.
+    pub status: String,
+    /// Result body when done (lossy UTF-8 is the caller's business; bytes here).
+    #[serde(skip)]
+    pub result: Option<Bytes>,
+    /// Error code when failed or dead.
+    pub code: Option<String>,
+    /// Error message when failed or dead.
+    pub message: Option<String>,
+    /// Worker that finished it.
+    pub worker: Option<String>,
+}
+
+type Waiters = Mutex<HashMap<RequestId, oneshot::Sender<Reply>>>;
+
+struct Backlog {
+    topic: Topic,
+    value: AtomicU64,
+}
+
+struct Inner {
+    redis: Redis,
+    cfg: CallerConfig,
+    reply_key: String,
+    waiters: Waiters,
+    budget: RetryBudget,
+    backlogs: Mutex<Vec<Arc<Backlog>>>,
+    shutdown: CancellationToken,
+}
+
+/// Sends calls and jobs. Cheap to clone; background tasks stop on shutdown.
+#[derive(Clone)]
+pub struct Caller {
+    inner: Arc<Inner>,
+}
+
+/// Removes a waiter if the call ends without a reply (deadline, error, drop).
+struct WaiterGuard<'a> {
+    waiters: &'a Waiters,
+    id: RequestId,
+}
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        self.waiters
+            .lock()
+            .expect("waiters lock poisoned")
+            .remove(&self.id);
+        metrics::gauge!(metric_names::CALLS_IN_FLIGHT).decrement(1.0);
+    }
+}
+
+impl Caller {
+    /// Starts the reply reader and the keep-alive task. They stop when
+    /// `shutdown` is cancelled.
+    pub fn start(redis: Redis, cfg: CallerConfig, shutdown: CancellationToken) -> Self {
+        let reply_key = cfg.keys.reply_stream(&cfg.caller_id);
+        let inner = Arc::new(Inner {
+            redis,
+            reply_key,
+            waiters: Mutex::new(HashMap::new()),
+            budget: RetryBudget::new(0.2, 10, Duration::from_secs(10)),
+            backlogs: Mutex::new(Vec::new()),
+            shutdown,
+            cfg,
+        });
+        // The reader owns the blocking connection; it ends on shutdown.
+        tokio::spawn(read_replies(inner.clone()));
+        // Keeps the reply stream's TTL fresh; ends on shutdown.
+        tokio::spawn(keep_alive(inner.clone()));
+        Self { inner }
+    }
+
+    /// The key of this caller's reply stream.
+    pub fn reply_key(&self) -> &str {
+        &self.inner.reply_key
+    }
+
+    /// The Redis handle underneath.
+    pub fn redis(&self) -> &Redis {
+        &self.inner.redis
+    }
+
+    /// Calls waiting for a reply right now.
+    pub fn in_flight(&self) -> usize {
+        self.inner
+            .waiters
+            .lock()
+            .expect("waiters lock poisoned")
+            .len()
+    }
+
+    /// Starts watching a topic's backlog so calls beyond the configured limit
+    /// are refused before they are queued.
+    pub fn watch_backlog(&self, topic: &Topic) {
+        if self.inner.cfg.backlog_limit.is_none() {
+            return;
+        }
+        let backlog = Arc::new(Backlog {
+            topic: topic.clone(),
+            value: AtomicU64::new(0),
+        });
+        self.inner
+            .backlogs
+            .lock()
+            .expect("backlogs lock poisoned")
+            .push(backlog.clone());
+        let inner = self.inner.clone();
+        // Refreshes one topic's backlog figure until shutdown.
+        tokio::spawn(async move {
+            let admin = Admin::new(
+                inner.redis.clone(),
+                inner.cfg.keys.clone(),
+                inner.cfg.partitions,
+            );
+            loop {
+                if let Ok(stats) = admin.topic_stats(&backlog.topic).await {
+                    backlog.value.store(stats.backlog, Ordering::Relaxed);
+                    metrics::gauge!(metric_names::TOPIC_BACKLOG, "topic" => backlog.topic.to_string())
+                        .set(stats.backlog as f64);
+                }
+                tokio::select! {
+                    _ = inner.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(inner.cfg.backlog_refresh) => {}
+                }
+            }
+        });
+    }
+
+    /// The last backlog figure read for `topic`, if it is watched.
+    pub fn backlog(&self, topic: &Topic) -> Option<u64> {
+        self.inner
+            .backlogs
+            .lock()
+            .expect("backlogs lock poisoned")
+            .iter()
+            .find(|b| &b.topic == topic)
+            .map(|b| b.value.load(Ordering::Relaxed))
+    }
+
+    fn check_backlog(&self, topic: &Topic) -> Result<(), CallError> {
+        if let (Some(limit), Some(backlog)) = (self.inner.cfg.backlog_limit, self.backlog(topic)) {
+            if backlog >= limit {
+                return Err(CallError::Backlog { backlog, limit });
+            }
+        }
+        Ok(())
+    }
+
+    fn partition_of(&self, id: &RequestId) -> u16 {
+        // The low bits of a UUIDv7 are random, so this spreads evenly.
+        (id.as_uuid().as_u128() % u128::from(self.inner.cfg.partitions.max(1))) as u16
+    }
+
+    /// Sends a request and waits for its reply until the deadline.
+    pub async fn call(
+        &self,
+        topic: &Topic,
+        body: Bytes,
+        opts: CallOptions,
+    ) -> Result<Reply, CallError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(CallError::ShuttingDown);
+        }
+        self.check_backlog(topic)?;
+        let started = Instant::now();
+        let id = RequestId::new();
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .waiters
+            .lock()
+            .expect("waiters lock poisoned")
+            .insert(id, tx);
+        metrics::gauge!(metric_names::CALLS_IN_FLIGHT).increment(1.0);
+        let _guard = WaiterGuard {
+            waiters: &self.inner.waiters,
+            id,
+        };
+        let deadline = opts.deadline;
+        let envelope = Envelope {
+            id,
+            kind: Kind::Call,
+            reply_to: Some(self.inner.reply_key.clone()),
+            deadline,
+            traceparent: opts.traceparent,
+            content_type: opts.content_type,
+            body,
+            idempotency_key: opts.idempotency_key,
+        };
+        // Records of calls only need to outlive retries of the enqueue.
+        let record_ttl = deadline.remaining() + Duration::from_secs(60);
+        if let Err(err) = self.enqueue(topic, &envelope, record_ttl).await {
+            count_call(topic, err_outcome(&err), started);
+            return Err(err);
+        }
+        let result = match tokio::time::timeout(deadline.remaining(), rx).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) => Err(CallError::ShuttingDown),
+            Err(_) => Err(CallError::DeadlineExceeded),
+        };
+        let outcome = match &result {
+            Ok(reply) => reply.status.as_str(),
+            Err(err) => err_outcome(err),
+        };
+        count_call(topic, outcome, started);
+        result
+    }
+
+    /// Queues a job and returns its id once Redis has it.
+    pub async fn enqueue_job(
+        &self,
+        topic: &Topic,
+        body: Bytes,
+        opts: CallOptions,
+    ) -> Result<RequestId, CallError> {
+        self.check_backlog(topic)?;
+        let id = RequestId::new();
+        let envelope = Envelope {
+            id,
+            kind: Kind::Job,
+            reply_to: None,
+            deadline: opts.deadline,
+            traceparent: opts.traceparent,
+            content_type: opts.content_type,
+            body,
+            idempotency_key: opts.idempotency_key,
+        };
+        self.enqueue(topic, &envelope, self.inner.cfg.job_ttl)
+            .await?;
+        metrics::counter!(metric_names::JOBS_ENQUEUED, "topic" => topic.to_string()).increment(1);
+        Ok(id)
+    }
+
+    /// A job's record, or `None` when unknown or expired.
+    pub async fn job(&self, topic: &Topic, id: &RequestId) -> Result<Option<JobRecord>, CallError> {
+        let keys = &self.inner.cfg.keys;
+        let record_key = keys.request_record(topic, self.partition_of(id), &id.to_string());
+        let fields: HashMap<String, Vec<u8>> = self
+            .inner
+            .redis
+            .cmd(redis::cmd("HGETALL").arg(&record_key))
+            .await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let text = |k: &str| {
+            fields
+                .get(k)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        Ok(Some(JobRecord {
+            status: text("status").unwrap_or_else(|| "queued".into()),
+            result: fields.get("result").map(|v| Bytes::copy_from_slice(v)),
+            code: text("code"),
+            message: text("message"),
+            worker: text("worker"),
+        }))
+    }
+
+    /// Writes the entry once, retrying transient failures until the
+    /// deadline; the request record makes a re-sent write a no-op.
+    async fn enqueue(
+        &self,
+        topic: &Topic,
+        envelope: &Envelope,
+        record_ttl: Duration,
+    ) -> Result<(), CallError> {
+        let keys = &self.inner.cfg.keys;
+        let partition = self.partition_of(&envelope.id);
+        let stream = keys.request_stream(topic, partition);
+        let record = keys.request_record(topic, partition, &envelope.id.to_string());
+        let mut invocation = scripts::ENQUEUE.key(&stream);
+        invocation
+            .key(&record)
+            .arg(record_ttl.as_millis() as u64)
+            .arg(envelope.kind.as_str());
+        for (name, value) in envelope.to_fields() {
+            invocation.arg(name).arg(value.as_ref());
+        }
+        let deadline = Instant::now() + envelope.deadline.remaining();
+        let timeout = self.inner.redis.config().command_timeout;
+        let result = holdfast_resilience::retry::retry(
+            Backoff::new(Duration::from_millis(20), Duration::from_millis(500)),
+            4,
+            Some(&self.inner.budget),
+            deadline,
+            |e: &RedisError| {
+                // Only a call that may have reached Redis is worth re-sending
+                // at once; an outage the breaker already knows about is not.
+                matches!(e, RedisError::Timeout(_) | RedisError::Connection(_))
+                    || (e.is_retryable() && matches!(e, RedisError::Server(_)))
+            },
+            |_attempt| {
+                let t = timeout.min(envelope.deadline.remaining().max(Duration::from_millis(1)));
+                let invocation = &invocation;
+                async move { self.inner.redis.script::<String>(invocation, t).await }
+            },
+        )
+        .await;
+        result.map(|_| ()).map_err(CallError::Redis)
+    }
+}
+
+fn err_outcome(err: &CallError) -> &'static str {
+    match err {
+        CallError::Backlog { .. } => "backlog",
+        CallError::Redis(_) => "unavailable",
+        CallError::DeadlineExceeded => "deadline",
+        CallError::ShuttingDown => "shutdown",
+    }
+}
+
+fn count_call(topic: &Topic, outcome: &'static str, started: Instant) {
+    metrics::counter!(metric_names::CALLS, "topic" => topic.to_string(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!(metric_names::CALL_DURATION, "topic" => topic.to_string())
+        .record(started.elapsed().as_secs_f64());
+}
+
+/// Reads the reply stream until shutdown, reconnecting with backoff.
+async fn read_replies(inner: Arc<Inner>) {
+    let backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+    let mut attempt = 0u32;
+    // Replies older than the caller are not ours to read.
+    let mut last_id = format!("{}-0", Deadline::now_unix_ms());
+    let block_ms = inner.cfg.block.as_millis() as u64;
+    loop {
+        if inner.shutdown.is_cancelled() {
+            return;
+        }
+        let conn = inner
+            .redis
+            .dedicated(Some(inner.cfg.block + Duration::from_secs(3)))
+            .await;
+        let mut conn = match conn {
+            Ok(c) => {
+                attempt = 0;
+                c
+            }
+            Err(_) => {
+                let delay = backoff.delay(attempt);
+                attempt = attempt.saturating_add(1);
+                tokio::select! {
+                    _ = inner.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => continue,
+                }
+            }
+        };
+        loop {
+            let mut cmd = redis::cmd("XREAD");
+            cmd.arg("COUNT")
+                .arg(1024)
+                .arg("BLOCK")
+                .arg(block_ms)
+                .arg("STREAMS")
+                .arg(&inner.reply_key)
+                .arg(&last_id);
+            let read = tokio::select! {
+                _ = inner.shutdown.cancelled() => return,
+                r = cmd.query_async::<Value>(&mut conn) => r,
+            };
+            match read {
+                Ok(v) => {
+                    for entry in value::read_reply(v) {
+                        match Reply::from_fields(entry.pairs()) {
+                            Ok(reply) => {
+                                let waiter = inner
+                                    .waiters
+                                    .lock()
+                                    .expect("waiters lock poisoned")
+                                    .remove(&reply.id);
+                                if let Some(tx) = waiter {
+                                    let _ = tx.send(reply);
+                                }
+                            }
+                            Err(err) => {
+                                tracing::warn!(entry = %entry.id, %err, "unreadable reply skipped")
+                            }
+                        }
+                        last_id = entry.id;
+                    }
+                }
+                Err(err) => {
+                    tracing::debug!(%err, "reply read failed; reconnecting");
+                    inner.redis.report_connection_failure();
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Refreshes the reply stream's TTL and trims replies already read.
+async fn keep_alive(inner: Arc<Inner>) {
+    let every = inner.cfg.reply_ttl / 3;
+    loop {
+        let mut pipe = redis::pipe();
+        // The stream may not exist yet; a placeholder would be read as a
+        // reply, so only refresh the TTL of what exists, and trim entries
+        // older than a block period (all read by then).
+        let horizon =
+            Deadline::now_unix_ms().saturating_sub((inner.cfg.block * 4).as_millis() as u64);
+        pipe.cmd("PEXPIRE")
+            .arg(&inner.reply_key)
+            .arg(inner.cfg.reply_ttl.as_millis() as u64)
+            .ignore()
+            .cmd("XTRIM")
+            .arg(&inner.reply_key)
+            .arg("MINID")
+            .arg("~")
+            .arg(horizon)
+            .ignore();
+        let _ = inner
+            .redis
+            .pipe::<()>(&pipe, inner.redis.config().command_timeout)
+            .await;
+        tokio::select! {
+            _ = inner.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}

@@ -1,0 +1,597 @@
+//! Request/reply and jobs against a real redis-server.
+
+mod helpers;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use holdfast_core::{Keys, ReplyStatus};
+use holdfast_streams::{Admin, CallError, CallOptions, HandlerError, handler_fn};
+use redis::Value;
+
+use helpers::{Echo, env};
+
+fn opts(ms: u64) -> CallOptions {
+    CallOptions::json(Duration::from_millis(ms))
+}
+
+#[tokio::test]
+async fn a_call_is_answered_by_a_worker() {
+    let env = env().await;
+    let echo = Echo::new(Duration::ZERO);
+    let _w = env.spawn_worker(env.worker_config(), echo.clone());
+    let caller = env.caller();
+
+    let reply = caller
+        .call(&env.topic, Bytes::from_static(b"hello"), opts(3000))
+        .await
+        .unwrap();
+
+    assert_eq!(reply.status, ReplyStatus::Ok);
+    assert_eq!(&reply.body[..], b"hello");
+    assert_eq!(echo.runs(), 1);
+}
+
+#[tokio::test]
+async fn many_concurrent_calls_each_get_their_own_reply() {
+    let env = env().await;
+    let _w = env.spawn_worker(env.worker_config(), Echo::new(Duration::from_millis(5)));
+    let caller = env.caller();
+
+    let calls = (0..200).map(|i| {
+        let caller = caller.clone();
+        let topic = env.topic.clone();
+        async move {
+            let body = Bytes::from(format!("n{i}"));
+            let reply = caller.call(&topic, body.clone(), opts(5000)).await.unwrap();
+            assert_eq!(reply.body, body);
+        }
+    });
+    futures_join_all(calls).await;
+    assert_eq!(caller.in_flight(), 0);
+}
+
+async fn futures_join_all<F: Future<Output = ()> + Send + 'static>(futs: impl Iterator<Item = F>) {
+    let mut set = tokio::task::JoinSet::new();
+    for f in futs {
+        set.spawn(f);
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_caller_stops_waiting_at_its_deadline() {
+    let env = env().await;
+    let caller = env.caller();
+
+    let started = Instant::now();
+    let err = caller
+        .call(&env.topic, Bytes::new(), opts(300))
+        .await
+        .unwrap_err();
+
+    assert!(matches!(err, CallError::DeadlineExceeded), "{err:?}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(290) && waited < Duration::from_millis(800),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_request_past_its_deadline_is_answered_expired_without_running_the_handler() {
+    let env = env().await;
+    let caller = env.caller();
+    // Queued while no worker runs; its deadline passes in the stream.
+    let _ = caller.call(&env.topic, Bytes::new(), opts(100)).await;
+    let id = caller
+        .enqueue_job(&env.topic, Bytes::new(), opts(100))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+
+    let echo = Echo::new(Duration::ZERO);
+    let _w = env.spawn_worker(env.worker_config(), echo.clone());
+
+    holdfast_testkit::wait_until(Duration::from_secs(5), "job expired", || {
+        let caller = caller.clone();
+        let topic = env.topic.clone();
+        async move {
+            caller
+                .job(&topic, &id)
+                .await
+                .unwrap()
+                .is_some_and(|j| j.status == "expired")
+        }
+    })
+    .await;
+    assert_eq!(echo.runs(), 0);
+}
+
+#[tokio::test]
+async fn a_handler_that_always_fails_ends_in_dead_letters_and_the_caller_hears_dead() {
+    let env = env().await;
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let seen = attempts.clone();
+    let handler = handler_fn(move |req: holdfast_streams::Request| {
+        let seen = seen.clone();
+        async move {
+            if &req.envelope.body[..] == b"poison" {
+                seen.fetch_add(1, Ordering::SeqCst);
+                panic!("poison pill");
+            }
+            Ok(req.envelope.body)
+        }
+    });
+    let mut cfg = env.worker_config();
+    cfg.max_deliveries = 3;
+    let _w = env.spawn_worker(cfg, handler);
+    let caller = env.caller();
+
+    let poison = {
+        let caller = caller.clone();
+        let topic = env.topic.clone();
+        tokio::spawn(async move {
+            caller
+                .call(&topic, Bytes::from_static(b"poison"), opts(10_000))
+                .await
+        })
+    };
+    // The worker keeps serving others meanwhile.
+    for _ in 0..5 {
+        let r = caller
+            .call(&env.topic, Bytes::from_static(b"fine"), opts(3000))
+            .await
+            .unwrap();
+        assert_eq!(r.status, ReplyStatus::Ok);
+    }
+    let reply = poison.await.unwrap().unwrap();
+
+    assert_eq!(reply.status, ReplyStatus::Dead);
+    assert_eq!(reply.code.as_deref(), Some("max_deliveries"));
+    assert_eq!(attempts.load(Ordering::SeqCst), 3);
+    let admin = Admin::new(env.redis.clone(), env.keys.clone(), 1);
+    let letters = admin.dead_letters(&env.topic, 10).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].code.as_deref(), Some("max_deliveries"));
+    assert_eq!(letters[0].deliveries, Some(3));
+    assert_eq!(admin.topic_stats(&env.topic).await.unwrap().pending, 0);
+}
+
+#[tokio::test]
+async fn a_rejected_request_is_answered_error_once() {
+    let env = env().await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let seen = runs.clone();
+    let handler = handler_fn(move |_req| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        async {
+            Err(HandlerError::Rejected {
+                code: "unknown_city".into(),
+                message: "no such city".into(),
+            })
+        }
+    });
+    let _w = env.spawn_worker(env.worker_config(), handler);
+    let reply = env
+        .caller()
+        .call(&env.topic, Bytes::new(), opts(3000))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, ReplyStatus::Error);
+    assert_eq!(reply.code.as_deref(), Some("unknown_city"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_malformed_entry_becomes_a_dead_letter_with_its_reason() {
+    let env = env().await;
+    let stream = env.keys.request_stream(&env.topic, 0);
+    let echo = Echo::new(Duration::ZERO);
+    let _w = env.spawn_worker(env.worker_config(), echo.clone());
+    let caller = env.caller();
+    // What someone might type into redis-cli.
+    let _: String = env
+        .redis
+        .cmd(
+            redis::cmd("XADD")
+                .arg(&stream)
+                .arg("*")
+                .arg("hello")
+                .arg("world"),
+        )
+        .await
+        .unwrap();
+    let _: String = env
+        .redis
+        .cmd(
+            redis::cmd("XADD")
+                .arg(&stream)
+                .arg("*")
+                .arg("v")
+                .arg("1")
+                .arg("id")
+                .arg("not-a-uuid")
+                .arg("kind")
+                .arg("call"),
+        )
+        .await
+        .unwrap();
+
+    let admin = Admin::new(env.redis.clone(), env.keys.clone(), 1);
+    holdfast_testkit::wait_until(Duration::from_secs(5), "two dead letters", || {
+        let admin = admin.clone();
+        let topic = env.topic.clone();
+        async move { admin.dead_letters(&topic, 10).await.unwrap().len() == 2 }
+    })
+    .await;
+    let letters = admin.dead_letters(&env.topic, 10).await.unwrap();
+    assert_eq!(letters[0].code.as_deref(), Some("missing_field"));
+    assert!(letters[0].reason.as_deref().unwrap().contains("`v`"));
+    assert_eq!(letters[1].code.as_deref(), Some("invalid_field"));
+    // The worker is not stuck.
+    let reply = caller
+        .call(&env.topic, Bytes::from_static(b"x"), opts(3000))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, ReplyStatus::Ok);
+    assert_eq!(echo.runs(), 1);
+}
+
+#[tokio::test]
+async fn an_entry_with_a_foreign_reply_key_is_dead_lettered_not_written_to() {
+    let env = env().await;
+    let stream = env.keys.request_stream(&env.topic, 0);
+    let _w = env.spawn_worker(env.worker_config(), Echo::new(Duration::ZERO));
+    let _: () = env
+        .redis
+        .cmd(redis::cmd("SET").arg("victim").arg("keep"))
+        .await
+        .unwrap();
+    let fields = [
+        ("v", "1".to_string()),
+        ("id", holdfast_core::RequestId::new().to_string()),
+        ("kind", "call".into()),
+        ("reply_to", "victim".into()),
+        (
+            "deadline_ms",
+            (holdfast_core::Deadline::now_unix_ms() + 10_000).to_string(),
+        ),
+        ("body", "x".into()),
+    ];
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(&stream).arg("*");
+    for (k, v) in fields {
+        cmd.arg(k).arg(v);
+    }
+    let _: String = env.redis.cmd(&cmd).await.unwrap();
+
+    let admin = Admin::new(env.redis.clone(), env.keys.clone(), 1);
+    holdfast_testkit::wait_until(Duration::from_secs(5), "dead letter", || {
+        let admin = admin.clone();
+        let topic = env.topic.clone();
+        async move { admin.dead_letters(&topic, 10).await.unwrap().len() == 1 }
+    })
+    .await;
+    let victim: String = env
+        .redis
+        .cmd(redis::cmd("GET").arg("victim"))
+        .await
+        .unwrap();
+    assert_eq!(victim, "keep");
+}
+
+#[tokio::test]
+async fn entries_left_by_a_dead_consumer_are_claimed_and_answered_before_the_deadline() {
+    let env = env().await;
+    let caller = env.caller();
+    let stream = env.keys.request_stream(&env.topic, 0);
+    // A consumer that reads and then dies without acknowledging.
+    let _: () = env
+        .redis
+        .cmd(
+            redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(&stream)
+                .arg(Keys::GROUP)
+                .arg("0")
+                .arg("MKSTREAM"),
+        )
+        .await
+        .unwrap();
+    let calls: Vec<_> = (0..5)
+        .map(|i| {
+            let caller = caller.clone();
+            let topic = env.topic.clone();
+            tokio::spawn(async move {
+                caller
+                    .call(&topic, Bytes::from(format!("{i}")), opts(5000))
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let taken: Value = env
+        .redis
+        .cmd(
+            redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(Keys::GROUP)
+                .arg("doomed")
+                .arg("COUNT")
+                .arg(100)
+                .arg("STREAMS")
+                .arg(&stream)
+                .arg(">"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(holdfast_streams::value::read_reply(taken).len(), 5);
+
+    let started = Instant::now();
+    let _w = env.spawn_worker(env.worker_config(), Echo::new(Duration::ZERO));
+    for call in calls {
+        let reply = call.await.unwrap().unwrap();
+        assert_eq!(reply.status, ReplyStatus::Ok);
+    }
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+#[tokio::test]
+async fn a_slow_handler_keeps_its_claim_and_runs_once() {
+    let env = env().await;
+    let echo_a = Echo::new(Duration::from_millis(2000));
+    let echo_b = Echo::new(Duration::from_millis(2000));
+    let _a = env.spawn_worker(env.worker_config(), echo_a.clone());
+    let _b = env.spawn_worker(env.worker_config(), echo_b.clone());
+
+    let reply = env
+        .caller()
+        .call(&env.topic, Bytes::from_static(b"slow"), opts(8000))
+        .await
+        .unwrap();
+
+    assert_eq!(reply.status, ReplyStatus::Ok);
+    // 2 s is more than three claim timeouts: without refresh it would be stolen.
+    assert_eq!(echo_a.runs() + echo_b.runs(), 1);
+}
+
+#[tokio::test]
+async fn trimming_never_drops_undelivered_or_pending_entries() {
+    let env = env().await;
+    let caller = env.caller();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let g = gate.clone();
+    let handler = handler_fn(move |req: holdfast_streams::Request| {
+        let g = g.clone();
+        async move {
+            if &req.envelope.body[..] == b"hold" {
+                let _p = g.acquire().await.unwrap();
+            }
+            Ok(req.envelope.body)
+        }
+    });
+    let mut cfg = env.worker_config();
+    cfg.concurrency = 2;
+    cfg.claim_timeout = Duration::from_secs(30);
+    let _w = env.spawn_worker(cfg, handler);
+    // Two held requests occupy both terminals; the rest wait undelivered.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let caller = caller.clone();
+        let topic = env.topic.clone();
+        held.push(tokio::spawn(async move {
+            caller
+                .call(&topic, Bytes::from_static(b"hold"), opts(20_000))
+                .await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut waiting = Vec::new();
+    for _ in 0..20 {
+        let caller = caller.clone();
+        let topic = env.topic.clone();
+        waiting.push(tokio::spawn(async move {
+            caller
+                .call(&topic, Bytes::from_static(b"later"), opts(20_000))
+                .await
+        }));
+    }
+    // Several trim rounds pass while entries are pending and undelivered.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let admin = Admin::new(env.redis.clone(), env.keys.clone(), 1);
+    let stats = admin.topic_stats(&env.topic).await.unwrap();
+    assert_eq!(stats.pending, 2);
+    assert_eq!(stats.lag, 20);
+    assert!(stats.length >= 22);
+
+    gate.add_permits(2);
+    for h in held.into_iter().chain(waiting) {
+        assert_eq!(h.await.unwrap().unwrap().status, ReplyStatus::Ok);
+    }
+    // Once everything is handled, the trim removes it.
+    holdfast_testkit::wait_until(Duration::from_secs(5), "stream trimmed", || {
+        let admin = admin.clone();
+        let topic = env.topic.clone();
+        async move { admin.topic_stats(&topic).await.unwrap().length <= 1 }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_job_is_queued_and_its_result_kept_by_id() {
+    let env = env().await;
+    let caller = env.caller();
+    let id = caller
+        .enqueue_job(&env.topic, Bytes::from_static(b"work"), opts(10_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        caller.job(&env.topic, &id).await.unwrap().unwrap().status,
+        "queued"
+    );
+
+    let _w = env.spawn_worker(env.worker_config(), Echo::new(Duration::ZERO));
+    holdfast_testkit::wait_until(Duration::from_secs(5), "job done", || {
+        let caller = caller.clone();
+        let topic = env.topic.clone();
+        async move {
+            caller
+                .job(&topic, &id)
+                .await
+                .unwrap()
+                .is_some_and(|j| j.status == "done")
+        }
+    })
+    .await;
+    let job = caller.job(&env.topic, &id).await.unwrap().unwrap();
+    assert_eq!(job.result.as_deref(), Some(&b"work"[..]));
+    assert!(job.worker.is_some());
+}
+
+#[tokio::test]
+async fn a_backlog_over_its_limit_refuses_new_calls() {
+    let env = env().await;
+    let caller = env.caller_with(|c| {
+        c.backlog_limit = Some(5);
+        c.backlog_refresh = Duration::from_millis(50);
+    });
+    caller.watch_backlog(&env.topic);
+    for _ in 0..5 {
+        caller
+            .enqueue_job(&env.topic, Bytes::new(), opts(60_000))
+            .await
+            .unwrap();
+    }
+    holdfast_testkit::wait_until(Duration::from_secs(3), "backlog seen", || {
+        let caller = caller.clone();
+        let topic = env.topic.clone();
+        async move { caller.backlog(&topic) == Some(5) }
+    })
+    .await;
+
+    let err = caller
+        .call(&env.topic, Bytes::new(), opts(1000))
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(
+            err,
+            CallError::Backlog {
+                backlog: 5,
+                limit: 5
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_worker_carries_on_after_redis_restarts_without_its_data() {
+    let mut env = env().await;
+    let _w = env.spawn_worker(env.worker_config(), Echo::new(Duration::ZERO));
+    let caller = env.caller();
+    assert_eq!(
+        caller
+            .call(&env.topic, Bytes::new(), opts(3000))
+            .await
+            .unwrap()
+            .status,
+        ReplyStatus::Ok
+    );
+
+    env.server.kill9().await;
+    env.server.restart().await.unwrap();
+    assert!(env.redis.wait_ready(Duration::from_secs(5)).await);
+
+    // The stream and group are gone; the worker re-creates them (NOGROUP).
+    let reply = caller
+        .call(&env.topic, Bytes::from_static(b"again"), opts(5000))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, ReplyStatus::Ok);
+    assert_eq!(&reply.body[..], b"again");
+}
+
+#[tokio::test]
+async fn a_draining_worker_finishes_and_acknowledges_what_it_holds() {
+    let env = env().await;
+    let echo = Echo::new(Duration::from_millis(500));
+    let (stop, status, handle) = env.spawn_worker(env.worker_config(), echo.clone());
+    let caller = env.caller();
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let caller = caller.clone();
+            let topic = env.topic.clone();
+            tokio::spawn(async move { caller.call(&topic, Bytes::new(), opts(5000)).await })
+        })
+        .collect();
+    holdfast_testkit::wait_until(Duration::from_secs(3), "all four in hand", || {
+        let status = status.clone();
+        async move { status.active() == 4 }
+    })
+    .await;
+
+    stop.cancel();
+    handle.await.unwrap();
+
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap().status, ReplyStatus::Ok);
+    }
+    let admin = Admin::new(env.redis.clone(), env.keys.clone(), 1);
+    assert_eq!(admin.topic_stats(&env.topic).await.unwrap().pending, 0);
+    assert_eq!(echo.runs(), 4);
+}
+
+#[tokio::test]
+async fn dead_letters_can_be_replayed_and_purged() {
+    let env = env().await;
+    let stream = env.keys.request_stream(&env.topic, 0);
+    let _: String = env
+        .redis
+        .cmd(
+            redis::cmd("XADD")
+                .arg(&stream)
+                .arg("*")
+                .arg("junk")
+                .arg("1"),
+        )
+        .await
+        .unwrap();
+    let (stop, _, handle) = env.spawn_worker(env.worker_config(), Echo::new(Duration::ZERO));
+    let admin = Admin::new(env.redis.clone(), env.keys.clone(), 1);
+    holdfast_testkit::wait_until(Duration::from_secs(5), "dead letter", || {
+        let admin = admin.clone();
+        let topic = env.topic.clone();
+        async move { admin.dead_letters(&topic, 10).await.unwrap().len() == 1 }
+    })
+    .await;
+    stop.cancel();
+    handle.await.unwrap();
+
+    assert_eq!(
+        admin
+            .replay(&env.topic, &[], Duration::from_secs(60))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(admin.dead_letters(&env.topic, 10).await.unwrap().len(), 0);
+    assert_eq!(admin.topic_stats(&env.topic).await.unwrap().lag, 1);
+    // Still garbage: it comes back as a dead letter, and purge removes it.
+    let _w = env.spawn_worker(env.worker_config(), Echo::new(Duration::ZERO));
+    holdfast_testkit::wait_until(Duration::from_secs(5), "dead again", || {
+        let admin = admin.clone();
+        let topic = env.topic.clone();
+        async move { admin.dead_letters(&topic, 10).await.unwrap().len() == 1 }
+    })
+    .await;
+    assert_eq!(admin.purge(&env.topic).await.unwrap(), 1);
+    assert_eq!(admin.dead_letters(&env.topic, 10).await.unwrap().len(), 0);
+}

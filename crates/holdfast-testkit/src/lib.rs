@@ -1,0 +1,118 @@
+//! Test support: real redis-server processes on free ports, started roles, fixtures.
+//!
+//! This crate is for tests only (a `dev-dependency`); nothing shipped
+//! depends on it, so its helpers panic with a clear message instead of
+//! returning errors.
+//!
+//! Tests never use a Redis on port 6379. That one may be a developer's own,
+//! holding data a test must not read or flush, and one shared server would
+//! make tests that run in parallel see each other's keys, or break each
+//! other when one of them kills it on purpose. Instead [`redis`] and
+//! [`redis_with_aof`] start a private `redis-server` per test (a
+//! [`LocalRedis`]) on a port the kernel hands out, in its own temporary
+//! directory; dropping it kills the server and removes the directory.
+//!
+//! Tests are silent unless `TEST_LOG` is set: see [`init_tracing`].
+
+#![warn(missing_docs)]
+
+use std::future::Future;
+use std::net::{Ipv4Addr, TcpListener};
+use std::sync::Once;
+use std::time::Duration;
+
+pub use holdfast_redis::local::{LocalRedis, LocalRedisOptions};
+
+/// How often [`wait_until`] checks its condition.
+const WAIT_POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Starts a private in-memory `redis-server` on a free port.
+///
+/// # Panics
+/// If the server cannot be started, for example because `redis-server` is
+/// not installed; the message says why.
+pub async fn redis() -> LocalRedis {
+    start_or_panic(LocalRedisOptions::default()).await
+}
+
+/// Starts a private `redis-server` with `appendonly yes` and
+/// `appendfsync always`, so that every acknowledged write survives
+/// [`LocalRedis::kill9`] followed by [`LocalRedis::restart`].
+///
+/// # Panics
+/// If the server cannot be started; the message says why.
+pub async fn redis_with_aof() -> LocalRedis {
+    start_or_panic(LocalRedisOptions {
+        aof: true,
+        appendfsync: Some("always".to_owned()),
+        ..LocalRedisOptions::default()
+    })
+    .await
+}
+
+async fn start_or_panic(options: LocalRedisOptions) -> LocalRedis {
+    match LocalRedis::start(options).await {
+        Ok(redis) => redis,
+        Err(error) => panic!("could not start a local redis-server for this test: {error}"),
+    }
+}
+
+/// Installs a tracing subscriber that writes through the test harness
+/// (so output is captured per test), once per process, and only when the
+/// `TEST_LOG` environment variable is set. The filter comes from `RUST_LOG`
+/// and defaults to `info`. Without `TEST_LOG` tests stay silent.
+pub fn init_tracing() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_none() {
+            return;
+        }
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // Another subscriber may already be global (set by the test
+        // itself); that one wins and this is not an error.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// A port on 127.0.0.1 that was free a moment ago (the kernel picked it
+/// and the listener is closed again), for tests that need an address
+/// nothing listens on, or must bind one themselves.
+///
+/// # Panics
+/// If no loopback port can be bound at all.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap_or_else(|error| panic!("could not bind a free port on 127.0.0.1: {error}"));
+    listener
+        .local_addr()
+        .unwrap_or_else(|error| panic!("bound listener has no local address: {error}"))
+        .port()
+}
+
+/// Polls `condition` every 20 ms until it returns `true`.
+///
+/// Works with paused tokio time too: the sleeps then advance the clock.
+///
+/// # Panics
+/// If `condition` is still `false` after `timeout`; the message names
+/// `what` was being waited for.
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting until {what}");
+        }
+        tokio::time::sleep(WAIT_POLL_INTERVAL).await;
+    }
+}
