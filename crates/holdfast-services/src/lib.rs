@@ -1,1 +1,21 @@
-//! The holdfast roles as libraries: ingress, worker handlers, health and metrics endpoints.
+//! The holdfast roles as libraries, so tests and `holdfast up` start the
+//! real thing in-process on port 0.
+//!
+//! - [`ingress`]: the HTTP front door that turns requests into stream calls
+//!   and jobs;
+//! - [`worker`]: a stream worker role with the seed weather handler and an
+//!   admin listener;
+//! - [`http`], [`problem`], [`health`]: what every listener shares: one
+//!   middleware stack, `application/problem+json` errors, health endpoints
+//!   and `/metrics`;
+//! - [`weather`]: the seed demo's domain (request validation and a
+//!   deterministic fake forecast).
+
+#![warn(missing_docs)]
+
+pub mod health;
+pub mod http;
+pub mod ingress;
+pub mod problem;
+pub mod weather;
+pub mod worker;

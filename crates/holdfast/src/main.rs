@@ -1,1 +1,55 @@
-fn main() {}
+//! The holdfast binary: parses the command line and runs one role or tool.
+//! Everything else lives in the library crates.
+
+mod bench;
+mod cli;
+mod roles;
+
+use anyhow::Result;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+fn main() -> Result<()> {
+    let cli = cli::Cli::parse();
+    holdfast_telemetry::init_tracing(holdfast_telemetry::LogFormat::from_env());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: cli::Cli) -> Result<()> {
+    let shutdown = CancellationToken::new();
+    // Cancels the token on the first SIGINT or SIGTERM; a second signal
+    // exits at once for people who really mean it.
+    tokio::spawn(watch_signals(shutdown.clone()));
+    match cli.command {
+        cli::Command::Up(args) => roles::up(args, shutdown).await,
+        cli::Command::Ingress(args) => roles::ingress(args, shutdown).await,
+        cli::Command::Worker(args) => roles::worker(args, shutdown).await,
+        cli::Command::DeadLetters(cmd) => roles::dead_letters(cmd).await,
+        cli::Command::Bench(cmd) => bench::run(cmd).await,
+    }
+}
+
+async fn watch_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("could not install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    shutdown.cancel();
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::warn!("second signal: exiting now");
+    std::process::exit(130);
+}

@@ -1,0 +1,287 @@
+//! The seed demo's domain: a weather forecast for a city.
+//!
+//! Input is parsed, not validated: [`WeatherRequest`] can only hold a city
+//! and location that passed [`TryFrom`]. The forecast is fake but
+//! deterministic (same city, location and day give the same numbers), so
+//! tests and load runs can check answers.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use holdfast_core::Deadline;
+use holdfast_streams::{Handler, HandlerError, Request};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The JSON body of `POST /WeatherForecast/city`, as received.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WeatherRequestBody {
+    /// City name, 1 to 100 characters.
+    #[schema(example = "New York")]
+    pub city: String,
+    /// Optional part of the city, up to 100 characters.
+    #[schema(example = "Downtown")]
+    pub location: Option<String>,
+}
+
+/// A request that passed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeatherRequest {
+    city: String,
+    location: Option<String>,
+}
+
+/// Why a weather request is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InvalidWeatherRequest {
+    /// `city` is blank.
+    #[error("`city` must not be blank")]
+    BlankCity,
+    /// A field is too long.
+    #[error("`{0}` must be at most 100 characters")]
+    TooLong(&'static str),
+    /// A field holds control characters.
+    #[error("`{0}` must not contain control characters")]
+    ControlCharacters(&'static str),
+}
+
+fn clean(field: &'static str, value: &str) -> Result<String, InvalidWeatherRequest> {
+    let value = value.trim();
+    if value.chars().count() > 100 {
+        return Err(InvalidWeatherRequest::TooLong(field));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(InvalidWeatherRequest::ControlCharacters(field));
+    }
+    Ok(value.to_owned())
+}
+
+impl TryFrom<WeatherRequestBody> for WeatherRequest {
+    type Error = InvalidWeatherRequest;
+
+    fn try_from(body: WeatherRequestBody) -> Result<Self, Self::Error> {
+        let city = clean("city", &body.city)?;
+        if city.is_empty() {
+            return Err(InvalidWeatherRequest::BlankCity);
+        }
+        let location = body
+            .location
+            .map(|l| clean("location", &l))
+            .transpose()?
+            .filter(|l| !l.is_empty());
+        Ok(Self { city, location })
+    }
+}
+
+impl WeatherRequest {
+    /// The city.
+    pub fn city(&self) -> &str {
+        &self.city
+    }
+
+    /// The location, if given.
+    pub fn location(&self) -> Option<&str> {
+        self.location.as_deref()
+    }
+
+    /// The body as sent over the stream.
+    pub fn to_body(&self) -> WeatherRequestBody {
+        WeatherRequestBody {
+            city: self.city.clone(),
+            location: self.location.clone(),
+        }
+    }
+}
+
+/// One day's forecast.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DayForecast {
+    /// ISO date, `YYYY-MM-DD`.
+    pub date: String,
+    /// Temperature in Celsius.
+    pub temperature_c: i32,
+    /// Temperature in Fahrenheit.
+    pub temperature_f: i32,
+    /// One word for people.
+    pub summary: String,
+}
+
+/// The answer to a weather request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Forecast {
+    /// City asked for.
+    pub city: String,
+    /// Location asked for.
+    pub location: Option<String>,
+    /// Five days starting today.
+    pub forecasts: Vec<DayForecast>,
+    /// Consumer name of the worker that answered.
+    pub worker: String,
+}
+
+const SUMMARIES: [&str; 10] = [
+    "Freezing",
+    "Bracing",
+    "Chilly",
+    "Cool",
+    "Mild",
+    "Warm",
+    "Balmy",
+    "Hot",
+    "Sweltering",
+    "Scorching",
+];
+
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in *part {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        hash ^= 0xff;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+/// Civil date of a day count since 1970-01-01 (proleptic Gregorian).
+fn civil_date(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// The forecast for `req` over five days from `today` (days since epoch).
+pub fn forecast(req: &WeatherRequest, today: i64, worker: &str) -> Forecast {
+    let location = req.location.as_deref().unwrap_or("");
+    let forecasts = (0..5)
+        .map(|offset| {
+            let day = today + offset;
+            let h = fnv1a(&[
+                req.city.to_lowercase().as_bytes(),
+                location.to_lowercase().as_bytes(),
+                &day.to_le_bytes(),
+            ]);
+            let temperature_c = (h % 76) as i32 - 20;
+            let (y, m, d) = civil_date(day);
+            DayForecast {
+                date: format!("{y:04}-{m:02}-{d:02}"),
+                temperature_c,
+                temperature_f: 32 + (temperature_c as f64 / 0.5556) as i32,
+                summary: SUMMARIES[((temperature_c + 20) as usize * SUMMARIES.len()) / 76]
+                    .to_owned(),
+            }
+        })
+        .collect();
+    Forecast {
+        city: req.city.clone(),
+        location: req.location.clone(),
+        forecasts,
+        worker: worker.to_owned(),
+    }
+}
+
+/// The worker-side handler of the weather topic.
+#[derive(Clone, Debug)]
+pub struct WeatherHandler {
+    /// Simulated work per request.
+    pub processing_time: Duration,
+    /// Name reported in answers.
+    pub worker: String,
+}
+
+impl Handler for WeatherHandler {
+    fn handle(
+        &self,
+        req: Request,
+    ) -> impl Future<Output = Result<Bytes, HandlerError>> + Send + 'static {
+        let processing_time = self.processing_time;
+        let worker = self.worker.clone();
+        async move {
+            let body: WeatherRequestBody =
+                serde_json::from_slice(&req.envelope.body).map_err(|e| HandlerError::Rejected {
+                    code: "invalid_request".into(),
+                    message: format!("body is not a weather request: {e}"),
+                })?;
+            let parsed = WeatherRequest::try_from(body).map_err(|e| HandlerError::Rejected {
+                code: "invalid_request".into(),
+                message: e.to_string(),
+            })?;
+            if !processing_time.is_zero() {
+                tokio::time::sleep(processing_time).await;
+            }
+            let today = (Deadline::now_unix_ms() / 86_400_000) as i64;
+            let answer = forecast(&parsed, today, &worker);
+            serde_json::to_vec(&answer)
+                .map(Bytes::from)
+                .map_err(|e| HandlerError::Failed(e.to_string()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(city: &str, location: Option<&str>) -> Result<WeatherRequest, InvalidWeatherRequest> {
+        WeatherRequest::try_from(WeatherRequestBody {
+            city: city.into(),
+            location: location.map(Into::into),
+        })
+    }
+
+    #[test]
+    fn the_same_city_and_day_give_the_same_forecast() {
+        let r = req("New York", Some("Downtown")).unwrap();
+        assert_eq!(
+            forecast(&r, 20_000, "w").forecasts,
+            forecast(&r, 20_000, "w").forecasts
+        );
+        assert_ne!(
+            forecast(&r, 20_000, "w").forecasts,
+            forecast(&r, 20_001, "w").forecasts
+        );
+    }
+
+    #[test]
+    fn forecasts_cover_five_days_with_plausible_numbers() {
+        let f = forecast(&req("Oslo", None).unwrap(), 0, "w");
+        assert_eq!(f.forecasts.len(), 5);
+        assert_eq!(f.forecasts[0].date, "1970-01-01");
+        assert_eq!(f.forecasts[4].date, "1970-01-05");
+        for d in &f.forecasts {
+            assert!((-20..=55).contains(&d.temperature_c));
+        }
+    }
+
+    #[test]
+    fn dates_are_civil_dates() {
+        assert_eq!(civil_date(0), (1970, 1, 1));
+        assert_eq!(civil_date(11_016), (2000, 2, 29));
+        assert_eq!(civil_date(20_820), (2027, 1, 1));
+    }
+
+    #[test]
+    fn bad_requests_are_refused() {
+        assert_eq!(req("   ", None), Err(InvalidWeatherRequest::BlankCity));
+        assert_eq!(
+            req(&"x".repeat(101), None),
+            Err(InvalidWeatherRequest::TooLong("city"))
+        );
+        assert_eq!(
+            req("Oslo\u{0}", None),
+            Err(InvalidWeatherRequest::ControlCharacters("city"))
+        );
+        assert_eq!(req(" Oslo ", Some(" ")).unwrap().location(), None);
+    }
+}

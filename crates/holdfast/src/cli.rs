@@ -1,0 +1,253 @@
+//! Command-line interface: every flag, its environment variable and default.
+//!
+//! Precedence: built-in defaults, then `HOLDFAST_*` (and the familiar
+//! `REDIS_URL`, `REDIS_ENABLED`) environment variables, then flags.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// holdfast: services on Redis that keep working when things break.
+#[derive(Parser, Debug)]
+#[command(name = "holdfast", version, about, long_about = None)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The roles and tools.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// The whole demo stack in one process: a private redis-server (unless
+    /// REDIS_URL is set), the ingress and two workers.
+    Up(UpArgs),
+    /// HTTP front door that calls workers over Redis Streams.
+    Ingress(IngressArgs),
+    /// Stream worker for a topic (the seed weather handler).
+    Worker(WorkerArgs),
+    /// List, replay or purge a topic's dead letters.
+    #[command(subcommand)]
+    DeadLetters(DeadLetterCommand),
+    /// Benchmarks that print figures (they never fail a build).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// How to reach Redis.
+#[derive(Args, Debug, Clone)]
+pub struct RedisArgs {
+    /// Redis URL: redis://[user:password@]host:port[/db].
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379/")]
+    pub redis_url: String,
+    /// Set to false to run without Redis (calls then fail with 503).
+    #[arg(long, env = "REDIS_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub redis_enabled: bool,
+    /// Prefix of every key holdfast writes.
+    #[arg(long, env = "HOLDFAST_KEY_PREFIX", default_value = "hf")]
+    pub key_prefix: String,
+    /// Partitions per topic (callers and workers must agree).
+    #[arg(long, env = "HOLDFAST_PARTITIONS", default_value_t = 1)]
+    pub partitions: u16,
+}
+
+/// `holdfast ingress`.
+#[derive(Args, Debug, Clone)]
+pub struct IngressArgs {
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    /// Public listener.
+    #[arg(long, env = "HOLDFAST_LISTEN", default_value = "0.0.0.0:5009")]
+    pub listen: SocketAddr,
+    /// Admin listener (/health*, /metrics).
+    #[arg(long, env = "HOLDFAST_ADMIN_LISTEN", default_value = "0.0.0.0:5011")]
+    pub admin_listen: SocketAddr,
+    /// Topic of weather requests.
+    #[arg(long, env = "HOLDFAST_TOPIC", default_value = "weather")]
+    pub topic: String,
+    /// Deadline of requests that send no x-timeout-ms header.
+    #[arg(long, env = "HOLDFAST_DEFAULT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub default_timeout: Duration,
+    /// Backlog (lag + pending) beyond which requests get 429; 0 disables.
+    #[arg(long, env = "HOLDFAST_BACKLOG_LIMIT", default_value_t = 10_000)]
+    pub backlog_limit: u64,
+    /// Largest request body in bytes.
+    #[arg(long, env = "HOLDFAST_BODY_LIMIT", default_value_t = 64 * 1024)]
+    pub body_limit: usize,
+}
+
+/// `holdfast worker`.
+#[derive(Args, Debug, Clone)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    /// Admin listener (/health*, /metrics).
+    #[arg(long, env = "HOLDFAST_ADMIN_LISTEN", default_value = "0.0.0.0:5010")]
+    pub admin_listen: SocketAddr,
+    /// Topic to serve.
+    #[arg(long, env = "HOLDFAST_TOPIC", default_value = "weather")]
+    pub topic: String,
+    /// Requests handled at once ("terminals").
+    #[arg(long, env = "HOLDFAST_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: usize,
+    /// Consumer name in the group (default: host-pid-random).
+    #[arg(long, env = "HOLDFAST_CONSUMER_NAME")]
+    pub consumer_name: Option<String>,
+    /// Simulated processing time of the weather handler.
+    #[arg(long, env = "HOLDFAST_PROCESSING_TIME", default_value = "50ms", value_parser = parse_duration)]
+    pub processing_time: Duration,
+    /// An entry idle this long with a dead consumer is claimed.
+    #[arg(long, env = "HOLDFAST_CLAIM_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub claim_timeout: Duration,
+    /// Deliveries before an entry becomes a dead letter.
+    #[arg(long, env = "HOLDFAST_MAX_DELIVERIES", default_value_t = 3)]
+    pub max_deliveries: u32,
+    /// How long shutdown waits for requests in progress.
+    #[arg(long, env = "HOLDFAST_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+    /// With a backlog and nothing consumed this long, report not ready.
+    #[arg(long, env = "HOLDFAST_STALL_AFTER", default_value = "60s", value_parser = parse_duration)]
+    pub stall_after: Duration,
+}
+
+/// `holdfast up`.
+#[derive(Args, Debug, Clone)]
+pub struct UpArgs {
+    /// Use this Redis instead of starting a private redis-server.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Ingress listener.
+    #[arg(long, env = "HOLDFAST_LISTEN", default_value = "127.0.0.1:5009")]
+    pub listen: SocketAddr,
+    /// Ingress admin listener.
+    #[arg(long, default_value = "127.0.0.1:5011")]
+    pub admin_listen: SocketAddr,
+    /// Admin listener of the first worker (the second takes a free port).
+    #[arg(long, default_value = "127.0.0.1:5010")]
+    pub worker_admin_listen: SocketAddr,
+    /// Workers to start.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Simulated processing time of the weather handler.
+    #[arg(long, env = "HOLDFAST_PROCESSING_TIME", default_value = "50ms", value_parser = parse_duration)]
+    pub processing_time: Duration,
+}
+
+/// `holdfast dead-letters ...`.
+#[derive(Subcommand, Debug)]
+pub enum DeadLetterCommand {
+    /// Print dead letters as JSON lines.
+    List {
+        #[command(flatten)]
+        redis: RedisArgs,
+        /// Topic.
+        #[arg(long, default_value = "weather")]
+        topic: String,
+        /// Most letters per partition.
+        #[arg(long, default_value_t = 100)]
+        count: usize,
+    },
+    /// Put dead letters back on the request stream with a fresh deadline.
+    Replay {
+        #[command(flatten)]
+        redis: RedisArgs,
+        /// Topic.
+        #[arg(long, default_value = "weather")]
+        topic: String,
+        /// Dead-letter ids to replay (default: all).
+        #[arg(long = "id")]
+        ids: Vec<String>,
+        /// Deadline given to replayed requests.
+        #[arg(long, default_value = "5m", value_parser = parse_duration)]
+        deadline: Duration,
+    },
+    /// Delete every dead letter of a topic.
+    Purge {
+        #[command(flatten)]
+        redis: RedisArgs,
+        /// Topic.
+        #[arg(long, default_value = "weather")]
+        topic: String,
+    },
+}
+
+/// `holdfast bench ...`.
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Calls per second and latency, through the Caller and through HTTP.
+    Streams {
+        /// Calls in flight.
+        #[arg(long, default_value_t = 50)]
+        concurrency: usize,
+        /// Length of each measured run.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Use this Redis instead of starting one.
+        #[arg(long)]
+        redis_url: Option<String>,
+    },
+    /// Enqueue and drain rates of no-op jobs.
+    Jobs {
+        /// Jobs to enqueue and drain.
+        #[arg(long, default_value_t = 100_000)]
+        count: usize,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Use this Redis instead of starting one.
+        #[arg(long)]
+        redis_url: Option<String>,
+    },
+}
+
+/// Parses `250ms`, `2s`, `1.5s`, `5m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let split = raw
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("not a duration: {raw:?} (try 250ms, 2s, 5m)"))?;
+    let seconds = match unit.trim() {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {raw:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(format!("not a duration: {raw:?}"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_common_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

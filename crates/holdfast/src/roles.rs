@@ -1,0 +1,270 @@
+//! Turning command-line arguments into role settings, and `holdfast up`.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use holdfast_core::{Keys, Topic};
+use holdfast_redis::local::{LocalRedis, LocalRedisOptions};
+use holdfast_redis::{Redis, RedisConfig};
+use holdfast_services::http::StackConfig;
+use holdfast_services::ingress::{Ingress, IngressSettings};
+use holdfast_services::worker::{WorkerRole, WorkerSettings};
+use holdfast_streams::{Admin, WorkerConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{DeadLetterCommand, IngressArgs, RedisArgs, UpArgs, WorkerArgs};
+
+fn redis_config(args: &RedisArgs) -> RedisConfig {
+    let mut cfg = RedisConfig::new(args.redis_url.clone());
+    cfg.enabled = args.redis_enabled;
+    cfg
+}
+
+fn topic(name: &str) -> Result<Topic> {
+    Topic::parse(name).with_context(|| format!("invalid --topic {name:?}"))
+}
+
+/// Settings of the ingress from its arguments.
+pub fn ingress_settings(args: &IngressArgs) -> Result<IngressSettings> {
+    let mut settings = IngressSettings::new(redis_config(&args.redis));
+    settings.listen = args.listen;
+    settings.admin_listen = Some(args.admin_listen);
+    settings.keys = Keys::new(args.redis.key_prefix.clone());
+    settings.partitions = args.redis.partitions;
+    settings.topic = topic(&args.topic)?;
+    settings.default_timeout = args.default_timeout;
+    settings.backlog_limit = (args.backlog_limit > 0).then_some(args.backlog_limit);
+    settings.stack = StackConfig {
+        body_limit: args.body_limit,
+        timeout: settings.max_timeout + Duration::from_secs(1),
+        ..StackConfig::default()
+    };
+    Ok(settings)
+}
+
+/// Settings of a worker from its arguments.
+pub fn worker_settings(args: &WorkerArgs) -> Result<WorkerSettings> {
+    let mut worker = WorkerConfig::new(
+        Keys::new(args.redis.key_prefix.clone()),
+        topic(&args.topic)?,
+    );
+    worker.partitions = args.redis.partitions;
+    worker.concurrency = args.concurrency.max(1);
+    if let Some(name) = &args.consumer_name {
+        worker.consumer = name.clone();
+    }
+    worker.claim_timeout = args.claim_timeout;
+    worker.max_deliveries = args.max_deliveries.max(1);
+    worker.drain_timeout = args.drain_timeout;
+    worker.stall_after = args.stall_after;
+    Ok(WorkerSettings {
+        admin_listen: args.admin_listen,
+        redis: redis_config(&args.redis),
+        worker,
+        processing_time: args.processing_time,
+    })
+}
+
+/// `holdfast ingress`.
+pub async fn ingress(args: IngressArgs, shutdown: CancellationToken) -> Result<()> {
+    let settings = ingress_settings(&args)?;
+    let ingress = Ingress::build(settings)
+        .await
+        .with_context(|| format!("could not bind {} or {}", args.listen, args.admin_listen))?;
+    tracing::info!(port = ingress.port(), admin_port = ?ingress.admin_port(), "ingress listening");
+    ingress.run_until_stopped(shutdown).await?;
+    Ok(())
+}
+
+/// `holdfast worker`.
+pub async fn worker(args: WorkerArgs, shutdown: CancellationToken) -> Result<()> {
+    let settings = worker_settings(&args)?;
+    let consumer = settings.worker.consumer.clone();
+    let role = WorkerRole::build(settings)
+        .await
+        .with_context(|| format!("could not bind {}", args.admin_listen))?;
+    tracing::info!(admin_port = role.admin_port(), %consumer, topic = %args.topic, "worker started");
+    role.run_until_stopped(shutdown).await?;
+    Ok(())
+}
+
+/// `holdfast up`: the demo stack in one process.
+pub async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
+    let mut private = None;
+    let redis_url = match &args.redis_url {
+        Some(url) => url.clone(),
+        None => {
+            let server = LocalRedis::start(LocalRedisOptions {
+                aof: true,
+                appendfsync: Some("everysec".into()),
+                ..LocalRedisOptions::default()
+            })
+            .await
+            .context(
+                "could not start a private redis-server (set REDIS_URL to use an existing Redis)",
+            )?;
+            let url = server.url();
+            private = Some(server);
+            url
+        }
+    };
+    let redis_args = RedisArgs {
+        redis_url: redis_url.clone(),
+        redis_enabled: true,
+        key_prefix: "hf".into(),
+        partitions: 1,
+    };
+    let ingress_args = IngressArgs {
+        redis: redis_args.clone(),
+        listen: args.listen,
+        admin_listen: args.admin_listen,
+        topic: "weather".into(),
+        default_timeout: Duration::from_secs(10),
+        backlog_limit: 10_000,
+        body_limit: 64 * 1024,
+    };
+    let ingress = Ingress::build(ingress_settings(&ingress_args)?)
+        .await
+        .with_context(|| {
+            format!(
+                "could not bind {} or {} (is another holdfast running?)",
+                args.listen, args.admin_listen
+            )
+        })?;
+    let mut workers = Vec::new();
+    for n in 0..args.workers.max(1) {
+        let mut admin = args.worker_admin_listen;
+        if n > 0 {
+            admin.set_port(0);
+        }
+        let worker_args = WorkerArgs {
+            redis: redis_args.clone(),
+            admin_listen: admin,
+            topic: "weather".into(),
+            concurrency: 16,
+            consumer_name: None,
+            processing_time: args.processing_time,
+            claim_timeout: Duration::from_secs(5),
+            max_deliveries: 3,
+            drain_timeout: Duration::from_secs(30),
+            stall_after: Duration::from_secs(60),
+        };
+        let role = WorkerRole::build(worker_settings(&worker_args)?)
+            .await
+            .with_context(|| format!("could not bind {admin}"))?;
+        workers.push(role);
+    }
+
+    let host = args.listen.ip();
+    println!("holdfast is up");
+    println!("  ingress         http://{host}:{}", ingress.port());
+    println!(
+        "  swagger ui      http://{host}:{}/swagger-ui/",
+        ingress.port()
+    );
+    if let Some(port) = ingress.admin_port() {
+        println!(
+            "  ingress admin   http://{}:{port}/metrics",
+            args.admin_listen.ip()
+        );
+    }
+    for (n, w) in workers.iter().enumerate() {
+        println!(
+            "  worker {} admin  http://{}:{}/health",
+            n + 1,
+            args.worker_admin_listen.ip(),
+            w.admin_port()
+        );
+    }
+    match &private {
+        Some(server) => println!(
+            "  redis           redis://127.0.0.1:{} (private; stopped on exit)",
+            server.port()
+        ),
+        None => println!("  redis           {}", redact(&redis_url)),
+    }
+    println!();
+    println!(
+        "  try: curl -s -X POST http://{host}:{}/WeatherForecast/city -H 'content-type: application/json' -d '{{\"city\": \"New York\", \"location\": \"Downtown\"}}'",
+        ingress.port()
+    );
+    println!("Press Ctrl-C to stop.");
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(ingress.run_until_stopped(shutdown.clone()));
+    for w in workers {
+        tasks.spawn(w.run_until_stopped(shutdown.clone()));
+    }
+    while let Some(result) = tasks.join_next().await {
+        if let Err(err) = result.context("a role task failed")? {
+            tracing::error!(%err, "a role stopped with an error");
+            shutdown.cancel();
+        }
+    }
+    if let Some(mut server) = private {
+        server.stop().await;
+    }
+    println!("holdfast stopped");
+    Ok(())
+}
+
+/// Hides the password of a Redis URL.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// `holdfast dead-letters ...`.
+pub async fn dead_letters(cmd: DeadLetterCommand) -> Result<()> {
+    let (redis_args, topic_name) = match &cmd {
+        DeadLetterCommand::List { redis, topic, .. }
+        | DeadLetterCommand::Replay { redis, topic, .. }
+        | DeadLetterCommand::Purge { redis, topic } => (redis.clone(), topic.clone()),
+    };
+    let shutdown = CancellationToken::new();
+    let redis = Redis::start(redis_config(&redis_args), shutdown.clone())?;
+    anyhow::ensure!(
+        redis.wait_ready(Duration::from_secs(5)).await,
+        "could not connect to {}",
+        redact(&redis_args.redis_url)
+    );
+    let admin = Admin::new(
+        redis,
+        Keys::new(redis_args.key_prefix.clone()),
+        redis_args.partitions,
+    );
+    let topic = topic(&topic_name)?;
+    match cmd {
+        DeadLetterCommand::List { count, .. } => {
+            for letter in admin.dead_letters(&topic, count).await? {
+                println!("{}", serde_json::to_string(&letter)?);
+            }
+        }
+        DeadLetterCommand::Replay { ids, deadline, .. } => {
+            let n = admin.replay(&topic, &ids, deadline).await?;
+            println!("replayed {n} dead letter(s)");
+        }
+        DeadLetterCommand::Purge { .. } => {
+            let n = admin.purge(&topic).await?;
+            println!("purged {n} dead letter(s)");
+        }
+    }
+    shutdown.cancel();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(
+            super::redact("redis://:secret@host:6379/0"),
+            "redis://***@host:6379/0"
+        );
+        assert_eq!(super::redact("redis://host:6379"), "redis://host:6379");
+    }
+}
