@@ -200,7 +200,7 @@ impl Redis {
             ConnState::Disabled
         };
         let (state_tx, _) = watch::channel(initial);
-        let breaker = CircuitBreaker::new("redis", cfg.breaker.clone());
+        let breaker = CircuitBreaker::new("redis", cfg.breaker);
         let inner = Arc::new(Inner {
             client: RwLock::new(client),
             conn: RwLock::new(None),

@@ -431,6 +431,8 @@ pub struct Ingress {
 impl Ingress {
     /// Binds the listeners (port 0 picks a free one) and starts the caller.
     pub async fn build(settings: IngressSettings) -> std::io::Result<Self> {
+        // Install the recorder before anything records, or early figures are lost.
+        let _ = holdfast_telemetry::metrics_handle();
         let listener = TcpListener::bind(settings.listen).await?;
         let admin = match settings.admin_listen {
             Some(addr) => Some(TcpListener::bind(addr).await?),

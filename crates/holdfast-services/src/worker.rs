@@ -96,6 +96,8 @@ impl WorkerRole<WeatherHandler> {
 impl<H: Handler> WorkerRole<H> {
     /// A worker role running `handler`.
     pub async fn build_with(settings: WorkerSettings, handler: H) -> std::io::Result<Self> {
+        // Install the recorder before anything records, or early figures are lost.
+        let _ = holdfast_telemetry::metrics_handle();
         let admin = TcpListener::bind(settings.admin_listen).await?;
         let background = CancellationToken::new();
         let redis = Redis::start(settings.redis.clone(), background.clone())

@@ -140,14 +140,13 @@ impl Admin {
                     .redis
                     .cmd(redis::cmd("XPENDING").arg(&stream).arg(Keys::GROUP))
                     .await?;
-                if let Value::Array(parts) = summary {
-                    if let Some(Value::BulkString(min)) = parts.get(1) {
-                        if let Some(ms) = id_ms(&String::from_utf8_lossy(min)) {
-                            let age = Deadline::now_unix_ms().saturating_sub(ms);
-                            stats.oldest_pending_ms =
-                                Some(stats.oldest_pending_ms.map_or(age, |a| a.max(age)));
-                        }
-                    }
+                if let Value::Array(parts) = summary
+                    && let Some(Value::BulkString(min)) = parts.get(1)
+                    && let Some(ms) = id_ms(&String::from_utf8_lossy(min))
+                {
+                    let age = Deadline::now_unix_ms().saturating_sub(ms);
+                    stats.oldest_pending_ms =
+                        Some(stats.oldest_pending_ms.map_or(age, |a| a.max(age)));
                 }
             }
         }

@@ -254,10 +254,10 @@ impl Caller {
     }
 
     fn check_backlog(&self, topic: &Topic) -> Result<(), CallError> {
-        if let (Some(limit), Some(backlog)) = (self.inner.cfg.backlog_limit, self.backlog(topic)) {
-            if backlog >= limit {
-                return Err(CallError::Backlog { backlog, limit });
-            }
+        if let (Some(limit), Some(backlog)) = (self.inner.cfg.backlog_limit, self.backlog(topic))
+            && backlog >= limit
+        {
+            return Err(CallError::Backlog { backlog, limit });
         }
         Ok(())
     }

@@ -983,3 +983,32 @@ async fn reclaim<H: Handler>(ctx: &Arc<Ctx<H>>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_is_stalled_only_with_a_backlog_no_work_and_a_long_silence() {
+        let status = WorkerStatus::new(4, Duration::from_millis(100));
+        let long_ago = Deadline::now_unix_ms() - 1_000;
+        status
+            .inner
+            .last_consumed_ms
+            .store(long_ago, Ordering::Relaxed);
+        assert!(!status.stalled(), "no backlog: idle, not stalled");
+
+        status.inner.backlog.store(3, Ordering::Relaxed);
+        assert!(status.stalled());
+
+        status.inner.active.store(1, Ordering::Relaxed);
+        assert!(!status.stalled(), "busy is not stalled");
+
+        status.inner.active.store(0, Ordering::Relaxed);
+        status
+            .inner
+            .last_consumed_ms
+            .store(Deadline::now_unix_ms(), Ordering::Relaxed);
+        assert!(!status.stalled(), "consumed just now");
+    }
+}
