@@ -262,7 +262,8 @@ pub enum ReplyStatus {
     Ok,
     /// The handler refused the request; `code` and `message` say why.
     Error,
-    /// The deadline passed before a worker started the request.
+    /// The deadline passed: before a worker started the request, or while the
+    /// handler ran (it is then stopped).
     Expired,
     /// The request was moved to the dead-letter stream.
     Dead,

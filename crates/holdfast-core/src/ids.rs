@@ -25,13 +25,25 @@ impl RequestId {
         self.0
     }
 
-    /// Parses the hyphenated text form from raw stream bytes.
+    /// Parses the one text form on the wire: lowercase and hyphenated.
+    ///
+    /// Other spellings of the same UUID are refused, because ids are also
+    /// matched as bytes (reply dispatch, record keys): two spellings of one
+    /// id would be two ids.
     pub fn from_bytes(raw: &[u8]) -> Result<Self, RequestIdError> {
-        std::str::from_utf8(raw)
+        let invalid = || RequestIdError(String::from_utf8_lossy(raw).into_owned());
+        if raw.len() != 36 {
+            return Err(invalid());
+        }
+        let id = std::str::from_utf8(raw)
             .ok()
             .and_then(|s| Uuid::try_parse(s).ok())
-            .map(Self)
-            .ok_or_else(|| RequestIdError(String::from_utf8_lossy(raw).into_owned()))
+            .ok_or_else(invalid)?;
+        let mut canonical = [0u8; 36];
+        if id.hyphenated().encode_lower(&mut canonical).as_bytes() != raw {
+            return Err(invalid());
+        }
+        Ok(Self(id))
     }
 
     /// The hyphenated text form, without allocating.
@@ -96,5 +108,8 @@ mod tests {
     fn garbage_is_not_an_id() {
         assert!(RequestId::from_bytes(b"not-a-uuid").is_err());
         assert!(RequestId::from_bytes(&[0xff, 0xfe]).is_err());
+        let id = RequestId::new().to_string();
+        assert!(RequestId::from_bytes(id.to_uppercase().as_bytes()).is_err());
+        assert!(RequestId::from_bytes(id.replace('-', "").as_bytes()).is_err());
     }
 }

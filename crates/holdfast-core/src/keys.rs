@@ -97,10 +97,16 @@ impl Keys {
         format!("{}:{{{}:{}}}:dead", self.prefix, topic, partition)
     }
 
-    /// `{prefix}:{topic:partition}:rec:{id}`: status and result of a request, and
-    /// the enqueue marker that makes a re-sent request recognisable.
+    /// `{prefix}:{topic:partition}:rec:{id}`: status and result of a job; its
+    /// `entry` field also makes a re-sent job recognisable.
     pub fn request_record(&self, topic: &Topic, partition: u16, id: &str) -> String {
         format!("{}:{{{}:{}}}:rec:{}", self.prefix, topic, partition, id)
+    }
+
+    /// `{prefix}:{topic:partition}:seen:{id}`: marks a call as queued, so a
+    /// re-sent write of the same call is recognised and not added twice.
+    pub fn call_marker(&self, topic: &Topic, partition: u16, id: &str) -> String {
+        format!("{}:{{{}:{}}}:seen:{}", self.prefix, topic, partition, id)
     }
 
     /// `{prefix}:reply:{caller}`: the reply stream of one caller instance.
@@ -129,6 +135,7 @@ mod tests {
         assert_eq!(keys.request_stream(&t, 0), "hf:{weather:0}:req");
         assert_eq!(keys.dead_letter_stream(&t, 0), "hf:{weather:0}:dead");
         assert_eq!(keys.request_record(&t, 0, "x"), "hf:{weather:0}:rec:x");
+        assert_eq!(keys.call_marker(&t, 0, "x"), "hf:{weather:0}:seen:x");
         assert_eq!(keys.reply_stream("c1"), "hf:reply:c1");
     }
 }

@@ -190,7 +190,7 @@ impl Redis {
     /// The supervisor stops when `shutdown` is cancelled.
     pub fn start(cfg: RedisConfig, shutdown: CancellationToken) -> Result<Self, RedisError> {
         let client = if cfg.enabled {
-            Some(redis::Client::open(cfg.url.as_str()).map_err(RedisError::Server)?)
+            Some(open_client(&cfg.url).map_err(RedisError::Server)?)
         } else {
             None
         };
@@ -505,6 +505,17 @@ impl Inner {
     }
 }
 
+/// A client for `url` with `TCP_NODELAY` set. redis-rs leaves Nagle's
+/// algorithm on by default, which holds back the small pipelined writes this
+/// crate lives on and costs about a millisecond per hop.
+fn open_client(url: &str) -> RedisResult<redis::Client> {
+    use redis::IntoConnectionInfo;
+    let info = url
+        .into_connection_info()?
+        .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+    redis::Client::open(info)
+}
+
 /// Keeps one connection alive until shutdown; see the module docs.
 async fn supervise(inner: Arc<Inner>, shutdown: CancellationToken) {
     let mut attempt: u32 = 0;
@@ -570,7 +581,7 @@ fn on_connect_failure(
         // A loop that has not connected for this long may be wedged on
         // something the client cached (a resolved address, a TLS session):
         // start over with a fresh client and a fresh backoff.
-        if let Ok(client) = redis::Client::open(inner.cfg.url.as_str()) {
+        if let Ok(client) = open_client(&inner.cfg.url) {
             *inner.client.write().expect("client lock poisoned") = Some(client);
         }
         *attempt = 0;

@@ -140,6 +140,10 @@ struct Inner {
     waiters: Waiters,
     budget: RetryBudget,
     backlogs: Mutex<Vec<Arc<Backlog>>>,
+    /// Id of the last reply read: replies up to it may be trimmed. Stream
+    /// ids come from the server's clock, so trimming by them is safe from
+    /// clock skew between this host and Redis.
+    last_read: Mutex<Option<String>>,
     shutdown: CancellationToken,
 }
 
@@ -176,6 +180,7 @@ impl Caller {
             waiters: Mutex::new(HashMap::new()),
             budget: RetryBudget::new(0.2, 10, Duration::from_secs(10)),
             backlogs: Mutex::new(Vec::new()),
+            last_read: Mutex::new(None),
             shutdown,
             cfg,
         });
@@ -383,12 +388,23 @@ impl Caller {
         let keys = &self.inner.cfg.keys;
         let partition = self.partition_of(&envelope.id);
         let stream = keys.request_stream(topic, partition);
-        let record = keys.request_record(topic, partition, &envelope.id.to_string());
-        let mut invocation = scripts::ENQUEUE.key(&stream);
-        invocation
-            .key(&record)
-            .arg(record_ttl.as_millis() as u64)
-            .arg(envelope.kind.as_str());
+        let id = envelope.id.to_string();
+        // Calls need only a marker; jobs keep a record with their status.
+        let mut invocation = match envelope.kind {
+            Kind::Call => {
+                let mut inv = scripts::ENQUEUE_CALL.key(&stream);
+                inv.key(keys.call_marker(topic, partition, &id))
+                    .arg(record_ttl.as_millis() as u64);
+                inv
+            }
+            Kind::Job => {
+                let mut inv = scripts::ENQUEUE.key(&stream);
+                inv.key(keys.request_record(topic, partition, &id))
+                    .arg(record_ttl.as_millis() as u64)
+                    .arg(envelope.kind.as_str());
+                inv
+            }
+        };
         for (name, value) in envelope.to_fields() {
             invocation.arg(name).arg(value.as_ref());
         }
@@ -408,7 +424,12 @@ impl Caller {
             |_attempt| {
                 let t = timeout.min(envelope.deadline.remaining().max(Duration::from_millis(1)));
                 let invocation = &invocation;
-                async move { self.inner.redis.script::<String>(invocation, t).await }
+                async move {
+                    self.inner
+                        .redis
+                        .script::<Option<String>>(invocation, t)
+                        .await
+                }
             },
         )
         .await;
@@ -436,8 +457,8 @@ fn count_call(topic: &Topic, outcome: &'static str, started: Instant) {
 async fn read_replies(inner: Arc<Inner>) {
     let backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
     let mut attempt = 0u32;
-    // Replies older than the caller are not ours to read.
-    let mut last_id = format!("{}-0", Deadline::now_unix_ms());
+    // The stream is this caller's alone, so everything in it is ours.
+    let mut last_id = "0-0".to_owned();
     let block_ms = inner.cfg.block.as_millis() as u64;
     loop {
         if inner.shutdown.is_cancelled() {
@@ -494,6 +515,8 @@ async fn read_replies(inner: Arc<Inner>) {
                         }
                         last_id = entry.id;
                     }
+                    *inner.last_read.lock().expect("last_read lock poisoned") =
+                        Some(last_id.clone());
                 }
                 Err(err) => {
                     tracing::debug!(%err, "reply read failed; reconnecting");
@@ -510,21 +533,26 @@ async fn keep_alive(inner: Arc<Inner>) {
     let every = inner.cfg.reply_ttl / 3;
     loop {
         let mut pipe = redis::pipe();
-        // The stream may not exist yet; a placeholder would be read as a
-        // reply, so only refresh the TTL of what exists, and trim entries
-        // older than a block period (all read by then).
-        let horizon =
-            Deadline::now_unix_ms().saturating_sub((inner.cfg.block * 4).as_millis() as u64);
+        // The stream may not exist yet (workers create it with their first
+        // reply); PEXPIRE on a missing key is a harmless no-op.
         pipe.cmd("PEXPIRE")
             .arg(&inner.reply_key)
             .arg(inner.cfg.reply_ttl.as_millis() as u64)
-            .ignore()
-            .cmd("XTRIM")
-            .arg(&inner.reply_key)
-            .arg("MINID")
-            .arg("~")
-            .arg(horizon)
             .ignore();
+        let last_read = inner
+            .last_read
+            .lock()
+            .expect("last_read lock poisoned")
+            .clone();
+        if let Some(last_read) = last_read {
+            // Everything below the last reply read has been dispatched.
+            pipe.cmd("XTRIM")
+                .arg(&inner.reply_key)
+                .arg("MINID")
+                .arg("~")
+                .arg(last_read)
+                .ignore();
+        }
         let _ = inner
             .redis
             .pipe::<()>(&pipe, inner.redis.config().command_timeout)

@@ -26,6 +26,23 @@ return entry
     )
 });
 
+/// The lighter enqueue of calls: a marker string instead of a record hash,
+/// since a call's answer goes to its reply stream.
+///
+/// KEYS: request stream, call marker. ARGV: marker TTL ms, then the
+/// entry's field/value pairs. Returns the entry id, or nil when the call was
+/// already queued.
+pub(crate) static ENQUEUE_CALL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then
+  return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
+end
+return false
+"#,
+    )
+});
+
 /// Copies the entry's fields plus the dead-letter fields into the
 /// dead-letter stream and acknowledges the entry. Shared by [`DEAD_LETTER`]
 /// and [`RECLAIM`].

@@ -57,6 +57,9 @@ pub struct WorkerConfig {
     pub claim_timeout: Duration,
     /// Deliveries after which an entry becomes a dead letter.
     pub max_deliveries: u32,
+    /// After a failed delivery, how long before the entry is tried again
+    /// (at most `claim_timeout`).
+    pub retry_delay: Duration,
     /// How long one read blocks; also bounds how long shutdown waits for it.
     pub block: Duration,
     /// TTL set on reply streams written to (a dead caller's stream expires).
@@ -85,6 +88,7 @@ impl WorkerConfig {
             concurrency: 16,
             claim_timeout: Duration::from_secs(5),
             max_deliveries: 3,
+            retry_delay: Duration::from_millis(500),
             block: Duration::from_secs(1),
             reply_ttl: Duration::from_secs(60),
             job_ttl: Duration::from_secs(24 * 3600),
@@ -450,12 +454,16 @@ async fn read_partition<H: Handler>(ctx: Arc<Ctx<H>>, partition: u16, shutdown: 
                             .store(Deadline::now_unix_ms(), Ordering::Relaxed);
                     }
                     ctx.track(partition, &entries);
+                    // Entries read are ours even if shutdown began during the
+                    // read: handle them (the drain waits), never leave them
+                    // pending for a claim timeout under a consumer that left.
                     for entry in entries {
-                        let permit = tokio::select! {
-                            // Not handled: stays pending and is claimed elsewhere.
-                            _ = shutdown.cancelled() => return,
-                            p = ctx.terminals.clone().acquire_owned() => p.expect("semaphore never closed"),
-                        };
+                        let permit = ctx
+                            .terminals
+                            .clone()
+                            .acquire_owned()
+                            .await
+                            .expect("semaphore never closed");
                         spawn_handle(&ctx, partition, entry, permit);
                     }
                     attempt = 0;
@@ -509,14 +517,20 @@ fn spawn_handle<H: Handler>(
 }
 
 fn parse<H>(ctx: &Ctx<H>, entry: &RawEntry) -> Result<Envelope, EnvelopeError> {
-    let env = Envelope::from_fields(entry.pairs())?;
-    if let Some(reply_to) = &env.reply_to {
-        // Workers write only to reply streams, never to a key an entry names.
-        if !reply_to.starts_with(&ctx.reply_prefix) || reply_to.len() == ctx.reply_prefix.len() {
-            return Err(EnvelopeError::Invalid {
-                field: holdfast_core::fields::REPLY_TO,
-                reason: "not a reply stream of this key prefix",
-            });
+    let mut env = Envelope::from_fields(entry.pairs())?;
+    match env.kind {
+        // A job is never answered on a stream, whatever it says.
+        Kind::Job => env.reply_to = None,
+        Kind::Call => {
+            let reply_to = env.reply_to.as_deref().unwrap_or("");
+            // Workers write only to reply streams, never to a key an entry names.
+            if !reply_to.starts_with(&ctx.reply_prefix) || reply_to.len() == ctx.reply_prefix.len()
+            {
+                return Err(EnvelopeError::Invalid {
+                    field: holdfast_core::fields::REPLY_TO,
+                    reason: "not a reply stream of this key prefix",
+                });
+            }
         }
     }
     Ok(env)
@@ -729,10 +743,6 @@ fn add_answer(pipe: &mut redis::Pipeline, cfg: &WorkerConfig, c: &Completion) {
                 xadd.arg(name).arg(value.as_ref());
             }
             xadd.ignore();
-            pipe.cmd("PEXPIRE")
-                .arg(reply_to)
-                .arg(cfg.reply_ttl.as_millis() as u64)
-                .ignore();
         }
         Kind::Job => {
             let record = cfg
@@ -778,7 +788,9 @@ fn add_settle(pipe: &mut redis::Pipeline, cfg: &WorkerConfig, batch: &[&Completi
             Outcome::Dead { .. } => {}
             Outcome::Nack => {
                 // JUSTID keeps the delivery count; IDLE makes the entry
-                // claimable at the next reclaim, which counts the retry.
+                // claimable `retry_delay` from now, and the reclaim that
+                // takes it counts the retry.
+                let idle = cfg.claim_timeout.saturating_sub(cfg.retry_delay);
                 pipe.cmd("XCLAIM")
                     .arg(&stream)
                     .arg(Keys::GROUP)
@@ -786,7 +798,7 @@ fn add_settle(pipe: &mut redis::Pipeline, cfg: &WorkerConfig, batch: &[&Completi
                     .arg(0)
                     .arg(&c.entry_id)
                     .arg("IDLE")
-                    .arg(cfg.claim_timeout.as_millis() as u64)
+                    .arg(idle.as_millis() as u64)
                     .arg("JUSTID")
                     .ignore();
             }
@@ -803,14 +815,30 @@ fn add_settle(pipe: &mut redis::Pipeline, cfg: &WorkerConfig, batch: &[&Completi
     }
 }
 
-/// Writes a batch: answers first, then acknowledgements, in one pipeline.
-/// A server error in the batch (say a reply stream that is not a stream)
-/// falls back to one pipeline per outcome so one bad entry cannot block
-/// the others' acknowledgements.
+/// Writes a batch in one pipeline: answers, one TTL refresh per reply
+/// stream, then acknowledgements. Commands of a pipeline run one by one, so
+/// a server error in one (say a reply stream that is not a stream) does not
+/// stop the others: it is logged, not retried. A lost connection is
+/// retried a few times; after that the entries stay pending and are
+/// delivered again, which is the at-least-once promise.
 async fn flush(redis: &Redis, cfg: &WorkerConfig, batch: &[Completion]) {
     let mut pipe = redis::pipe();
+    let mut reply_streams: Vec<&str> = Vec::new();
     for c in batch {
         add_answer(&mut pipe, cfg, c);
+        if let (Kind::Call, Some(reply_to)) = (c.kind, c.reply_to.as_deref())
+            && !matches!(c.outcome, Outcome::Nack)
+            && !reply_streams.contains(&reply_to)
+        {
+            reply_streams.push(reply_to);
+        }
+    }
+    // A reply stream outlives its caller by at most `reply_ttl`.
+    for key in reply_streams {
+        pipe.cmd("PEXPIRE")
+            .arg(key)
+            .arg(cfg.reply_ttl.as_millis() as u64)
+            .ignore();
     }
     let all: Vec<&Completion> = batch.iter().collect();
     add_settle(&mut pipe, cfg, &all);
@@ -820,17 +848,7 @@ async fn flush(redis: &Redis, cfg: &WorkerConfig, batch: &[Completion]) {
         match redis.pipe::<()>(&pipe, timeout).await {
             Ok(()) => return,
             Err(RedisError::Server(err)) => {
-                tracing::warn!(%err, "batch write failed on the server; writing one by one");
-                for c in batch {
-                    let mut answer = redis::pipe();
-                    add_answer(&mut answer, cfg, c);
-                    if let Err(err) = redis.pipe::<()>(&answer, timeout).await {
-                        tracing::warn!(id = %c.id, %err, "answer could not be written");
-                    }
-                    let mut settle = redis::pipe();
-                    add_settle(&mut settle, cfg, &[c]);
-                    let _ = redis.pipe::<()>(&settle, timeout).await;
-                }
+                tracing::warn!(%err, "a command of the batch was refused; the others ran");
                 return;
             }
             Err(err) => {

@@ -155,6 +155,15 @@ pub async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
         workers.push(role);
     }
 
+    // Print the banner only once the stack can answer, so the first request
+    // a person sends after reading it succeeds.
+    let mut ready = ingress.redis().wait_ready(Duration::from_secs(10)).await;
+    for w in &workers {
+        ready &= w.redis().wait_ready(Duration::from_secs(10)).await;
+    }
+    if !ready {
+        tracing::warn!("redis is not answering yet; requests get 503 until it does");
+    }
     let host = args.listen.ip();
     println!("holdfast is up");
     println!("  ingress         http://{host}:{}", ingress.port());

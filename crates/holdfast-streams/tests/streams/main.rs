@@ -595,3 +595,36 @@ async fn dead_letters_can_be_replayed_and_purged() {
     assert_eq!(admin.purge(&env.topic).await.unwrap(), 1);
     assert_eq!(admin.dead_letters(&env.topic, 10).await.unwrap().len(), 0);
 }
+
+#[tokio::test]
+async fn an_entry_read_while_shutdown_begins_is_still_handled_and_acknowledged() {
+    let env = env().await;
+    let mut cfg = env.worker_config();
+    // A long block makes it near certain the read is in progress when the
+    // entry arrives after the stop.
+    cfg.block = Duration::from_secs(3);
+    let echo = Echo::new(Duration::ZERO);
+    let (stop, _status, handle) = env.spawn_worker(cfg, echo.clone());
+    let caller = env.caller();
+    assert_eq!(
+        caller
+            .call(&env.topic, Bytes::new(), opts(3000))
+            .await
+            .unwrap()
+            .status,
+        ReplyStatus::Ok
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    stop.cancel();
+    let reply = caller
+        .call(&env.topic, Bytes::from_static(b"late"), opts(5000))
+        .await
+        .unwrap();
+    handle.await.unwrap();
+
+    assert_eq!(reply.status, ReplyStatus::Ok);
+    assert_eq!(echo.runs(), 2);
+    let admin = Admin::new(env.redis.clone(), env.keys.clone(), 1);
+    assert_eq!(admin.topic_stats(&env.topic).await.unwrap().pending, 0);
+}

@@ -1,0 +1,217 @@
+//! The `holdfast` binary as an operator runs it: real processes that are
+//! killed, signalled and replaced while requests are in flight.
+//!
+//! Each test starts its own redis-server and picks free ports, so tests run
+//! in parallel without seeing each other; see `helpers.rs`.
+
+mod helpers;
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use reqwest::StatusCode;
+use tokio::time::Instant;
+
+use helpers::{
+    answers, http_client, pending_requests, post_forecast, send_forecasts, spawn_ingress, spawn_up,
+    spawn_worker,
+};
+
+/// How long a role has to exit after SIGTERM or SIGINT once its requests
+/// are answered (a blocking stream read takes up to 1 s to notice).
+const EXIT_GRACE: Duration = Duration::from_secs(5);
+
+#[tokio::test]
+async fn a_worker_killed_with_sigkill_has_its_requests_answered_by_another_worker_before_the_deadline()
+ {
+    // Arrange: worker A is slow enough that it holds all five requests
+    // when it dies.
+    let client = http_client();
+    let redis = holdfast_testkit::redis().await;
+    let ingress = spawn_ingress(&client, &redis).await;
+    let mut worker_a = spawn_worker(
+        &client,
+        &redis,
+        "worker-a",
+        &[
+            "--processing-time",
+            "2s",
+            "--claim-timeout",
+            "1s",
+            "--concurrency",
+            "8",
+        ],
+    )
+    .await;
+    let deadline = Duration::from_millis(8000);
+    let requests = send_forecasts(
+        &client,
+        ingress.port.expect("ingress port"),
+        &["Oslo", "Lima", "Pune", "Kyiv", "Doha"],
+        deadline.as_millis() as u64,
+    );
+    worker_a
+        .wait_for_health(&client, "5 requests in progress", |h| {
+            h["terminals"]["active"] == 5
+        })
+        .await;
+
+    // Act: A dies without a chance to answer; B joins the group.
+    worker_a.kill9().await;
+    let _worker_b = spawn_worker(
+        &client,
+        &redis,
+        "worker-b",
+        &["--processing-time", "100ms", "--claim-timeout", "1s"],
+    )
+    .await;
+
+    // Assert
+    for answer in answers(requests).await {
+        assert_eq!(answer.status, StatusCode::OK, "body: {}", answer.body);
+        assert_eq!(answer.body["worker"], "worker-b", "body: {}", answer.body);
+        assert!(
+            answer.elapsed < deadline,
+            "answered after {:?}, past the {deadline:?} deadline",
+            answer.elapsed
+        );
+    }
+}
+
+#[tokio::test]
+async fn sigterm_on_a_worker_lets_requests_in_flight_finish_and_be_acknowledged() {
+    // Arrange
+    let client = http_client();
+    let redis = holdfast_testkit::redis().await;
+    let ingress = spawn_ingress(&client, &redis).await;
+    let mut worker = spawn_worker(
+        &client,
+        &redis,
+        "worker-draining",
+        &["--processing-time", "1500ms"],
+    )
+    .await;
+    let requests = send_forecasts(
+        &client,
+        ingress.port.expect("ingress port"),
+        &["Oslo", "Lima", "Pune"],
+        10_000,
+    );
+    worker
+        .wait_for_health(&client, "3 requests in progress", |h| {
+            h["terminals"]["active"] == 3
+        })
+        .await;
+
+    // Act
+    worker.signal(Signal::SIGTERM);
+
+    // Assert: answered by the worker that was told to stop, which then
+    // exits cleanly having acknowledged everything it took.
+    for answer in answers(requests).await {
+        assert_eq!(answer.status, StatusCode::OK, "body: {}", answer.body);
+        assert_eq!(answer.body["worker"], "worker-draining");
+    }
+    let status = worker.exit_status(EXIT_GRACE).await;
+    assert!(status.success(), "worker exited with {status}");
+    assert_eq!(pending_requests(&redis).await, 0, "entries left pending");
+}
+
+#[tokio::test]
+async fn sigterm_on_the_ingress_answers_requests_in_flight_and_refuses_new_ones() {
+    // Arrange
+    let client = http_client();
+    let redis = holdfast_testkit::redis().await;
+    let _worker = spawn_worker(
+        &client,
+        &redis,
+        "worker-slow",
+        &["--processing-time", "1500ms"],
+    )
+    .await;
+    let mut ingress = spawn_ingress(&client, &redis).await;
+    let port = ingress.port.expect("ingress port");
+    let requests = send_forecasts(&client, port, &["Oslo", "Lima"], 10_000);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Act
+    ingress.signal(Signal::SIGTERM);
+
+    // Assert: the signal is handled asynchronously, so a request may still
+    // slip in just after it; soon every new one must be turned away.
+    let refused_by = Instant::now() + Duration::from_secs(2);
+    let refusal = loop {
+        match post_forecast(&client, port, "Pune", 300).await {
+            Err(error) if error.is_connect() => break format!("connection refused: {error}"),
+            Ok(response) if response.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                break "503".to_owned();
+            }
+            other => {
+                let seen = other.map(|r| r.status().to_string());
+                assert!(
+                    Instant::now() < refused_by,
+                    "new requests still accepted after SIGTERM; last: {seen:?}"
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    for answer in answers(requests).await {
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "in-flight request lost after {refusal}; body: {}",
+            answer.body
+        );
+    }
+    let status = ingress.exit_status(EXIT_GRACE).await;
+    assert!(status.success(), "ingress exited with {status}");
+}
+
+#[tokio::test]
+async fn holdfast_up_serves_a_forecast_and_stops_cleanly_on_sigint() {
+    // Arrange: no REDIS_URL, so `up` starts its own redis-server. The
+    // banner comes before the Redis connection is up (a request sent at
+    // once gets 503), so `spawn_up` also waits for the ingress to be ready.
+    let client = http_client();
+    let mut up = spawn_up(&client).await;
+    let mut stdout = up.stdout_lines();
+    let mut transcript = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(line) = stdout.next_line().await.expect("read stdout") {
+            let banner_done = line.contains("Press Ctrl-C");
+            transcript.push(line);
+            if banner_done {
+                return;
+            }
+        }
+        panic!("stdout ended before the banner: {transcript:#?}");
+    })
+    .await
+    .expect("`holdfast up` printed no \"Press Ctrl-C\"");
+
+    // Act
+    let response = post_forecast(&client, up.port.expect("ingress port"), "New York", 5_000)
+        .await
+        .expect("forecast request");
+    let status = response.status();
+    let forecast: serde_json::Value = response.json().await.expect("forecast JSON");
+    up.signal(Signal::SIGINT);
+    let exit = up.exit_status(Duration::from_secs(10)).await;
+    while let Ok(Some(line)) = stdout.next_line().await {
+        transcript.push(line);
+    }
+
+    // Assert
+    assert_eq!(status, StatusCode::OK, "body: {forecast}");
+    assert_eq!(
+        forecast["forecasts"].as_array().map(Vec::len),
+        Some(5),
+        "body: {forecast}"
+    );
+    assert!(exit.success(), "`holdfast up` exited with {exit}");
+    assert!(
+        transcript.iter().any(|l| l.contains("holdfast stopped")),
+        "stdout: {transcript:#?}"
+    );
+}
