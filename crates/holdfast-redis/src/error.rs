@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// Why a Redis call failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RedisError {
     /// Redis is switched off by configuration (`REDIS_ENABLED=false`).
     #[error("redis is disabled by configuration")]
@@ -54,7 +54,7 @@ impl RedisError {
             | RedisError::Connection(_) => true,
             RedisError::Server(err) => matches!(
                 err.code(),
-                Some("LOADING" | "TRYAGAIN" | "MASTERDOWN" | "READONLY" | "BUSY")
+                Some("LOADING" | "TRYAGAIN" | "MASTERDOWN" | "READONLY" | "BUSY" | "NOSCRIPT")
             ),
         }
     }
@@ -78,6 +78,12 @@ impl RedisError {
             }
             _ => false,
         }
+    }
+
+    /// Whether the server did not know a script (after `SCRIPT FLUSH` or a
+    /// restart): load it and try again.
+    pub fn is_no_script(&self) -> bool {
+        matches!(self, RedisError::Server(err) if err.code() == Some("NOSCRIPT"))
     }
 
     /// A stable code for metrics and problem details.

@@ -20,6 +20,7 @@
 
 pub mod admin;
 pub mod caller;
+mod meters;
 mod scripts;
 pub mod value;
 pub mod worker;

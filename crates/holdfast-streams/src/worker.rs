@@ -8,7 +8,8 @@
 //! - one task per entry (a "terminal", bounded by a semaphore of
 //!   `concurrency` permits): parses the envelope, answers `expired` without
 //!   running the handler when the deadline has passed, and otherwise runs the
-//!   handler in a task of its own so a panic is contained.
+//!   handler with panics caught, so a panic fails one delivery and harms
+//!   nothing else.
 //! - the finisher: collects outcomes from a channel and writes them in
 //!   batches, one pipeline per batch (replies, job records, `XACK`). Ends
 //!   when every sender is gone, after the last flush.
@@ -37,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::Admin;
+use crate::meters::WorkerMeters;
 use crate::scripts;
 use crate::value::{self, RawEntry};
 
@@ -140,8 +142,8 @@ pub enum HandlerError {
 
 /// The code that answers requests of a topic.
 pub trait Handler: Send + Sync + 'static {
-    /// Handles one request. The future runs in a task of its own, so a
-    /// panic counts as a failed delivery and harms nothing else.
+    /// Handles one request. A panic counts as a failed delivery and harms
+    /// nothing else; at the deadline the future is dropped.
     fn handle(
         &self,
         req: Request,
@@ -282,6 +284,7 @@ struct Ctx<H> {
     handlers: TaskTracker,
     done: mpsc::UnboundedSender<Completion>,
     reply_prefix: String,
+    meters: Arc<WorkerMeters>,
 }
 
 /// A worker serving one topic; see the module docs.
@@ -316,6 +319,7 @@ impl<H: Handler> Worker<H> {
     /// replies and acknowledgements, and returns.
     pub async fn run(self, shutdown: CancellationToken) {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let meters = Arc::new(WorkerMeters::new(&self.cfg.topic));
         let ctx = Arc::new(Ctx {
             reply_prefix: self.cfg.keys.reply_stream(""),
             terminals: Arc::new(Semaphore::new(self.cfg.concurrency.max(1))),
@@ -326,6 +330,7 @@ impl<H: Handler> Worker<H> {
             in_flight: Mutex::new(HashMap::new()),
             handlers: TaskTracker::new(),
             done: done_tx,
+            meters,
         });
         let finisher = tokio::spawn(finish(ctx.clone(), done_rx));
         let background = TaskTracker::new();
@@ -507,12 +512,10 @@ fn spawn_handle<H: Handler>(
         let _permit = permit;
         let ctx = task_ctx;
         ctx.status.inner.active.fetch_add(1, Ordering::Relaxed);
-        metrics::gauge!(metric_names::WORKER_ACTIVE, "topic" => ctx.cfg.topic.to_string())
-            .increment(1.0);
+        ctx.meters.active.increment(1.0);
         handle_entry(&ctx, partition, entry).await;
         ctx.status.inner.active.fetch_sub(1, Ordering::Relaxed);
-        metrics::gauge!(metric_names::WORKER_ACTIVE, "topic" => ctx.cfg.topic.to_string())
-            .decrement(1.0);
+        ctx.meters.active.decrement(1.0);
     });
 }
 
@@ -564,28 +567,47 @@ async fn handle_entry<H: Handler>(ctx: &Arc<Ctx<H>>, partition: u16, entry: RawE
         topic: topic.clone(),
         entry_id: entry.id.clone(),
     };
-    // The handler runs in its own task so that a panic is an error here.
-    let task = tokio::spawn(ctx.handler.handle(req));
-    let abort = task.abort_handle();
-    let outcome = match tokio::time::timeout(remaining, task).await {
+    // A panic in the handler is caught here and counts as a failed delivery;
+    // at the deadline the handler's future is dropped, which stops it.
+    let handled = CatchPanic(Box::pin(ctx.handler.handle(req)));
+    let outcome = match tokio::time::timeout(remaining, handled).await {
         Ok(Ok(Ok(body))) => Outcome::Ok(body),
         Ok(Ok(Err(HandlerError::Rejected { code, message }))) => Outcome::Error { code, message },
         Ok(Ok(Err(HandlerError::Failed(message)))) => {
             tracing::warn!(id = %env.id, %message, "handler failed; will retry");
             Outcome::Nack
         }
-        Ok(Err(join)) => {
-            tracing::error!(id = %env.id, panicked = join.is_panic(), "handler task died; will retry");
+        Ok(Err(Panicked)) => {
+            tracing::error!(id = %env.id, "handler panicked; will retry");
             Outcome::Nack
         }
-        Err(_) => {
-            abort.abort();
-            Outcome::Expired
-        }
+        Err(_) => Outcome::Expired,
     };
-    metrics::histogram!(metric_names::WORKER_HANDLE_DURATION, "topic" => topic.to_string())
-        .record(started.elapsed().as_secs_f64());
+    ctx.meters.duration.record(started.elapsed().as_secs_f64());
     let _ = ctx.done.send(base(outcome));
+}
+
+/// The handler panicked.
+struct Panicked;
+
+/// Turns a panic while polling the inner future into `Err(Panicked)`, so a
+/// handler's panic ends its request, not its worker.
+struct CatchPanic<F>(std::pin::Pin<Box<F>>);
+
+impl<F: Future> Future for CatchPanic<F> {
+    type Output = Result<F::Output, Panicked>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(_) => std::task::Poll::Ready(Err(Panicked)),
+        }
+    }
 }
 
 /// Moves a malformed entry to the dead-letter stream with the reason, and
@@ -616,8 +638,7 @@ async fn dead_letter_now<H>(ctx: &Ctx<H>, partition: u16, entry: &RawEntry, err:
         tracing::warn!(error = %e, "could not move malformed entry yet");
         return;
     }
-    metrics::counter!(metric_names::DEAD_LETTERS, "topic" => topic.to_string(), "reason" => err.code())
-        .increment(1);
+    ctx.meters.dead_letter(err.code());
     notify_dead(ctx, partition, entry, err.code(), &reason);
 }
 
@@ -663,6 +684,7 @@ async fn finish<H>(ctx: Arc<Ctx<H>>, mut rx: mpsc::UnboundedReceiver<Completion>
     let redis = ctx.redis.clone();
     let cfg = ctx.cfg.clone();
     let status = ctx.status.clone();
+    let meters = ctx.meters.clone();
     let in_flight_owner = Arc::downgrade(&ctx);
     drop(ctx);
     while let Some(first) = rx.recv().await {
@@ -692,8 +714,7 @@ async fn finish<H>(ctx: Arc<Ctx<H>>, mut rx: mpsc::UnboundedReceiver<Completion>
                 Outcome::Dead { .. } => "dead",
                 Outcome::Nack => "retry",
             };
-            metrics::counter!(metric_names::WORKER_HANDLED, "topic" => cfg.topic.to_string(), "outcome" => outcome)
-                .increment(1);
+            meters.handled(outcome);
         }
     }
 }
@@ -895,8 +916,7 @@ async fn maintain<H: Handler>(ctx: Arc<Ctx<H>>, shutdown: CancellationToken) {
                     .inner
                     .backlog
                     .store(stats.backlog, Ordering::Relaxed);
-                metrics::gauge!(metric_names::TOPIC_BACKLOG, "topic" => ctx.cfg.topic.to_string())
-                    .set(stats.backlog as f64);
+                ctx.meters.backlog.set(stats.backlog as f64);
             }
         }
     }
@@ -970,8 +990,7 @@ async fn reclaim<H: Handler>(ctx: &Arc<Ctx<H>>) {
         if let Value::Array(dead_list) = dead_fields {
             for fields in dead_list {
                 if let Some(entry) = RawEntry::from_fields(String::new(), fields) {
-                    metrics::counter!(metric_names::DEAD_LETTERS, "topic" => ctx.cfg.topic.to_string(), "reason" => "max_deliveries")
-                        .increment(1);
+                    ctx.meters.dead_letter("max_deliveries");
                     notify_dead(
                         ctx,
                         partition,
@@ -988,8 +1007,7 @@ async fn reclaim<H: Handler>(ctx: &Arc<Ctx<H>>) {
                 partition,
                 "claimed entries idle past the claim timeout"
             );
-            metrics::counter!(metric_names::WORKER_CLAIMED, "topic" => ctx.cfg.topic.to_string())
-                .increment(claimed.len() as u64);
+            ctx.meters.claimed.increment(claimed.len() as u64);
             ctx.status
                 .inner
                 .last_consumed_ms

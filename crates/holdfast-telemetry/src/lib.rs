@@ -70,10 +70,11 @@ impl LogFormat {
     }
 }
 
-/// Installs the global tracing subscriber; `RUST_LOG` filters (default `info`).
-/// Calling it twice is harmless.
-pub fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs the global tracing subscriber; `RUST_LOG` filters (default
+/// `default_filter`, such as `info`). Calling it twice is harmless.
+pub fn init_tracing(format: LogFormat, default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -11,7 +11,12 @@ use tokio_util::sync::CancellationToken;
 
 fn main() -> Result<()> {
     let cli = cli::Cli::parse();
-    holdfast_telemetry::init_tracing(holdfast_telemetry::LogFormat::from_env());
+    // Benchmarks print figures; their roles' routine logs would drown them.
+    let default_filter = match cli.command {
+        cli::Command::Bench(_) => "warn",
+        _ => "info",
+    };
+    holdfast_telemetry::init_tracing(holdfast_telemetry::LogFormat::from_env(), default_filter);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
