@@ -333,17 +333,20 @@ impl<H: Handler> Worker<H> {
             meters,
         });
         let finisher = tokio::spawn(finish(ctx.clone(), done_rx));
-        let background = TaskTracker::new();
+        let readers = TaskTracker::new();
         for partition in 0..ctx.cfg.partitions.max(1) {
-            background.spawn(read_partition(ctx.clone(), partition, shutdown.clone()));
+            readers.spawn(read_partition(ctx.clone(), partition, shutdown.clone()));
         }
-        background.spawn(maintain(ctx.clone(), shutdown.clone()));
-        background.close();
+        readers.close();
+        // Maintenance outlives the readers: during the drain it keeps the
+        // claims of running handlers fresh, so no other worker takes them.
+        let drained = CancellationToken::new();
+        let maintenance = tokio::spawn(maintain(ctx.clone(), shutdown.clone(), drained.clone()));
 
         shutdown.cancelled().await;
         ctx.status.inner.draining.store(true, Ordering::Relaxed);
         tracing::info!(topic = %ctx.cfg.topic, active = ctx.status.active(), "worker draining");
-        background.wait().await;
+        readers.wait().await;
         ctx.handlers.close();
         if tokio::time::timeout(ctx.cfg.drain_timeout, ctx.handlers.wait())
             .await
@@ -354,6 +357,8 @@ impl<H: Handler> Worker<H> {
                 "drain timeout: unfinished requests stay pending and will be claimed by other workers"
             );
         }
+        drained.cancel();
+        let _ = maintenance.await;
         // The finisher ends when the last sender is gone: ours is in `ctx`.
         drop(ctx);
         let _ = tokio::time::timeout(Duration::from_secs(5), finisher).await;
@@ -885,19 +890,26 @@ async fn flush(redis: &Redis, cfg: &WorkerConfig, batch: &[Completion]) {
 }
 
 /// Claims, dead letters, trimming and backlog; see the module docs.
-async fn maintain<H: Handler>(ctx: Arc<Ctx<H>>, shutdown: CancellationToken) {
+/// Until `shutdown` it does all of it; from then until `drained` it only
+/// refreshes the claims of handlers still running.
+async fn maintain<H: Handler>(
+    ctx: Arc<Ctx<H>>,
+    shutdown: CancellationToken,
+    drained: CancellationToken,
+) {
     let tick = (ctx.cfg.claim_timeout / 3).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let admin = Admin::new(ctx.redis.clone(), ctx.cfg.keys.clone(), ctx.cfg.partitions);
     let mut last_trim = Instant::now() - ctx.cfg.trim_interval;
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = drained.cancelled() => return,
             _ = tokio::time::sleep(tick) => {}
         }
         refresh_claims(&ctx).await;
-        if !shutdown.is_cancelled() {
-            reclaim(&ctx).await;
+        if shutdown.is_cancelled() {
+            continue;
         }
+        reclaim(&ctx).await;
         if last_trim.elapsed() >= ctx.cfg.trim_interval {
             last_trim = Instant::now();
             for partition in 0..ctx.cfg.partitions.max(1) {

@@ -628,3 +628,48 @@ async fn an_entry_read_while_shutdown_begins_is_still_handled_and_acknowledged()
     let admin = Admin::new(env.redis.clone(), env.keys.clone(), 1);
     assert_eq!(admin.topic_stats(&env.topic).await.unwrap().pending, 0);
 }
+
+#[tokio::test]
+async fn a_handler_still_running_during_the_drain_keeps_its_claim() {
+    let env = env().await;
+    // The handler outlasts three claim timeouts after the stop.
+    let slow = Echo::new(Duration::from_millis(2000));
+    let (stop, status, handle) = env.spawn_worker(env.worker_config(), slow.clone());
+    let caller = env.caller();
+    let call = {
+        let caller = caller.clone();
+        let topic = env.topic.clone();
+        tokio::spawn(async move {
+            caller
+                .call(&topic, Bytes::from_static(b"x"), opts(8000))
+                .await
+        })
+    };
+    holdfast_testkit::wait_until(Duration::from_secs(3), "the slow worker took it", || {
+        let status = status.clone();
+        async move { status.active() == 1 }
+    })
+    .await;
+    // A second worker that would claim the entry if its claim went stale.
+    let other = Echo::new(Duration::ZERO);
+    let _other = env.spawn_worker(env.worker_config(), other.clone());
+
+    stop.cancel();
+    let reply = tokio::time::timeout(Duration::from_secs(6), call)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(6), handle)
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(reply.status, ReplyStatus::Ok);
+    assert_eq!(slow.runs(), 1);
+    assert_eq!(
+        other.runs(),
+        0,
+        "the request was claimed and run again during the drain"
+    );
+}
