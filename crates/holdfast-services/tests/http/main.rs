@@ -368,3 +368,23 @@ async fn health_metrics_and_api_docs_are_served() {
     assert!(spec["paths"]["/WeatherForecast/city"]["post"].is_object());
     assert!(spec["paths"]["/jobs/weather/{id}"]["get"].is_object());
 }
+
+#[tokio::test]
+async fn with_redis_disabled_the_ingress_runs_and_answers_503_at_once() {
+    let app = spawn_app(|s| s.redis = holdfast_redis::RedisConfig::disabled()).await;
+
+    let started = Instant::now();
+    let resp = app.forecast(NEW_YORK, None).await;
+    let took = started.elapsed();
+
+    problem(resp, 503, "redis_unavailable").await;
+    assert!(took < Duration::from_millis(50), "took {took:?}");
+    assert_eq!(
+        app.get(&format!("{}/health/live", app.base)).await.status(),
+        200
+    );
+    let ready = app.get(&format!("{}/health/ready", app.base)).await;
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["reasons"][0], "redis is disabled");
+}

@@ -215,3 +215,78 @@ async fn holdfast_up_serves_a_forecast_and_stops_cleanly_on_sigint() {
         "stdout: {transcript:#?}"
     );
 }
+
+/// Runs a short-lived `holdfast` command to completion and returns stdout.
+async fn run_to_end(args: &[&str]) -> String {
+    let mut command = helpers::holdfast_command(args);
+    command.stdout(std::process::Stdio::piped());
+    let output = tokio::time::timeout(Duration::from_secs(20), command.output())
+        .await
+        .expect("command finished")
+        .expect("command ran");
+    assert!(
+        output.status.success(),
+        "holdfast {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8 output")
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_replayed_and_purged_from_the_command_line() {
+    // Arrange: two garbage entries, written by hand, that a worker dead-letters.
+    let client = http_client();
+    let redis = holdfast_testkit::redis().await;
+    let url = redis.url();
+    {
+        use holdfast_redis::redis;
+        let mut connection = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        for city in ["Oslo", "Lima"] {
+            let _: String = redis::cmd("XADD")
+                .arg("hf:{weather:0}:req")
+                .arg("*")
+                .arg("city")
+                .arg(city)
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+        }
+    }
+    let worker = spawn_worker(&client, &redis, "w-dead", &["--processing-time", "0ms"]).await;
+    let admin = ["--redis-url", url.as_str(), "--topic", "weather"];
+    let command = |verb: &'static str| [&["dead-letters", verb][..], &admin[..]].concat();
+    let mut listed = String::new();
+    for _ in 0..50 {
+        listed = run_to_end(&command("list")).await;
+        if listed.lines().count() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(worker);
+
+    // Act and assert: list shows the reason, replay by id puts one back,
+    // purge removes the other.
+    let letters: Vec<serde_json::Value> = listed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(letters.len(), 2, "{listed}");
+    assert_eq!(letters[0]["code"], "missing_field");
+    assert!(letters[0]["reason"].as_str().unwrap().contains("`v`"));
+
+    let first = letters[0]["id"].as_str().unwrap();
+    let mut replay = command("replay");
+    replay.extend(["--id", first]);
+    let replayed = run_to_end(&replay).await;
+    assert!(replayed.contains("replayed 1"), "{replayed}");
+    assert_eq!(run_to_end(&command("list")).await.lines().count(), 1);
+
+    let purged = run_to_end(&command("purge")).await;
+    assert!(purged.contains("purged 1"), "{purged}");
+    assert!(run_to_end(&command("list")).await.is_empty());
+}
