@@ -281,11 +281,13 @@ impl Redis {
     /// Registers a script to load on every (re)connect, so that pipelines may
     /// call it by `EVALSHA` without a `NOSCRIPT` round trip.
     pub fn register_script(&self, script: &redis::Script) {
-        self.inner
-            .scripts
-            .lock()
-            .expect("scripts lock poisoned")
-            .push(script.clone());
+        {
+            let mut scripts = self.inner.scripts.lock().expect("scripts lock poisoned");
+            if scripts.iter().any(|s| s.get_hash() == script.get_hash()) {
+                return;
+            }
+            scripts.push(script.clone());
+        }
         if let Some(conn) = self.inner.conn.read().expect("conn lock poisoned").clone() {
             let script = script.clone();
             tokio::spawn(async move {
@@ -440,7 +442,7 @@ impl Inner {
         }
         let from = status.state;
         let now = Deadline::now_unix_ms();
-        if status.history.len() == self.cfg.history_len {
+        while !status.history.is_empty() && status.history.len() >= self.cfg.history_len {
             status.history.pop_front();
         }
         status.history.push_back(Transition {
@@ -499,7 +501,11 @@ impl Inner {
         redis::cmd("PING").query_async::<()>(&mut conn).await?;
         let scripts = self.scripts.lock().expect("scripts lock poisoned").clone();
         for script in scripts {
-            script.load_async(&mut conn).await?;
+            // Preloading only saves a NOSCRIPT round trip; a server that
+            // refuses SCRIPT LOAD (an ACL) still runs scripts by EVAL.
+            if let Err(err) = script.load_async(&mut conn).await {
+                tracing::debug!(%err, "script not preloaded");
+            }
         }
         Ok(conn)
     }
@@ -534,21 +540,23 @@ async fn supervise(inner: Arc<Inner>, shutdown: CancellationToken) {
                 inner.breaker.reset();
                 inner.publish_breaker();
                 inner.transition(ConnState::Ready, "connected");
-                attempt = 0;
+                let connected_at = Instant::now();
                 let reason = watch_connection(&inner, conn, &shutdown).await;
                 *inner.conn.write().expect("conn lock poisoned") = None;
                 if shutdown.is_cancelled() {
                     return;
                 }
-                // No connection means every call fails fast anyway; opening
-                // the breaker too keeps the first calls after a reconnect to
-                // a probe.
-                inner.breaker.force_open();
-                inner.publish_breaker();
                 inner.record_error(reason);
                 inner.transition(ConnState::Reconnecting, reason);
                 failing_since = Some(Instant::now());
-                continue;
+                if connected_at.elapsed() >= Duration::from_secs(1) {
+                    // A connection that lived a while: reconnect at once.
+                    attempt = 0;
+                    continue;
+                }
+                // A server that accepts and then drops connections would
+                // otherwise be hammered in a tight loop: back off as after a
+                // failed connect.
             }
             Ok(Err(err)) => {
                 let code = describe_connect_error(&err);

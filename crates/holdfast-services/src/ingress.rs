@@ -42,6 +42,9 @@ use crate::http::{StackConfig, serve, stack};
 use crate::problem::{ApiError, ApiJson, Problem};
 use crate::weather::{Forecast, WeatherRequest, WeatherRequestBody};
 
+/// Longest a job may wait for a worker.
+const MAX_JOB_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// Header with the caller's time budget in milliseconds.
 pub const TIMEOUT_HEADER: &str = "x-timeout-ms";
 
@@ -83,7 +86,12 @@ impl IngressSettings {
             default_timeout: Duration::from_secs(10),
             max_timeout: Duration::from_secs(60),
             backlog_limit: Some(10_000),
-            stack: StackConfig::default(),
+            // The listener's own limit must not cut a request short of the
+            // longest deadline it may ask for.
+            stack: StackConfig {
+                timeout: Duration::from_secs(61),
+                ..StackConfig::default()
+            },
         }
     }
 }
@@ -109,6 +117,8 @@ impl HealthCheck for IngressHealth {
         let state = self.state.redis.state();
         if state != ConnState::Ready {
             reasons.push(format!("redis is {}", state.as_str()));
+        } else if !self.state.caller.is_reading() {
+            reasons.push("replies cannot be read".into());
         }
         if self.state.draining.load(Ordering::Relaxed) {
             reasons.push("shutting down".into());
@@ -121,6 +131,7 @@ impl HealthCheck for IngressHealth {
             "role": "ingress",
             "redis": self.state.redis.health(),
             "calls_in_flight": self.state.caller.in_flight(),
+            "reading_replies": self.state.caller.is_reading(),
             "topic": self.state.topic.as_str(),
             "backlog": self.state.caller.backlog(&self.state.topic),
             "draining": self.state.draining.load(Ordering::Relaxed),
@@ -157,7 +168,7 @@ pub fn router(state: IngressState, stack_cfg: &StackConfig) -> Router {
 
 fn timeout_of(state: &IngressState, headers: &HeaderMap) -> Result<Duration, ApiError> {
     let Some(raw) = headers.get(TIMEOUT_HEADER) else {
-        return Ok(state.default_timeout);
+        return Ok(state.default_timeout.min(state.max_timeout));
     };
     let ms: u64 = raw
         .to_str()
@@ -347,10 +358,19 @@ async fn enqueue_weather_job(
         )
     })?;
     let mut opts = call_options(&state, &headers)?;
-    if !headers.contains_key(TIMEOUT_HEADER) {
-        // A job may wait in the queue much longer than a call.
-        opts.deadline = Deadline::after(Duration::from_secs(3600));
-    }
+    // A job may wait in the queue much longer than a call: up to an hour,
+    // whether or not the client names a deadline.
+    let job_timeout = match headers.get(TIMEOUT_HEADER) {
+        Some(_) => timeout_of(
+            &IngressState {
+                max_timeout: MAX_JOB_TIMEOUT,
+                ..state.clone()
+            },
+            &headers,
+        )?,
+        None => MAX_JOB_TIMEOUT,
+    };
+    opts.deadline = Deadline::after(job_timeout);
     let payload = serde_json::to_vec(&req.to_body())
         .map(Bytes::from)
         .map_err(|_| {
@@ -402,7 +422,14 @@ async fn job_status(
         .caller
         .job(&state.topic, &id)
         .await
-        .map_err(call_error)?
+        .map_err(|e| match e {
+            CallError::Redis(e) => ApiError::unavailable(
+                "redis_unavailable",
+                "the job's status cannot be read because Redis is unavailable",
+                e.retry_after().unwrap_or(Duration::from_secs(1)),
+            ),
+            other => call_error(other),
+        })?
         .ok_or_else(|| ApiError::not_found("no such job (unknown or expired)"))?;
     let result = record.result.as_ref().map(|r| {
         serde_json::from_slice::<serde_json::Value>(r)

@@ -149,6 +149,9 @@ struct Inner {
     /// ids come from the server's clock, so trimming by them is safe from
     /// clock skew between this host and Redis.
     last_read: Mutex<Option<String>>,
+    /// Whether the reply reader's last read worked; a caller whose replies
+    /// cannot be read must not say it is ready.
+    reading: std::sync::atomic::AtomicBool,
     /// Per-topic metric handles, made on a topic's first call.
     meters: RwLock<HashMap<Topic, Arc<CallMeters>>>,
     in_flight_gauge: metrics::Gauge,
@@ -193,6 +196,7 @@ impl Caller {
             budget: RetryBudget::new(0.2, 10, Duration::from_secs(10)),
             backlogs: Mutex::new(Vec::new()),
             last_read: Mutex::new(None),
+            reading: std::sync::atomic::AtomicBool::new(false),
             meters: RwLock::new(HashMap::new()),
             in_flight_gauge: metrics::gauge!(metric_names::CALLS_IN_FLIGHT),
             shutdown,
@@ -213,6 +217,12 @@ impl Caller {
     /// The Redis handle underneath.
     pub fn redis(&self) -> &Redis {
         &self.inner.redis
+    }
+
+    /// Whether replies are being read: the reader is connected and its last
+    /// read, if any, worked. While it is not, calls can only time out.
+    pub fn is_reading(&self) -> bool {
+        self.inner.reading.load(Ordering::Relaxed)
     }
 
     /// Calls waiting for a reply right now.
@@ -340,7 +350,7 @@ impl Caller {
             body,
             idempotency_key: opts.idempotency_key,
         };
-        // Records of calls only need to outlive retries of the enqueue.
+        // The call's marker only needs to outlive retries of the enqueue.
         let record_ttl = deadline.remaining() + Duration::from_secs(60);
         if let Err(err) = self.enqueue(topic, &envelope, record_ttl).await {
             self.meters(topic)
@@ -497,10 +507,11 @@ async fn read_replies(inner: Arc<Inner>) {
             .await;
         let mut conn = match conn {
             Ok(c) => {
-                attempt = 0;
+                inner.reading.store(true, Ordering::Relaxed);
                 c
             }
             Err(_) => {
+                inner.reading.store(false, Ordering::Relaxed);
                 let delay = backoff.delay(attempt);
                 attempt = attempt.saturating_add(1);
                 tokio::select! {
@@ -524,6 +535,10 @@ async fn read_replies(inner: Arc<Inner>) {
             };
             match read {
                 Ok(v) => {
+                    // Only a read that worked resets the backoff: a read that
+                    // fails on a healthy connection (NOPERM, WRONGTYPE) must
+                    // not turn into a reconnect storm.
+                    attempt = 0;
                     for entry in value::read_reply(v) {
                         match Reply::from_fields(entry.pairs()) {
                             Ok(reply) => {
@@ -546,8 +561,19 @@ async fn read_replies(inner: Arc<Inner>) {
                         Some(last_id.clone());
                 }
                 Err(err) => {
-                    tracing::debug!(%err, "reply read failed; reconnecting");
-                    inner.redis.report_connection_failure();
+                    inner.reading.store(false, Ordering::Relaxed);
+                    let err = RedisError::from_redis(err);
+                    if matches!(err, RedisError::Connection(_)) {
+                        inner.redis.report_connection_failure();
+                    } else {
+                        tracing::warn!(%err, key = %inner.reply_key, "the reply stream cannot be read");
+                    }
+                    let delay = backoff.delay(attempt);
+                    attempt = attempt.saturating_add(1);
+                    tokio::select! {
+                        _ = inner.shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
                     break;
                 }
             }

@@ -16,7 +16,8 @@
 //! - the maintenance loop: refreshes the claims of long-running entries so
 //!   nobody steals them, claims entries of dead consumers, moves entries past
 //!   `max_deliveries` to the dead-letter stream, trims the request stream,
-//!   and reads the backlog. Ends on shutdown.
+//!   and reads the backlog. From shutdown until the drain ends it only
+//!   refreshes claims, so handlers still running keep their entries.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -189,6 +190,7 @@ struct StatusInner {
     started_ms: u64,
     last_consumed_ms: AtomicU64,
     backlog: AtomicU64,
+    lag: AtomicU64,
     draining: AtomicBool,
     stall_after: Duration,
 }
@@ -204,6 +206,7 @@ impl WorkerStatus {
                 started_ms: now,
                 last_consumed_ms: AtomicU64::new(now),
                 backlog: AtomicU64::new(0),
+                lag: AtomicU64::new(0),
                 draining: AtomicBool::new(false),
                 stall_after,
             }),
@@ -234,11 +237,15 @@ impl WorkerStatus {
     pub fn last_consumed_unix_ms(&self) -> u64 {
         self.inner.last_consumed_ms.load(Ordering::Relaxed)
     }
-    /// Whether the topic has a backlog but nothing was consumed for
-    /// `stall_after`: the worker is stuck and should be restarted.
+    /// Whether entries wait undelivered (group lag) while this worker,
+    /// with nothing in hand, has consumed nothing for `stall_after`: it is
+    /// stuck and should be restarted. Entries pending with other workers do
+    /// not count; they are busy, not waiting.
     pub fn stalled(&self) -> bool {
         let idle = Deadline::now_unix_ms().saturating_sub(self.last_consumed_unix_ms());
-        self.backlog() > 0 && self.active() == 0 && idle > self.inner.stall_after.as_millis() as u64
+        self.inner.lag.load(Ordering::Relaxed) > 0
+            && self.active() == 0
+            && idle > self.inner.stall_after.as_millis() as u64
     }
     /// Start time, unix ms.
     pub fn started_unix_ms(&self) -> u64 {
@@ -259,11 +266,14 @@ enum Outcome {
         code: String,
         message: String,
     },
-    /// Failed; make it claimable again at once so it is retried.
+    /// Failed; make it claimable again after `retry_delay`.
     Nack,
 }
 
 struct Completion {
+    /// The terminal that produced it, freed once the outcome is written, so
+    /// a stalled Redis stops reads instead of queueing outcomes without end.
+    _terminal: Option<OwnedSemaphorePermit>,
     partition: u16,
     entry_id: String,
     id: RequestId,
@@ -285,6 +295,9 @@ struct Ctx<H> {
     done: mpsc::UnboundedSender<Completion>,
     reply_prefix: String,
     meters: Arc<WorkerMeters>,
+    /// Cancelled when the drain runs out of time: terminals and readers
+    /// stop at once and leave what they hold pending.
+    hard_stop: CancellationToken,
 }
 
 /// A worker serving one topic; see the module docs.
@@ -331,6 +344,7 @@ impl<H: Handler> Worker<H> {
             handlers: TaskTracker::new(),
             done: done_tx,
             meters,
+            hard_stop: CancellationToken::new(),
         });
         let finisher = tokio::spawn(finish(ctx.clone(), done_rx));
         let readers = TaskTracker::new();
@@ -346,9 +360,14 @@ impl<H: Handler> Worker<H> {
         shutdown.cancelled().await;
         ctx.status.inner.draining.store(true, Ordering::Relaxed);
         tracing::info!(topic = %ctx.cfg.topic, active = ctx.status.active(), "worker draining");
-        readers.wait().await;
-        ctx.handlers.close();
-        if tokio::time::timeout(ctx.cfg.drain_timeout, ctx.handlers.wait())
+        // One budget for the whole drain: readers finish their last read,
+        // then terminals finish what they hold.
+        let drain = async {
+            readers.wait().await;
+            ctx.handlers.close();
+            ctx.handlers.wait().await;
+        };
+        if tokio::time::timeout(ctx.cfg.drain_timeout, drain)
             .await
             .is_err()
         {
@@ -356,13 +375,57 @@ impl<H: Handler> Worker<H> {
                 active = ctx.status.active(),
                 "drain timeout: unfinished requests stay pending and will be claimed by other workers"
             );
+            ctx.hard_stop.cancel();
+            ctx.handlers.close();
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                readers.wait().await;
+                ctx.handlers.wait().await;
+            })
+            .await;
         }
         drained.cancel();
         let _ = maintenance.await;
+        let redis = ctx.redis.clone();
+        let cfg = ctx.cfg.clone();
         // The finisher ends when the last sender is gone: ours is in `ctx`.
         drop(ctx);
-        let _ = tokio::time::timeout(Duration::from_secs(5), finisher).await;
+        let mut finisher = finisher;
+        if tokio::time::timeout(Duration::from_secs(5), &mut finisher)
+            .await
+            .is_err()
+        {
+            finisher.abort();
+        }
+        retire_consumer(&redis, &cfg).await;
         tracing::info!("worker stopped");
+    }
+}
+
+/// Removes this consumer from the group when it leaves nothing pending, so
+/// restarts and scaling do not pile up dead consumers in `XINFO`.
+async fn retire_consumer(redis: &Redis, cfg: &WorkerConfig) {
+    for partition in 0..cfg.partitions.max(1) {
+        let stream = cfg.keys.request_stream(&cfg.topic, partition);
+        let mut pending = redis::cmd("XPENDING");
+        pending
+            .arg(&stream)
+            .arg(Keys::GROUP)
+            .arg("-")
+            .arg("+")
+            .arg(1)
+            .arg(&cfg.consumer);
+        // Deleting a consumer drops its pending entries from the group's
+        // list: only ever delete one that holds none.
+        if let Ok(Value::Array(held)) = redis.cmd::<Value>(&pending).await
+            && held.is_empty()
+        {
+            let mut del = redis::cmd("XGROUP");
+            del.arg("DELCONSUMER")
+                .arg(&stream)
+                .arg(Keys::GROUP)
+                .arg(&cfg.consumer);
+            let _ = redis.cmd::<i64>(&del).await;
+        }
     }
 }
 
@@ -468,12 +531,10 @@ async fn read_partition<H: Handler>(ctx: Arc<Ctx<H>>, partition: u16, shutdown: 
                     // read: handle them (the drain waits), never leave them
                     // pending for a claim timeout under a consumer that left.
                     for entry in entries {
-                        let permit = ctx
-                            .terminals
-                            .clone()
-                            .acquire_owned()
-                            .await
-                            .expect("semaphore never closed");
+                        let permit = tokio::select! {
+                            p = ctx.terminals.clone().acquire_owned() => p.expect("semaphore never closed"),
+                            _ = ctx.hard_stop.cancelled() => return,
+                        };
                         spawn_handle(&ctx, partition, entry, permit);
                     }
                     attempt = 0;
@@ -512,13 +573,12 @@ fn spawn_handle<H: Handler>(
     permit: OwnedSemaphorePermit,
 ) {
     let task_ctx = ctx.clone();
-    // One terminal: holds its permit until the outcome is queued.
+    // One terminal: its permit travels with the outcome until it is written.
     ctx.handlers.spawn(async move {
-        let _permit = permit;
         let ctx = task_ctx;
         ctx.status.inner.active.fetch_add(1, Ordering::Relaxed);
         ctx.meters.active.increment(1.0);
-        handle_entry(&ctx, partition, entry).await;
+        handle_entry(&ctx, partition, entry, permit).await;
         ctx.status.inner.active.fetch_sub(1, Ordering::Relaxed);
         ctx.meters.active.decrement(1.0);
     });
@@ -544,7 +604,12 @@ fn parse<H>(ctx: &Ctx<H>, entry: &RawEntry) -> Result<Envelope, EnvelopeError> {
     Ok(env)
 }
 
-async fn handle_entry<H: Handler>(ctx: &Arc<Ctx<H>>, partition: u16, entry: RawEntry) {
+async fn handle_entry<H: Handler>(
+    ctx: &Arc<Ctx<H>>,
+    partition: u16,
+    entry: RawEntry,
+    permit: OwnedSemaphorePermit,
+) {
     let topic = &ctx.cfg.topic;
     let env = match parse(ctx, &entry) {
         Ok(env) => env,
@@ -553,7 +618,8 @@ async fn handle_entry<H: Handler>(ctx: &Arc<Ctx<H>>, partition: u16, entry: RawE
             return;
         }
     };
-    let base = |outcome| Completion {
+    let base = |outcome, permit| Completion {
+        _terminal: Some(permit),
         partition,
         entry_id: entry.id.clone(),
         id: env.id,
@@ -562,7 +628,7 @@ async fn handle_entry<H: Handler>(ctx: &Arc<Ctx<H>>, partition: u16, entry: RawE
         outcome,
     };
     if env.deadline.is_past() {
-        let _ = ctx.done.send(base(Outcome::Expired));
+        let _ = ctx.done.send(base(Outcome::Expired, permit));
         return;
     }
     let started = Instant::now();
@@ -575,7 +641,13 @@ async fn handle_entry<H: Handler>(ctx: &Arc<Ctx<H>>, partition: u16, entry: RawE
     // A panic in the handler is caught here and counts as a failed delivery;
     // at the deadline the handler's future is dropped, which stops it.
     let handled = CatchPanic(Box::pin(ctx.handler.handle(req)));
-    let outcome = match tokio::time::timeout(remaining, handled).await {
+    let finished = tokio::select! {
+        finished = tokio::time::timeout(remaining, handled) => finished,
+        // The drain ran out of time: leave the entry pending; with its claim
+        // no longer refreshed, another worker takes it.
+        _ = ctx.hard_stop.cancelled() => return,
+    };
+    let outcome = match finished {
         Ok(Ok(Ok(body))) => Outcome::Ok(body),
         Ok(Ok(Err(HandlerError::Rejected { code, message }))) => Outcome::Error { code, message },
         Ok(Ok(Err(HandlerError::Failed(message)))) => {
@@ -589,7 +661,7 @@ async fn handle_entry<H: Handler>(ctx: &Arc<Ctx<H>>, partition: u16, entry: RawE
         Err(_) => Outcome::Expired,
     };
     ctx.meters.duration.record(started.elapsed().as_secs_f64());
-    let _ = ctx.done.send(base(outcome));
+    let _ = ctx.done.send(base(outcome, permit));
 }
 
 /// The handler panicked.
@@ -669,6 +741,7 @@ fn notify_dead<H>(ctx: &Ctx<H>, partition: u16, entry: &RawEntry, code: &str, me
         return;
     }
     let _ = ctx.done.send(Completion {
+        _terminal: None,
         partition,
         entry_id: entry.id.clone(),
         id,
@@ -870,18 +943,31 @@ async fn flush(redis: &Redis, cfg: &WorkerConfig, batch: &[Completion]) {
     add_settle(&mut pipe, cfg, &all);
     let backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
     let timeout = redis.config().command_timeout.max(Duration::from_secs(2));
-    for attempt in 0..6 {
-        match redis.pipe::<()>(&pipe, timeout).await {
+    // Past the claim timeout another worker may take the entries anyway.
+    let give_up = Instant::now() + cfg.claim_timeout;
+    let mut attempt = 0;
+    loop {
+        let err = match redis.pipe::<()>(&pipe, timeout).await {
             Ok(()) => return,
             Err(RedisError::Server(err)) => {
                 tracing::warn!(%err, "a command of the batch was refused; the others ran");
                 return;
             }
-            Err(err) => {
-                tracing::debug!(%err, attempt, "batch write failed; retrying");
-                tokio::time::sleep(backoff.delay(attempt)).await;
-            }
+            Err(err) => err,
+        };
+        let left = give_up.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
         }
+        tracing::debug!(%err, attempt, "batch write failed; retrying");
+        match err {
+            // No connection: wait for the supervisor to get one back.
+            RedisError::Unavailable { .. } => {
+                redis.wait_ready(left).await;
+            }
+            _ => tokio::time::sleep(backoff.delay(attempt).min(left)).await,
+        }
+        attempt += 1;
     }
     tracing::warn!(
         count = batch.len(),
@@ -899,7 +985,10 @@ async fn maintain<H: Handler>(
 ) {
     let tick = (ctx.cfg.claim_timeout / 3).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let admin = Admin::new(ctx.redis.clone(), ctx.cfg.keys.clone(), ctx.cfg.partitions);
-    let mut last_trim = Instant::now() - ctx.cfg.trim_interval;
+    // Trim on the first tick.
+    let mut last_trim = Instant::now()
+        .checked_sub(ctx.cfg.trim_interval)
+        .unwrap_or_else(Instant::now);
     loop {
         tokio::select! {
             _ = drained.cancelled() => return,
@@ -928,6 +1017,7 @@ async fn maintain<H: Handler>(
                     .inner
                     .backlog
                     .store(stats.backlog, Ordering::Relaxed);
+                ctx.status.inner.lag.store(stats.lag, Ordering::Relaxed);
                 ctx.meters.backlog.set(stats.backlog as f64);
             }
         }
@@ -1025,6 +1115,15 @@ async fn reclaim<H: Handler>(ctx: &Arc<Ctx<H>>) {
                 .last_consumed_ms
                 .store(Deadline::now_unix_ms(), Ordering::Relaxed);
         }
+        // An entry of our own whose claim refresh lagged comes back too; it
+        // is already being handled here and must not run twice.
+        let claimed: Vec<RawEntry> = {
+            let in_flight = ctx.in_flight.lock().expect("in_flight lock poisoned");
+            claimed
+                .into_iter()
+                .filter(|e| !in_flight.contains_key(&(partition, e.id.clone())))
+                .collect()
+        };
         ctx.track(partition, &claimed);
         for (entry, permit) in claimed.into_iter().zip(permits) {
             spawn_handle(ctx, partition, entry, permit);
@@ -1047,6 +1146,11 @@ mod tests {
         assert!(!status.stalled(), "no backlog: idle, not stalled");
 
         status.inner.backlog.store(3, Ordering::Relaxed);
+        assert!(
+            !status.stalled(),
+            "pending with others is busy, not waiting"
+        );
+        status.inner.lag.store(3, Ordering::Relaxed);
         assert!(status.stalled());
 
         status.inner.active.store(1, Ordering::Relaxed);

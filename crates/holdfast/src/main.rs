@@ -37,6 +37,10 @@ async fn run(cli: cli::Cli) -> Result<()> {
     }
 }
 
+/// Pid of the private redis-server `holdfast up` started, if any, so a
+/// forced exit can stop it too.
+pub static PRIVATE_REDIS_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 async fn watch_signals(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
@@ -56,5 +60,12 @@ async fn watch_signals(shutdown: CancellationToken) {
         _ = int.recv() => {}
     }
     tracing::warn!("second signal: exiting now");
+    let pid = PRIVATE_REDIS_PID.load(std::sync::atomic::Ordering::Relaxed);
+    if pid != 0 {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
     std::process::exit(130);
 }

@@ -53,7 +53,15 @@ pub fn worker_settings(args: &WorkerArgs) -> Result<WorkerSettings> {
     if let Some(name) = &args.consumer_name {
         worker.consumer = name.clone();
     }
+    // Below this, claims of running handlers could not be refreshed in
+    // time and requests would bounce between workers.
+    anyhow::ensure!(
+        args.claim_timeout >= Duration::from_millis(500),
+        "--claim-timeout must be at least 500ms (got {:?})",
+        args.claim_timeout
+    );
     worker.claim_timeout = args.claim_timeout;
+    worker.retry_delay = worker.retry_delay.min(args.claim_timeout / 2);
     worker.max_deliveries = args.max_deliveries.max(1);
     worker.drain_timeout = args.drain_timeout;
     worker.stall_after = args.stall_after;
@@ -68,9 +76,12 @@ pub fn worker_settings(args: &WorkerArgs) -> Result<WorkerSettings> {
 /// `holdfast ingress`.
 pub async fn ingress(args: IngressArgs, shutdown: CancellationToken) -> Result<()> {
     let settings = ingress_settings(&args)?;
-    let ingress = Ingress::build(settings)
-        .await
-        .with_context(|| format!("could not bind {} or {}", args.listen, args.admin_listen))?;
+    let ingress = Ingress::build(settings).await.with_context(|| {
+        format!(
+            "could not start the ingress on {} and {}",
+            args.listen, args.admin_listen
+        )
+    })?;
     tracing::info!(port = ingress.port(), admin_port = ?ingress.admin_port(), "ingress listening");
     ingress.run_until_stopped(shutdown).await?;
     Ok(())
@@ -80,9 +91,12 @@ pub async fn ingress(args: IngressArgs, shutdown: CancellationToken) -> Result<(
 pub async fn worker(args: WorkerArgs, shutdown: CancellationToken) -> Result<()> {
     let settings = worker_settings(&args)?;
     let consumer = settings.worker.consumer.clone();
-    let role = WorkerRole::build(settings)
-        .await
-        .with_context(|| format!("could not bind {}", args.admin_listen))?;
+    let role = WorkerRole::build(settings).await.with_context(|| {
+        format!(
+            "could not start the worker with admin listener {}",
+            args.admin_listen
+        )
+    })?;
     tracing::info!(admin_port = role.admin_port(), %consumer, topic = %args.topic, "worker started");
     role.run_until_stopped(shutdown).await?;
     Ok(())
@@ -104,6 +118,11 @@ pub async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
                 "could not start a private redis-server (set REDIS_URL to use an existing Redis)",
             )?;
             let url = server.url();
+            if let Some(pid) = server.pid() {
+                // A second Ctrl-C exits at once, skipping destructors: it
+                // must not leave this redis-server behind.
+                crate::PRIVATE_REDIS_PID.store(pid, std::sync::atomic::Ordering::Relaxed);
+            }
             private = Some(server);
             url
         }
@@ -199,15 +218,21 @@ pub async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
     );
     println!("Press Ctrl-C to stop.");
 
-    let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(ingress.run_until_stopped(shutdown.clone()));
+    // The ingress drains first, while the workers still answer what it has
+    // in flight; then the workers drain.
+    let workers_stop = CancellationToken::new();
+    let mut workers_tasks = tokio::task::JoinSet::new();
     for w in workers {
-        tasks.spawn(w.run_until_stopped(shutdown.clone()));
+        workers_tasks.spawn(w.run_until_stopped(workers_stop.clone()));
     }
-    while let Some(result) = tasks.join_next().await {
-        if let Err(err) = result.context("a role task failed")? {
-            tracing::error!(%err, "a role stopped with an error");
-            shutdown.cancel();
+    let ingress_result = ingress.run_until_stopped(shutdown.clone()).await;
+    workers_stop.cancel();
+    if let Err(err) = ingress_result {
+        tracing::error!(%err, "the ingress stopped with an error");
+    }
+    while let Some(result) = workers_tasks.join_next().await {
+        if let Err(err) = result.context("a worker task failed")? {
+            tracing::error!(%err, "a worker stopped with an error");
         }
     }
     if let Some(mut server) = private {
