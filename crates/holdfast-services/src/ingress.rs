@@ -166,9 +166,15 @@ pub fn router(state: IngressState, stack_cfg: &StackConfig) -> Router {
     stack(app, stack_cfg)
 }
 
-fn timeout_of(state: &IngressState, headers: &HeaderMap) -> Result<Duration, ApiError> {
+/// The deadline a request asks for with `x-timeout-ms`, capped at `max`;
+/// `default` when it names none.
+fn requested_timeout(
+    headers: &HeaderMap,
+    default: Duration,
+    max: Duration,
+) -> Result<Duration, ApiError> {
     let Some(raw) = headers.get(TIMEOUT_HEADER) else {
-        return Ok(state.default_timeout.min(state.max_timeout));
+        return Ok(default.min(max));
     };
     let ms: u64 = raw
         .to_str()
@@ -181,11 +187,15 @@ fn timeout_of(state: &IngressState, headers: &HeaderMap) -> Result<Duration, Api
                 format!("`{TIMEOUT_HEADER}` must be a positive integer of milliseconds"),
             )
         })?;
-    Ok(Duration::from_millis(ms).min(state.max_timeout))
+    Ok(Duration::from_millis(ms).min(max))
 }
 
 fn call_options(state: &IngressState, headers: &HeaderMap) -> Result<CallOptions, ApiError> {
-    let mut opts = CallOptions::json(timeout_of(state, headers)?);
+    let mut opts = CallOptions::json(requested_timeout(
+        headers,
+        state.default_timeout,
+        state.max_timeout,
+    )?);
     opts.traceparent = headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
@@ -276,6 +286,26 @@ fn reply_response(reply: Reply) -> Response {
     }
 }
 
+/// Parses a weather request and encodes it for the stream.
+fn weather_payload(body: WeatherRequestBody) -> Result<Bytes, ApiError> {
+    let req = WeatherRequest::try_from(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            e.to_string(),
+        )
+    })?;
+    serde_json::to_vec(&req.to_body())
+        .map(Bytes::from)
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "could not encode the request",
+            )
+        })
+}
+
 /// Forecast for a city, answered by a worker over the stream.
 #[utoipa::path(
     post,
@@ -298,23 +328,8 @@ async fn weather_city(
     ApiJson(body): ApiJson<WeatherRequestBody>,
 ) -> Result<Response, ApiError> {
     refuse_if_draining(&state)?;
-    let req = WeatherRequest::try_from(body).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            e.to_string(),
-        )
-    })?;
+    let payload = weather_payload(body)?;
     let opts = call_options(&state, &headers)?;
-    let payload = serde_json::to_vec(&req.to_body())
-        .map(Bytes::from)
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "could not encode the request",
-            )
-        })?;
     let reply = state
         .caller
         .call(&state.topic, payload, opts)
@@ -350,36 +365,15 @@ async fn enqueue_weather_job(
     ApiJson(body): ApiJson<WeatherRequestBody>,
 ) -> Result<Response, ApiError> {
     refuse_if_draining(&state)?;
-    let req = WeatherRequest::try_from(body).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            e.to_string(),
-        )
-    })?;
+    let payload = weather_payload(body)?;
     let mut opts = call_options(&state, &headers)?;
     // A job may wait in the queue much longer than a call: up to an hour,
     // whether or not the client names a deadline.
-    let job_timeout = match headers.get(TIMEOUT_HEADER) {
-        Some(_) => timeout_of(
-            &IngressState {
-                max_timeout: MAX_JOB_TIMEOUT,
-                ..state.clone()
-            },
-            &headers,
-        )?,
-        None => MAX_JOB_TIMEOUT,
-    };
-    opts.deadline = Deadline::after(job_timeout);
-    let payload = serde_json::to_vec(&req.to_body())
-        .map(Bytes::from)
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "could not encode the request",
-            )
-        })?;
+    opts.deadline = Deadline::after(requested_timeout(
+        &headers,
+        MAX_JOB_TIMEOUT,
+        MAX_JOB_TIMEOUT,
+    )?);
     let id = state
         .caller
         .enqueue_job(&state.topic, payload, opts)
