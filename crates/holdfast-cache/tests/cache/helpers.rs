@@ -1,0 +1,122 @@
+//! Shared set-up: a private redis-server, a supervised handle, caches with
+//! short TTLs so expiry and recovery run in test time, and loaders that
+//! count their calls.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use holdfast_cache::{CacheConfig, LoadError, ReadThrough};
+use holdfast_redis::{Redis, RedisConfig};
+use holdfast_resilience::Backoff;
+use holdfast_testkit::LocalRedis;
+use tokio_util::sync::CancellationToken;
+
+pub struct TestEnv {
+    pub server: LocalRedis,
+    pub redis: Redis,
+    pub shutdown: CancellationToken,
+    pub prefix: String,
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub async fn env() -> TestEnv {
+    holdfast_testkit::init_tracing();
+    let server = holdfast_testkit::redis().await;
+    let shutdown = CancellationToken::new();
+    let redis = handle(&server, &shutdown).await;
+    TestEnv {
+        server,
+        redis,
+        shutdown,
+        prefix: format!("t{}", fastrand::u32(..)),
+    }
+}
+
+/// A second, independent handle on the same server, as another instance
+/// of the api would have.
+pub async fn handle(server: &LocalRedis, shutdown: &CancellationToken) -> Redis {
+    let mut cfg = RedisConfig::new(server.url());
+    // Reconnect quickly so "after restart" tests do not wait on backoff.
+    cfg.reconnect_backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(200));
+    let redis = Redis::start(cfg, shutdown.clone()).unwrap();
+    assert!(
+        redis.wait_ready(Duration::from_secs(5)).await,
+        "redis not ready"
+    );
+    redis
+}
+
+impl TestEnv {
+    /// Test defaults: long TTL, 100 ms soft timeout.
+    pub fn config(&self) -> CacheConfig {
+        CacheConfig {
+            prefix: self.prefix.clone(),
+            soft_timeout: Duration::from_millis(100),
+            ..CacheConfig::default()
+        }
+    }
+
+    pub fn cache(&self, cfg: CacheConfig) -> ReadThrough {
+        ReadThrough::new(self.redis.clone(), "widgets", cfg)
+    }
+}
+
+/// What a test loader returns, boxed so all loaders of one `T` share a type.
+pub type LoadFuture<T> = Pin<Box<dyn Future<Output = Result<Option<T>, LoadError>> + Send>>;
+
+/// A loader that counts calls and answers with what `answer` returns.
+#[derive(Clone)]
+pub struct Loader {
+    calls: Arc<AtomicUsize>,
+}
+
+impl Loader {
+    pub fn new() -> Self {
+        Self {
+            calls: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// A loader call that waits `delay`, then answers `answer`.
+    pub fn with<T: Send + 'static>(
+        &self,
+        delay: Duration,
+        answer: Result<Option<T>, LoadError>,
+    ) -> impl FnOnce() -> LoadFuture<T> + use<T> {
+        let calls = self.calls.clone();
+        move || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                answer
+            })
+        }
+    }
+
+    /// A loader call that answers `value` at once.
+    pub fn value<T: Send + 'static>(&self, value: T) -> impl FnOnce() -> LoadFuture<T> + use<T> {
+        self.with(Duration::ZERO, Ok(Some(value)))
+    }
+
+    /// A loader call that fails at once, as a database that is down.
+    pub fn failing<T: Send + 'static>(&self) -> impl FnOnce() -> LoadFuture<T> + use<T> {
+        self.with(
+            Duration::ZERO,
+            Err(LoadError::retryable("database is down")),
+        )
+    }
+}
