@@ -202,10 +202,14 @@ impl Caller {
             shutdown,
             cfg,
         });
-        // The reader owns the blocking connection; it ends on shutdown.
-        tokio::spawn(read_replies(inner.clone()));
-        // Keeps the reply stream's TTL fresh; ends on shutdown.
-        tokio::spawn(keep_alive(inner.clone()));
+        // With Redis switched off every call fails at once; there is
+        // nothing to read or keep alive.
+        if inner.redis.is_enabled() {
+            // The reader owns the blocking connection; it ends on shutdown.
+            tokio::spawn(read_replies(inner.clone()));
+            // Keeps the reply stream's TTL fresh; ends on shutdown.
+            tokio::spawn(keep_alive(inner.clone()));
+        }
         Self { inner }
     }
 
