@@ -1,6 +1,8 @@
 //! The holdfast roles as libraries, so tests and `holdfast up` start the
 //! real thing in-process on port 0.
 //!
+//! - [`api`]: users and products from the SQL store, read through the
+//!   cache, with `source` and `X-Cache` on every cached read;
 //! - [`ingress`]: the HTTP front door that turns requests into stream calls
 //!   and jobs;
 //! - [`worker`]: a stream worker role with the seed weather handler and an
@@ -13,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod health;
 pub mod http;
 pub mod ingress;

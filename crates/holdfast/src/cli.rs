@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use holdfast_services::api::DatabaseUrl;
 
 /// holdfast: services on Redis that keep working when things break.
 #[derive(Parser, Debug)]
@@ -21,8 +22,10 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// The whole demo stack in one process: a private redis-server (unless
-    /// REDIS_URL is set), the ingress and two workers.
+    /// REDIS_URL is set), the ingress, two workers and the api.
     Up(UpArgs),
+    /// Users and products from a SQL database, read through the Redis cache.
+    Api(ApiArgs),
     /// HTTP front door that calls workers over Redis Streams.
     Ingress(IngressArgs),
     /// Stream worker for a topic (the seed weather handler).
@@ -72,6 +75,35 @@ pub struct IngressArgs {
     /// Backlog (lag + pending) beyond which requests get 429; 0 disables.
     #[arg(long, env = "HOLDFAST_BACKLOG_LIMIT", default_value_t = 10_000)]
     pub backlog_limit: u64,
+    /// Largest request body in bytes.
+    #[arg(long, env = "HOLDFAST_BODY_LIMIT", default_value_t = 64 * 1024)]
+    pub body_limit: usize,
+}
+
+/// Default database of `holdfast api`: an SQLite file under `./data`.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/holdfast.db?mode=rwc";
+
+/// `holdfast api`.
+#[derive(Args, Debug, Clone)]
+pub struct ApiArgs {
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    /// Public listener (the API and /health*).
+    #[arg(long, env = "HOLDFAST_LISTEN", default_value = "0.0.0.0:5020")]
+    pub listen: SocketAddr,
+    /// Admin listener (/health*, /metrics).
+    #[arg(long, env = "HOLDFAST_ADMIN_LISTEN", default_value = "0.0.0.0:5021")]
+    pub admin_listen: SocketAddr,
+    /// The source of truth: sqlite://, postgres:// or mysql:// (the
+    /// directory of an SQLite file is created when missing).
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, value_parser = parse_database_url)]
+    pub database_url: DatabaseUrl,
+    /// Artificial delay before every product read from the database (demos).
+    #[arg(long, env = "HOLDFAST_PRODUCTS_DB_DELAY", default_value = "0ms", value_parser = parse_duration)]
+    pub products_db_delay: Duration,
+    /// How long a cached value is fresh.
+    #[arg(long, env = "HOLDFAST_CACHE_TTL", default_value = "360s", value_parser = parse_duration)]
+    pub cache_ttl: Duration,
     /// Largest request body in bytes.
     #[arg(long, env = "HOLDFAST_BODY_LIMIT", default_value_t = 64 * 1024)]
     pub body_limit: usize,
@@ -132,6 +164,20 @@ pub struct UpArgs {
     /// Simulated processing time of the weather handler.
     #[arg(long, env = "HOLDFAST_PROCESSING_TIME", default_value = "50ms", value_parser = parse_duration)]
     pub processing_time: Duration,
+    /// Api listener.
+    #[arg(long, default_value = "127.0.0.1:5020")]
+    pub api_listen: SocketAddr,
+    /// Api admin listener.
+    #[arg(long, default_value = "127.0.0.1:5021")]
+    pub api_admin_listen: SocketAddr,
+    /// Database of the api (default: an SQLite file in a temporary
+    /// directory, removed on exit).
+    #[arg(long, env = "DATABASE_URL", value_parser = parse_database_url)]
+    pub database_url: Option<DatabaseUrl>,
+    /// Artificial delay before product reads from the database, so the
+    /// demo shows the cache's effect.
+    #[arg(long, default_value = "1500ms", value_parser = parse_duration)]
+    pub products_db_delay: Duration,
 }
 
 /// `holdfast dead-letters ...`.
@@ -204,6 +250,11 @@ pub enum BenchCommand {
     },
 }
 
+/// Parses a database URL, checking its scheme.
+pub fn parse_database_url(raw: &str) -> Result<DatabaseUrl, String> {
+    DatabaseUrl::parse(raw).map_err(|err| err.to_string())
+}
+
 /// Parses `250ms`, `2s`, `1.5s`, `5m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
@@ -241,6 +292,17 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("99999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn the_api_defaults_to_an_sqlite_file_under_data() {
+        let cli = Cli::try_parse_from(["holdfast", "api"]).unwrap();
+        let Command::Api(args) = cli.command else {
+            panic!("not the api command");
+        };
+        assert_eq!(args.database_url.expose(), DEFAULT_DATABASE_URL);
+        assert_eq!(args.products_db_delay, Duration::ZERO);
+        assert!(parse_database_url("redis://localhost").is_err());
     }
 
     #[test]

@@ -30,6 +30,7 @@ async fn run(cli: cli::Cli) -> Result<()> {
     tokio::spawn(watch_signals(shutdown.clone()));
     match cli.command {
         cli::Command::Up(args) => roles::up(args, shutdown).await,
+        cli::Command::Api(args) => roles::api(args, shutdown).await,
         cli::Command::Ingress(args) => roles::ingress(args, shutdown).await,
         cli::Command::Worker(args) => roles::worker(args, shutdown).await,
         cli::Command::DeadLetters(cmd) => roles::dead_letters(cmd).await,

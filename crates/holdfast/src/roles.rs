@@ -6,13 +6,14 @@ use anyhow::{Context, Result};
 use holdfast_core::{Keys, Topic};
 use holdfast_redis::local::{LocalRedis, LocalRedisOptions};
 use holdfast_redis::{Redis, RedisConfig};
+use holdfast_services::api::{Api, ApiSettings, DatabaseUrl};
 use holdfast_services::http::StackConfig;
 use holdfast_services::ingress::{Ingress, IngressSettings};
 use holdfast_services::worker::{WorkerRole, WorkerSettings};
 use holdfast_streams::{Admin, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{DeadLetterCommand, IngressArgs, RedisArgs, UpArgs, WorkerArgs};
+use crate::cli::{ApiArgs, DeadLetterCommand, IngressArgs, RedisArgs, UpArgs, WorkerArgs};
 
 fn redis_config(args: &RedisArgs) -> RedisConfig {
     let mut cfg = RedisConfig::new(args.redis_url.clone());
@@ -40,6 +41,22 @@ pub fn ingress_settings(args: &IngressArgs) -> Result<IngressSettings> {
         ..StackConfig::default()
     };
     Ok(settings)
+}
+
+/// Settings of the api from its arguments.
+pub fn api_settings(args: &ApiArgs) -> ApiSettings {
+    let mut settings = ApiSettings::new(redis_config(&args.redis));
+    settings.listen = args.listen;
+    settings.admin_listen = Some(args.admin_listen);
+    settings.database_url = args.database_url.clone();
+    settings.products_db_delay = args.products_db_delay;
+    settings.cache.prefix = args.redis.key_prefix.clone();
+    settings.cache.ttl = args.cache_ttl;
+    settings.stack = StackConfig {
+        body_limit: args.body_limit,
+        ..StackConfig::default()
+    };
+    settings
 }
 
 /// Settings of a worker from its arguments.
@@ -84,6 +101,19 @@ pub async fn ingress(args: IngressArgs, shutdown: CancellationToken) -> Result<(
     })?;
     tracing::info!(port = ingress.port(), admin_port = ?ingress.admin_port(), "ingress listening");
     ingress.run_until_stopped(shutdown).await?;
+    Ok(())
+}
+
+/// `holdfast api`.
+pub async fn api(args: ApiArgs, shutdown: CancellationToken) -> Result<()> {
+    let api = Api::build(api_settings(&args)).await.with_context(|| {
+        format!(
+            "could not start the api on {} and {} with database {}",
+            args.listen, args.admin_listen, args.database_url
+        )
+    })?;
+    tracing::info!(port = api.port(), admin_port = ?api.admin_port(), "api listening");
+    api.run_until_stopped(shutdown).await?;
     Ok(())
 }
 
@@ -150,6 +180,33 @@ pub async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
                 args.listen, args.admin_listen
             )
         })?;
+    // Without DATABASE_URL the demo gets a fresh SQLite file of its own,
+    // removed on exit, so runs never share or leave state.
+    let (database_url, scratch_dir) = match &args.database_url {
+        Some(url) => (url.clone(), None),
+        None => {
+            let dir = std::env::temp_dir().join(format!("holdfast-up-{}", std::process::id()));
+            (
+                DatabaseUrl::sqlite_file(&dir.join("holdfast.db")),
+                Some(dir),
+            )
+        }
+    };
+    let api_args = ApiArgs {
+        redis: redis_args.clone(),
+        listen: args.api_listen,
+        admin_listen: args.api_admin_listen,
+        database_url,
+        products_db_delay: args.products_db_delay,
+        cache_ttl: Duration::from_secs(360),
+        body_limit: 64 * 1024,
+    };
+    let api = Api::build(api_settings(&api_args)).await.with_context(|| {
+        format!(
+            "could not start the api on {} or {} (is another holdfast running?)",
+            args.api_listen, args.api_admin_listen
+        )
+    })?;
     let mut workers = Vec::new();
     for n in 0..args.workers.max(1) {
         let mut admin = args.worker_admin_listen;
@@ -177,6 +234,7 @@ pub async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
     // Print the banner only once the stack can answer, so the first request
     // a person sends after reading it succeeds.
     let mut ready = ingress.redis().wait_ready(Duration::from_secs(10)).await;
+    ready &= api.redis().wait_ready(Duration::from_secs(10)).await;
     for w in &workers {
         ready &= w.redis().wait_ready(Duration::from_secs(10)).await;
     }
@@ -194,6 +252,18 @@ pub async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
         println!(
             "  ingress admin   http://{}:{port}/metrics",
             args.admin_listen.ip()
+        );
+    }
+    let api_host = args.api_listen.ip();
+    println!("  api             http://{api_host}:{}", api.port());
+    println!(
+        "  api swagger ui  http://{api_host}:{}/swagger-ui/",
+        api.port()
+    );
+    if let Some(port) = api.admin_port() {
+        println!(
+            "  api admin       http://{}:{port}/metrics",
+            args.api_admin_listen.ip()
         );
     }
     for (n, w) in workers.iter().enumerate() {
@@ -216,19 +286,30 @@ pub async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
         "  try: curl -s -X POST http://{host}:{}/WeatherForecast/city -H 'content-type: application/json' -d '{{\"city\": \"New York\", \"location\": \"Downtown\"}}'",
         ingress.port()
     );
+    println!(
+        "  try: curl -si http://{api_host}:{}/api/products/1   (twice: first from the database, ~{} ms, then from the cache)",
+        api.port(),
+        args.products_db_delay.as_millis()
+    );
     println!("Press Ctrl-C to stop.");
 
-    // The ingress drains first, while the workers still answer what it has
-    // in flight; then the workers drain.
+    // The ingress and the api drain first, together, while the workers
+    // still answer what the ingress has in flight; then the workers drain.
     let workers_stop = CancellationToken::new();
     let mut workers_tasks = tokio::task::JoinSet::new();
     for w in workers {
         workers_tasks.spawn(w.run_until_stopped(workers_stop.clone()));
     }
-    let ingress_result = ingress.run_until_stopped(shutdown.clone()).await;
+    let (ingress_result, api_result) = tokio::join!(
+        ingress.run_until_stopped(shutdown.clone()),
+        api.run_until_stopped(shutdown.clone())
+    );
     workers_stop.cancel();
     if let Err(err) = ingress_result {
         tracing::error!(%err, "the ingress stopped with an error");
+    }
+    if let Err(err) = api_result {
+        tracing::error!(%err, "the api stopped with an error");
     }
     while let Some(result) = workers_tasks.join_next().await {
         if let Err(err) = result.context("a worker task failed")? {
@@ -237,6 +318,11 @@ pub async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
     }
     if let Some(mut server) = private {
         server.stop().await;
+    }
+    if let Some(dir) = scratch_dir
+        && let Err(err) = std::fs::remove_dir_all(&dir)
+    {
+        tracing::warn!(%err, dir = %dir.display(), "could not remove the demo database");
     }
     println!("holdfast stopped");
     Ok(())

@@ -319,6 +319,8 @@ pub async fn spawn_up(client: &reqwest::Client) -> Process {
         let listen = format!("127.0.0.1:{port}");
         let admin = format!("127.0.0.1:{admin_port}");
         let worker_admin = format!("127.0.0.1:{worker_admin_port}");
+        let api_listen = format!("127.0.0.1:{}", free_port());
+        let api_admin = format!("127.0.0.1:{}", free_port());
         let mut command = holdfast_command(&[
             "up",
             "--listen",
@@ -327,6 +329,10 @@ pub async fn spawn_up(client: &reqwest::Client) -> Process {
             &admin,
             "--worker-admin-listen",
             &worker_admin,
+            "--api-listen",
+            &api_listen,
+            "--api-admin-listen",
+            &api_admin,
         ]);
         command.stdout(Stdio::piped());
         Process::spawn("up", command, admin_port, Some(port))

@@ -1,0 +1,413 @@
+//! The api role over HTTP, against a real redis-server and SQLite.
+
+mod helpers;
+
+use std::time::{Duration, Instant};
+
+use holdfast_redis::RedisConfig;
+use reqwest::Method;
+use serde_json::Value;
+
+use helpers::{SEED_USERS, spawn_api, x_cache};
+
+async fn problem(resp: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(resp.status().as_u16(), status, "{:?}", resp.url().path());
+    assert_eq!(
+        resp.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status);
+    body
+}
+
+/// Percent-encodes every byte but ASCII letters and digits.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Status, X-Cache and JSON body of a GET.
+async fn read(app: &helpers::TestApi, path: &str) -> (u16, String, Value) {
+    let resp = app.get(path).await;
+    let status = resp.status().as_u16();
+    let cache = x_cache(&resp);
+    (status, cache, resp.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_first_product_read_comes_from_the_database_and_the_second_from_the_cache() {
+    let app = spawn_api(|_| {}).await;
+
+    let first = read(&app, "/api/products/1").await;
+    let second = read(&app, "/api/products/1").await;
+
+    assert_eq!((first.0, first.1.as_str()), (200, "MISS"));
+    assert_eq!(first.2["source"], "db");
+    assert_eq!(first.2["data"]["id"], 1);
+    assert_eq!((second.0, second.1.as_str()), (200, "HIT"));
+    assert_eq!(second.2["source"], "cache");
+    assert_eq!(second.2["data"], first.2["data"]);
+}
+
+#[tokio::test]
+async fn a_page_of_products_is_cached_and_its_bounds_are_checked() {
+    let app = spawn_api(|_| {}).await;
+
+    let first = read(&app, "/api/products?limit=5&offset=2").await;
+    let second = read(&app, "/api/products?limit=5&offset=2").await;
+
+    assert_eq!((first.0, first.1.as_str()), (200, "MISS"));
+    let page = first.2["data"].as_array().unwrap();
+    assert_eq!(page.len(), 5);
+    assert_eq!(page[0]["id"], 3);
+    assert_eq!((second.0, second.1.as_str()), (200, "HIT"));
+    for bad in ["limit=0", "limit=101", "limit=x", "offset=-1"] {
+        let code = if bad.starts_with("limit") {
+            "invalid_limit"
+        } else {
+            "invalid_offset"
+        };
+        problem(app.get(&format!("/api/products?{bad}")).await, 400, code).await;
+    }
+}
+
+#[tokio::test]
+async fn a_user_update_invalidates_the_cached_user() {
+    let app = spawn_api(|_| {}).await;
+    assert_eq!(read(&app, "/api/users/7").await.1, "MISS");
+    assert_eq!(read(&app, "/api/users/7").await.1, "HIT");
+
+    let resp = app
+        .send_json(Method::PUT, "/api/users/7", r#"{"name": "Grace Renamed"}"#)
+        .await;
+    assert_eq!(resp.status(), 200);
+
+    let after = read(&app, "/api/users/7").await;
+    assert_eq!((after.0, after.1.as_str()), (200, "MISS"));
+    assert_eq!(after.2["data"]["name"], "Grace Renamed");
+    let again = read(&app, "/api/users/7").await;
+    assert_eq!(again.1, "HIT");
+    assert_eq!(again.2["data"]["name"], "Grace Renamed");
+}
+
+#[tokio::test]
+async fn a_user_is_created_read_and_deleted() {
+    let app = spawn_api(|_| {}).await;
+    // "Not found" is cached too: the create must clear it.
+    let next_id = SEED_USERS + 1;
+    problem(
+        app.get(&format!("/api/users/{next_id}")).await,
+        404,
+        "not_found",
+    )
+    .await;
+
+    let resp = app
+        .send_json(
+            Method::POST,
+            "/api/users",
+            r#"{"name": "Ada", "email": "Ada.New@Example.com"}"#,
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let created: Value = resp.json().await.unwrap();
+    assert_eq!(location, format!("/api/users/{}", created["id"]));
+    assert_eq!(created["email"], "ada.new@example.com");
+
+    let read_back = read(&app, &location).await;
+    assert_eq!(read_back.0, 200);
+    assert_eq!(read_back.2["data"]["name"], "Ada");
+
+    let duplicate = app
+        .send_json(
+            Method::POST,
+            "/api/users",
+            r#"{"name": "Other", "email": "ada.new@example.com"}"#,
+        )
+        .await;
+    problem(duplicate, 409, "conflict").await;
+
+    let deleted = app
+        .client
+        .delete(format!("{}{location}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    problem(app.get(&location).await, 404, "not_found").await;
+    let again = app
+        .client
+        .delete(format!("{}{location}", app.base))
+        .send()
+        .await
+        .unwrap();
+    problem(again, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn search_treats_sql_metacharacters_as_text() {
+    let app = spawn_api(|_| {}).await;
+
+    for q in ["%", "_", "'; DROP TABLE users; --", "\" OR 1=1 --"] {
+        let resp = app.get(&format!("/api/users/search?q={}", encode(q))).await;
+        assert_eq!(resp.status(), 200, "{q}");
+        let users: Value = resp.json().await.unwrap();
+        assert_eq!(users.as_array().unwrap().len(), 0, "{q} matched {users}");
+    }
+
+    let (status, _, body) = read(&app, "/api/users/1").await;
+    assert_eq!(status, 200, "the users table still answers");
+    let name = body["data"]["name"].as_str().unwrap().to_owned();
+    let first_word = name.split_whitespace().next().unwrap();
+    let resp = app
+        .get(&format!(
+            "/api/users/search?q={}&limit=100",
+            encode(first_word)
+        ))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let found: Value = resp.json().await.unwrap();
+    assert!(
+        found.as_array().unwrap().iter().any(|u| u["id"] == 1),
+        "{found}"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_answered_with_problem_details() {
+    let app = spawn_api(|_| {}).await;
+
+    for path in [
+        "/api/users/abc",
+        "/api/users/-1",
+        "/api/users/0",
+        "/api/users/99999999999999999999",
+        "/api/products/1.5",
+    ] {
+        problem(app.get(path).await, 400, "invalid_id").await;
+    }
+    problem(app.get("/api/users/search").await, 400, "invalid_query").await;
+    problem(
+        app.get("/api/users/search?q=%20%20").await,
+        400,
+        "invalid_query",
+    )
+    .await;
+    let long = "a".repeat(101);
+    problem(
+        app.get(&format!("/api/users/search?q={long}")).await,
+        400,
+        "invalid_query",
+    )
+    .await;
+    problem(
+        app.get("/api/users/search?q=ada&limit=1000").await,
+        400,
+        "invalid_limit",
+    )
+    .await;
+
+    let cases = [
+        (
+            r#"{"name": "Ada", "email": "not-an-email"}"#,
+            422,
+            "invalid_body",
+        ),
+        (
+            r#"{"name": "Ada", "email": "a@example.com", "admin": true}"#,
+            422,
+            "invalid_body",
+        ),
+        (
+            r#"{"name": "", "email": "a@example.com"}"#,
+            422,
+            "invalid_body",
+        ),
+        (r#"{"name": "Ada""#, 400, "malformed_json"),
+    ];
+    for (body, status, code) in cases {
+        problem(
+            app.send_json(Method::POST, "/api/users", body).await,
+            status,
+            code,
+        )
+        .await;
+    }
+    problem(
+        app.send_json(Method::PUT, "/api/users/1", r#"{"email": "nope"}"#)
+            .await,
+        422,
+        "invalid_body",
+    )
+    .await;
+    problem(
+        app.send_json(Method::PUT, "/api/users/x", r#"{"name": "Ada"}"#)
+            .await,
+        400,
+        "invalid_id",
+    )
+    .await;
+    problem(
+        app.send_json(
+            Method::PUT,
+            &format!("/api/users/{}", SEED_USERS + 100),
+            r#"{"name": "Ada"}"#,
+        )
+        .await,
+        404,
+        "not_found",
+    )
+    .await;
+    let huge = format!(
+        r#"{{"name": "Ada", "email": "a@example.com", "pad": "{}"}}"#,
+        "x".repeat(100 * 1024)
+    );
+    problem(
+        app.send_json(Method::POST, "/api/users", &huge).await,
+        413,
+        "body_too_large",
+    )
+    .await;
+    problem(app.get("/api/products/999999").await, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn reads_bypass_the_cache_while_redis_is_down_and_use_it_again_after_a_restart() {
+    let mut app = spawn_api(|_| {}).await;
+    assert_eq!(read(&app, "/api/products/2").await.1, "MISS");
+    assert_eq!(read(&app, "/api/products/2").await.1, "HIT");
+
+    app.server.kill9().await;
+
+    for path in [
+        "/api/products/2",
+        "/api/users/3",
+        "/api/products/4",
+        "/api/users/3",
+    ] {
+        let started = Instant::now();
+        let (status, cache, body) = read(&app, path).await;
+        let took = started.elapsed();
+        assert_eq!(status, 200, "{path}: {body}");
+        assert_eq!(cache, "BYPASS", "{path}");
+        assert_eq!(body["source"], "db");
+        // The database read is a few milliseconds; a cache that waited on
+        // the dead Redis would show here.
+        assert!(took < Duration::from_millis(250), "{path} took {took:?}");
+    }
+    let health: Value = app
+        .client
+        .get(format!("{}/health", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        health["ready"], true,
+        "redis down is a degraded mode: {health}"
+    );
+    let ready = app.get("/health/ready").await;
+    assert_eq!(ready.status(), 200);
+
+    app.server.restart().await.expect("redis restarts");
+
+    holdfast_testkit::wait_until(Duration::from_secs(5), "reads hit the cache again", || {
+        let app = &app;
+        async move { read(app, "/api/products/2").await.1 == "HIT" }
+    })
+    .await;
+    let health: Value = app.get("/health").await.json().await.unwrap();
+    assert_eq!(health["cache"]["products"]["state"], "ready", "{health}");
+    assert!(
+        health["cache"]["products"]["stats"]["bypass"]
+            .as_u64()
+            .unwrap()
+            >= 2
+    );
+}
+
+#[tokio::test]
+async fn with_redis_disabled_reads_bypass_and_health_says_disabled() {
+    let app = spawn_api(|s| s.redis = RedisConfig::disabled()).await;
+
+    let (status, cache, body) = read(&app, "/api/products/1").await;
+    assert_eq!((status, cache.as_str()), (200, "BYPASS"));
+    assert_eq!(body["source"], "db");
+    let (status, cache, _) = read(&app, "/api/users/1").await;
+    assert_eq!((status, cache.as_str()), (200, "BYPASS"));
+
+    let health: Value = app.get("/health").await.json().await.unwrap();
+    assert_eq!(health["ready"], true, "{health}");
+    assert_eq!(health["database"]["state"], "up");
+    assert_eq!(health["cache"]["users"]["state"], "disabled");
+    assert_eq!(health["cache"]["products"]["state"], "disabled");
+    assert_eq!(health["cache"]["products"]["stats"]["bypass"], 1);
+}
+
+#[tokio::test]
+async fn the_admin_listener_serves_health_and_metrics_and_the_api_is_documented() {
+    let app = spawn_api(|_| {}).await;
+    read(&app, "/api/products/1").await;
+
+    let live = app
+        .client
+        .get(format!("{}/health/live", app.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("holdfast_cache"), "{metrics}");
+    let openapi: Value = app
+        .get("/api-docs/openapi.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/api/users/{id}",
+        "/api/users/search",
+        "/api/users",
+        "/api/products",
+        "/api/products/{id}",
+    ] {
+        assert!(openapi["paths"][path].is_object(), "{path} undocumented");
+    }
+}
+
+#[tokio::test]
+async fn the_products_delay_applies_to_database_reads_only() {
+    let app = spawn_api(|s| s.products_db_delay = Duration::from_millis(300)).await;
+
+    let started = Instant::now();
+    assert_eq!(read(&app, "/api/products/5").await.1, "MISS");
+    let from_db = started.elapsed();
+    let started = Instant::now();
+    assert_eq!(read(&app, "/api/products/5").await.1, "HIT");
+    let from_cache = started.elapsed();
+
+    assert!(from_db >= Duration::from_millis(300), "{from_db:?}");
+    assert!(from_cache < Duration::from_millis(300), "{from_cache:?}");
+}
