@@ -51,7 +51,7 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::health::{HealthCheck, admin_router, health_routes};
-use crate::http::{StackConfig, serve, stack};
+use crate::http::{StackConfig, serve_role, stack};
 use crate::problem::{ApiError, ApiJson, Problem};
 
 pub use holdfast_cache::CacheConfig;
@@ -827,29 +827,19 @@ impl Api {
         let health: Arc<dyn HealthCheck> = Arc::new(ApiHealth {
             state: self.state.clone(),
         });
-        let draining = self.state.draining.clone();
         let app = router(self.state.clone(), &self.stack);
-        let admin_task = self.admin.map(|listener| {
-            let stop = self.background.clone();
-            // The admin listener outlives the public one, so probes see the
-            // drain; it stops with the background tasks.
-            tokio::spawn(serve(listener, admin_router(health), async move {
-                stop.cancelled().await
-            }))
-        });
-        let stop = shutdown.clone();
-        let result = serve(self.listener, app, async move {
-            stop.cancelled().await;
-            draining.store(true, Ordering::Relaxed);
-            tracing::info!(
-                "api draining: refusing new connections, finishing requests in progress"
-            );
-        })
+        let admin = self.admin.map(|listener| (listener, admin_router(health)));
+        let draining = self.state.draining.clone();
+        let result = serve_role(
+            "api",
+            self.listener,
+            app,
+            admin,
+            draining,
+            shutdown,
+            self.background,
+        )
         .await;
-        self.background.cancel();
-        if let Some(task) = admin_task {
-            let _ = task.await;
-        }
         for task in self.tasks {
             let _ = task.await;
         }

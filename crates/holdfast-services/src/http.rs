@@ -119,6 +119,44 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     response
 }
 
+/// Serves a role: its public listener until `shutdown` is cancelled (then
+/// `draining` is set, new connections are refused and requests in progress
+/// finish), and its admin listener until the public one has drained, so
+/// probes see the drain. Cancels `background` at the end, which stops the
+/// admin listener and the role's background tasks.
+pub async fn serve_role(
+    role: &'static str,
+    listener: TcpListener,
+    app: Router,
+    admin: Option<(TcpListener, Router)>,
+    draining: Arc<std::sync::atomic::AtomicBool>,
+    shutdown: tokio_util::sync::CancellationToken,
+    background: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    let admin_task = admin.map(|(listener, router)| {
+        let stop = background.clone();
+        tokio::spawn(serve(
+            listener,
+            router,
+            async move { stop.cancelled().await },
+        ))
+    });
+    let result = serve(listener, app, async move {
+        shutdown.cancelled().await;
+        draining.store(true, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(
+            role,
+            "draining: refusing new connections, finishing requests in progress"
+        );
+    })
+    .await;
+    background.cancel();
+    if let Some(task) = admin_task {
+        let _ = task.await;
+    }
+    result
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then lets
 /// requests in progress finish (new connections are refused).
 pub async fn serve(

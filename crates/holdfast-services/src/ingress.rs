@@ -38,7 +38,7 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::health::{HealthCheck, admin_router, health_routes};
-use crate::http::{StackConfig, serve, stack};
+use crate::http::{StackConfig, serve_role, stack};
 use crate::problem::{ApiError, ApiJson, Problem};
 use crate::weather::{Forecast, WeatherRequest, WeatherRequestBody};
 
@@ -508,29 +508,18 @@ impl Ingress {
         let health: Arc<dyn HealthCheck> = Arc::new(IngressHealth {
             state: self.state.clone(),
         });
-        let draining = self.state.draining.clone();
         let app = router(self.state.clone(), &self.stack);
-        let admin_task = self.admin.map(|listener| {
-            let stop = self.background.clone();
-            // The admin listener outlives the public one, so probes see the
-            // drain; it stops with the background tasks.
-            tokio::spawn(serve(listener, admin_router(health), async move {
-                stop.cancelled().await
-            }))
-        });
-        let stop = shutdown.clone();
-        let result = serve(self.listener, app, async move {
-            stop.cancelled().await;
-            draining.store(true, Ordering::Relaxed);
-            tracing::info!(
-                "ingress draining: refusing new connections, finishing requests in progress"
-            );
-        })
-        .await;
-        self.background.cancel();
-        if let Some(task) = admin_task {
-            let _ = task.await;
-        }
-        result
+        let admin = self.admin.map(|listener| (listener, admin_router(health)));
+        let draining = self.state.draining.clone();
+        serve_role(
+            "ingress",
+            self.listener,
+            app,
+            admin,
+            draining,
+            shutdown,
+            self.background,
+        )
+        .await
     }
 }
