@@ -271,9 +271,6 @@ enum Outcome {
 }
 
 struct Completion {
-    /// The terminal that produced it, freed once the outcome is written, so
-    /// a stalled Redis stops reads instead of queueing outcomes without end.
-    _terminal: Option<OwnedSemaphorePermit>,
     partition: u16,
     entry_id: String,
     id: RequestId,
@@ -292,7 +289,11 @@ struct Ctx<H> {
     /// maintenance loop refreshes their claims; the finisher removes them.
     in_flight: Mutex<HashMap<(u16, String), Instant>>,
     handlers: TaskTracker,
-    done: mpsc::UnboundedSender<Completion>,
+    /// Outcomes for the finisher. Bounded (twice the terminals), so a
+    /// stalled Redis stops terminals and then reads instead of queueing
+    /// outcomes without end; a terminal is freed once its outcome is queued,
+    /// so reading overlaps with writing the previous batch.
+    done: mpsc::Sender<Completion>,
     reply_prefix: String,
     meters: Arc<WorkerMeters>,
     /// Cancelled when the drain runs out of time: terminals and readers
@@ -331,7 +332,7 @@ impl<H: Handler> Worker<H> {
     /// lets handlers in progress finish (up to `drain_timeout`), writes their
     /// replies and acknowledgements, and returns.
     pub async fn run(self, shutdown: CancellationToken) {
-        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let (done_tx, done_rx) = mpsc::channel(self.cfg.concurrency.max(1) * 2);
         let meters = Arc::new(WorkerMeters::new(&self.cfg.topic));
         let ctx = Arc::new(Ctx {
             reply_prefix: self.cfg.keys.reply_stream(""),
@@ -618,8 +619,7 @@ async fn handle_entry<H: Handler>(
             return;
         }
     };
-    let base = |outcome, permit| Completion {
-        _terminal: Some(permit),
+    let base = |outcome| Completion {
         partition,
         entry_id: entry.id.clone(),
         id: env.id,
@@ -628,7 +628,8 @@ async fn handle_entry<H: Handler>(
         outcome,
     };
     if env.deadline.is_past() {
-        let _ = ctx.done.send(base(Outcome::Expired, permit));
+        let _ = ctx.done.send(base(Outcome::Expired)).await;
+        drop(permit);
         return;
     }
     let started = Instant::now();
@@ -661,7 +662,8 @@ async fn handle_entry<H: Handler>(
         Err(_) => Outcome::Expired,
     };
     ctx.meters.duration.record(started.elapsed().as_secs_f64());
-    let _ = ctx.done.send(base(outcome, permit));
+    let _ = ctx.done.send(base(outcome)).await;
+    drop(permit);
 }
 
 /// The handler panicked.
@@ -716,12 +718,12 @@ async fn dead_letter_now<H>(ctx: &Ctx<H>, partition: u16, entry: &RawEntry, err:
         return;
     }
     ctx.meters.dead_letter(err.code());
-    notify_dead(ctx, partition, entry, err.code(), &reason);
+    notify_dead(ctx, partition, entry, err.code(), &reason).await;
 }
 
 /// Queues a `dead` answer for an entry already moved, if it names a
 /// request id (and, for calls, a valid reply stream).
-fn notify_dead<H>(ctx: &Ctx<H>, partition: u16, entry: &RawEntry, code: &str, message: &str) {
+async fn notify_dead<H>(ctx: &Ctx<H>, partition: u16, entry: &RawEntry, code: &str, message: &str) {
     let Some(id) = entry
         .get(b"id")
         .and_then(|raw| RequestId::from_bytes(raw).ok())
@@ -740,22 +742,24 @@ fn notify_dead<H>(ctx: &Ctx<H>, partition: u16, entry: &RawEntry, code: &str, me
     if kind == Kind::Call && reply_to.is_none() {
         return;
     }
-    let _ = ctx.done.send(Completion {
-        _terminal: None,
-        partition,
-        entry_id: entry.id.clone(),
-        id,
-        kind,
-        reply_to,
-        outcome: Outcome::Dead {
-            code: code.to_owned(),
-            message: message.to_owned(),
-        },
-    });
+    let _ = ctx
+        .done
+        .send(Completion {
+            partition,
+            entry_id: entry.id.clone(),
+            id,
+            kind,
+            reply_to,
+            outcome: Outcome::Dead {
+                code: code.to_owned(),
+                message: message.to_owned(),
+            },
+        })
+        .await;
 }
 
 /// Writes outcomes in batches until every sender is gone.
-async fn finish<H>(ctx: Arc<Ctx<H>>, mut rx: mpsc::UnboundedReceiver<Completion>) {
+async fn finish<H>(ctx: Arc<Ctx<H>>, mut rx: mpsc::Receiver<Completion>) {
     let mut batch = Vec::with_capacity(512);
     // `ctx` holds a sender too; keep only what the flush needs so the
     // channel closes once readers, terminals and maintenance are gone.
@@ -1099,7 +1103,8 @@ async fn reclaim<H: Handler>(ctx: &Arc<Ctx<H>>) {
                         &entry,
                         "max_deliveries",
                         "the request failed on every delivery and was moved to the dead-letter stream",
-                    );
+                    )
+                    .await;
                 }
             }
         }
