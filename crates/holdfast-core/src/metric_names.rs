@@ -3,6 +3,11 @@
 //! Names follow Prometheus conventions: `holdfast_` prefix, base units
 //! (seconds, bytes), `_total` on counters. Labels stay low-cardinality
 //! (topic, outcome, status), never ids.
+//!
+//! One exception: the store demo's metrics (`user_events_total`,
+//! `users_waiting`, `users_active`, `users_served`, `users_total`) keep the
+//! names of the seed metrics demo, without the `holdfast_` prefix, so its
+//! dashboards and queries work unchanged.
 
 /// `(name, help)` of every metric holdfast emits; the telemetry crate
 /// registers the help texts from this list.
@@ -66,6 +71,26 @@ pub const ALL: &[(&str, &str)] = &[
         "HTTP requests answered, by route and status class.",
     ),
     (HTTP_REQUEST_DURATION, "HTTP request duration, in seconds."),
+    (
+        STORE_USER_EVENTS,
+        "Store demo: customer events (joined, looking_around, served, left), by service.",
+    ),
+    (
+        STORE_USERS_WAITING,
+        "Store demo: customers who joined and wait to look around.",
+    ),
+    (
+        STORE_USERS_ACTIVE,
+        "Store demo: customers looking around, not yet served.",
+    ),
+    (
+        STORE_USERS_SERVED,
+        "Store demo: customers served since the api started.",
+    ),
+    (
+        STORE_USERS_TOTAL,
+        "Store demo: customers in the store (joined and not yet left).",
+    ),
 ];
 
 /// See [`ALL`].
@@ -102,6 +127,19 @@ pub const TOPIC_BACKLOG: &str = "holdfast_topic_backlog";
 pub const HTTP_REQUESTS: &str = "holdfast_http_requests_total";
 /// See [`ALL`].
 pub const HTTP_REQUEST_DURATION: &str = "holdfast_http_request_duration_seconds";
+
+// The store demo's names come from the seed metrics demo and are kept as
+// they are, without the `holdfast_` prefix.
+/// See [`ALL`].
+pub const STORE_USER_EVENTS: &str = "user_events_total";
+/// See [`ALL`].
+pub const STORE_USERS_WAITING: &str = "users_waiting";
+/// See [`ALL`].
+pub const STORE_USERS_ACTIVE: &str = "users_active";
+/// See [`ALL`].
+pub const STORE_USERS_SERVED: &str = "users_served";
+/// See [`ALL`].
+pub const STORE_USERS_TOTAL: &str = "users_total";
 
 /// Histogram buckets in seconds for latencies from sub-millisecond to tens of seconds.
 pub const LATENCY_BUCKETS: &[f64] = &[

@@ -411,3 +411,189 @@ async fn the_products_delay_applies_to_database_reads_only() {
     assert!(from_db >= Duration::from_millis(300), "{from_db:?}");
     assert!(from_cache < Duration::from_millis(300), "{from_cache:?}");
 }
+
+/// The store figures `{"waiting", "active", "served", "total"}` of a body.
+fn figures(body: &Value) -> [u64; 4] {
+    ["waiting", "active", "served", "total"].map(|k| {
+        body[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no {k} in {body}"))
+    })
+}
+
+async fn store_step(app: &helpers::TestApi, step: &str, body: &str) -> [u64; 4] {
+    let resp = app
+        .send_json(Method::POST, &format!("/api/store/{step}"), body)
+        .await;
+    assert_eq!(resp.status(), 200, "{step}");
+    figures(&resp.json().await.unwrap())
+}
+
+/// The value of the sample `name{labels}` in Prometheus text, whatever the
+/// order of its labels (and whatever other labels it carries).
+fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        if line.starts_with('#') {
+            return None;
+        }
+        let (series, value) = line.rsplit_once(' ')?;
+        let (series_name, rest) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.strip_suffix('}')?),
+            None => (series, ""),
+        };
+        if series_name != name {
+            return None;
+        }
+        let present: Vec<(&str, &str)> = rest
+            .split(',')
+            .filter(|l| !l.is_empty())
+            .filter_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                Some((k, v.trim_matches('"')))
+            })
+            .collect();
+        labels
+            .iter()
+            .all(|want| present.contains(want))
+            .then(|| value.parse().ok())
+            .flatten()
+    })
+}
+
+async fn admin_metrics(app: &helpers::TestApi) -> String {
+    app.client
+        .get(format!("{}/metrics", app.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+// The metrics recorder is shared by every test of this binary, so this is
+// the only test whose store requests count events; the others only make
+// requests that change nothing.
+#[tokio::test]
+async fn store_steps_update_the_figures_and_the_metrics() {
+    let app = spawn_api(|_| {}).await;
+
+    assert_eq!(store_step(&app, "join", "").await, [1, 0, 0, 1]);
+    assert_eq!(store_step(&app, "join", "").await, [2, 0, 0, 2]);
+    assert_eq!(store_step(&app, "look-around", "").await, [1, 1, 0, 2]);
+    assert_eq!(store_step(&app, "served", "").await, [1, 0, 1, 2]);
+    let now: Value = app.get("/api/store").await.json().await.unwrap();
+    assert_eq!(figures(&now), [1, 0, 1, 2]);
+
+    let metrics = admin_metrics(&app).await;
+    let events = |event: &str| {
+        sample(
+            &metrics,
+            "user_events_total",
+            &[("event", event), ("service", "store")],
+        )
+    };
+    assert_eq!(events("joined"), Some(2.0), "{metrics}");
+    assert_eq!(events("looking_around"), Some(1.0), "{metrics}");
+    assert_eq!(events("served"), Some(1.0), "{metrics}");
+    for (gauge, value) in [
+        ("users_waiting", 1.0),
+        ("users_active", 0.0),
+        ("users_served", 1.0),
+        ("users_total", 2.0),
+    ] {
+        assert_eq!(
+            sample(&metrics, gauge, &[("service", "store")]),
+            Some(value),
+            "{gauge}: {metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("# HELP user_events_total"),
+        "help text registered: {metrics}"
+    );
+
+    let before = figures(&app.get("/api/store").await.json().await.unwrap());
+    let after = store_step(&app, "simulate", r#"{"customers": 5}"#).await;
+    assert_eq!(after[2], before[2] + 5, "served grows by 5");
+    assert_eq!(after[3], before[3], "total returns to its value");
+    assert_eq!([after[0], after[1]], [before[0], before[1]]);
+    let after_default = store_step(&app, "simulate", "").await;
+    assert_eq!(after_default[2], after[2] + 10, "10 customers by default");
+
+    assert_eq!(store_step(&app, "leave", "").await, [1, 0, 16, 1]);
+    let metrics = admin_metrics(&app).await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "user_events_total",
+            &[("service", "store"), ("event", "joined")]
+        ),
+        Some(17.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "user_events_total",
+            &[("event", "left"), ("service", "store")]
+        ),
+        Some(16.0),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn store_steps_with_nobody_to_move_and_bad_simulations_are_refused() {
+    let app = spawn_api(|_| {}).await;
+
+    for (step, code) in [
+        ("look-around", "nobody_waiting"),
+        ("served", "nobody_active"),
+        ("leave", "nobody_in_store"),
+    ] {
+        problem(
+            app.send_json(Method::POST, &format!("/api/store/{step}"), "")
+                .await,
+            409,
+            code,
+        )
+        .await;
+    }
+    for (body, status, code) in [
+        (r#"{"customers": 0}"#, 422, "invalid_body"),
+        (r#"{"customers": 5000}"#, 422, "invalid_body"),
+        (r#"{"customers": -1}"#, 422, "invalid_body"),
+        (r#"{"customers": "x"}"#, 422, "invalid_body"),
+        (r#"{"customers": 5, "extra": 1}"#, 422, "invalid_body"),
+        (r#"{"customers": "#, 400, "malformed_json"),
+        ("x", 400, "malformed_json"),
+    ] {
+        problem(
+            app.send_json(Method::POST, "/api/store/simulate", body)
+                .await,
+            status,
+            code,
+        )
+        .await;
+    }
+    let now: Value = app.get("/api/store").await.json().await.unwrap();
+    assert_eq!(figures(&now), [0, 0, 0, 0], "nothing changed: {now}");
+
+    let openapi: Value = app
+        .get("/api-docs/openapi.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/api/store",
+        "/api/store/join",
+        "/api/store/look-around",
+        "/api/store/served",
+        "/api/store/leave",
+        "/api/store/simulate",
+    ] {
+        assert!(openapi["paths"][path].is_object(), "{path} undocumented");
+    }
+}
