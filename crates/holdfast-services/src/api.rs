@@ -22,6 +22,15 @@
 //! | duplicate email, user with orders | 409 problem |
 //! | database unavailable or timed out (no stale copy) | 503 problem with `Retry-After` |
 //! | anything else from the database | 500 problem (details only in logs) |
+//! | order for an unknown user or product | 422 `unknown_user` / `unknown_product` |
+//! | users endpoint down, slow or circuit open | 503 `users_unavailable` with `Retry-After` |
+//!
+//! Orders (`POST /api/orders`, `GET /api/orders/{id}`) read and write the
+//! store directly. Placing one first asks the users endpoint over HTTP
+//! (`GET {users_base_url}/api/users/{id}`, by default this api itself),
+//! through a client with a per-attempt timeout, jittered retries under a
+//! retry budget, an overall deadline and a circuit breaker, so a dead users
+//! side gives a quick 503, never a hang.
 //!
 //! The store API of the metrics demo (`/api/store/*`) keeps a few figures
 //! in memory (customers waiting, looking around, served, in the store) and
@@ -47,7 +56,12 @@ use bytes::Bytes;
 use holdfast_cache::{CacheError, Cached, LoadError, ReadThrough};
 use holdfast_core::metric_names;
 use holdfast_redis::{Redis, RedisConfig};
-use holdfast_store::{NewUser, Product, Store, StoreError, UpdateUser, User};
+use holdfast_resilience::{
+    Backoff, BreakerConfig, BreakerOpen, CircuitBreaker, RetryBudget, within,
+};
+use holdfast_store::{
+    Entity, NewOrder, NewUser, Order, Product, Store, StoreError, UpdateUser, User,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -110,6 +124,12 @@ pub struct ApiSettings {
     pub seed_products: u32,
     /// Middleware limits (body size, in-flight cap, timeout).
     pub stack: StackConfig,
+    /// Where the order service finds the users endpoint
+    /// (`{base}/api/users/{id}`); `None` calls this api's own public
+    /// listener over loopback.
+    pub users_base_url: Option<String>,
+    /// How the order service calls the users endpoint.
+    pub users_client: UsersClientConfig,
 }
 
 impl ApiSettings {
@@ -126,6 +146,141 @@ impl ApiSettings {
             seed_users: holdfast_store::seed::DEFAULT_USERS,
             seed_products: holdfast_store::seed::DEFAULT_PRODUCTS,
             stack: StackConfig::default(),
+            users_base_url: None,
+            users_client: UsersClientConfig::default(),
+        }
+    }
+}
+
+/// Limits of the order service's calls to the users endpoint.
+#[derive(Clone, Debug)]
+pub struct UsersClientConfig {
+    /// Longest wait for one attempt (default 1 s).
+    pub attempt_timeout: Duration,
+    /// Longest wait for a whole lookup, retries included (default 3 s).
+    pub deadline: Duration,
+    /// Most attempts per lookup (default 4).
+    pub max_attempts: u32,
+    /// Jittered delay between attempts (default 50 ms doubling to 500 ms).
+    pub backoff: Backoff,
+    /// The breaker in front of the users endpoint (default config).
+    pub breaker: BreakerConfig,
+}
+
+impl Default for UsersClientConfig {
+    fn default() -> Self {
+        Self {
+            attempt_timeout: Duration::from_secs(1),
+            deadline: Duration::from_secs(3),
+            max_attempts: 4,
+            backoff: Backoff::new(Duration::from_millis(50), Duration::from_millis(500)),
+            breaker: BreakerConfig::default(),
+        }
+    }
+}
+
+/// Why a users lookup gave no answer.
+#[derive(Clone, Copy, Debug)]
+enum UsersFailure {
+    /// Connect error, timeout or 5xx: worth another attempt.
+    Transient(&'static str),
+    /// The breaker refused the call.
+    Open(BreakerOpen),
+    /// An answer that is neither a user nor "not found".
+    Unexpected(u16),
+}
+
+/// The order service's HTTP client for the users endpoint: a per-attempt
+/// timeout, retries with jittered backoff under a shared retry budget, an
+/// overall deadline, and a circuit breaker so that with the users side down
+/// lookups fail fast.
+struct UsersClient {
+    http: reqwest::Client,
+    base: String,
+    cfg: UsersClientConfig,
+    budget: RetryBudget,
+    breaker: CircuitBreaker,
+}
+
+impl UsersClient {
+    fn new(base: String, cfg: UsersClientConfig) -> std::io::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(cfg.attempt_timeout)
+            .timeout(cfg.attempt_timeout)
+            .build()
+            .map_err(std::io::Error::other)?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            breaker: CircuitBreaker::new("users", cfg.breaker),
+            budget: RetryBudget::default(),
+            cfg,
+        })
+    }
+
+    /// Whether user `id` exists, asked over HTTP.
+    async fn user_exists(&self, id: i64) -> Result<bool, UsersFailure> {
+        let deadline = tokio::time::Instant::now() + self.cfg.deadline;
+        holdfast_resilience::retry(
+            self.cfg.backoff,
+            self.cfg.max_attempts,
+            Some(&self.budget),
+            deadline,
+            |failure| matches!(failure, UsersFailure::Transient(_)),
+            |_| self.attempt(id, deadline),
+        )
+        .await
+    }
+
+    async fn attempt(&self, id: i64, deadline: tokio::time::Instant) -> Result<bool, UsersFailure> {
+        let permit = self.breaker.try_acquire().map_err(UsersFailure::Open)?;
+        let url = format!("{}/api/users/{id}", self.base);
+        let sent = within(deadline, self.http.get(url).send()).await;
+        let outcome = match sent {
+            Err(_) => Err(UsersFailure::Transient("users_timeout")),
+            Ok(Err(err)) if err.is_timeout() => Err(UsersFailure::Transient("users_timeout")),
+            Ok(Err(err)) => {
+                tracing::debug!(error = %err, "users call failed");
+                Err(UsersFailure::Transient("users_unreachable"))
+            }
+            Ok(Ok(resp)) => match resp.status().as_u16() {
+                200 => Ok(true),
+                404 => Ok(false),
+                status if status >= 500 => Err(UsersFailure::Transient("users_error")),
+                status => Err(UsersFailure::Unexpected(status)),
+            },
+        };
+        match outcome {
+            Err(UsersFailure::Transient(_)) => permit.failure(),
+            _ => permit.success(),
+        }
+        outcome
+    }
+}
+
+/// The HTTP form of a failed users lookup.
+fn users_error(failure: UsersFailure) -> ApiError {
+    match failure {
+        UsersFailure::Open(open) => ApiError::unavailable(
+            "users_unavailable",
+            "the users service is unavailable (circuit open)",
+            open.retry_after,
+        ),
+        UsersFailure::Transient(reason) => {
+            tracing::warn!(reason, "users service unavailable");
+            ApiError::unavailable(
+                "users_unavailable",
+                "the users service did not answer in time",
+                Duration::from_secs(1),
+            )
+        }
+        UsersFailure::Unexpected(status) => {
+            tracing::warn!(status, "users service answered unexpectedly");
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "users_bad_response",
+                "the users service gave an unexpected answer",
+            )
         }
     }
 }
@@ -151,6 +306,8 @@ pub struct ApiState {
     draining: Arc<AtomicBool>,
     /// The store demo's figures.
     shop: Arc<StoreFigures>,
+    /// The order service's client for the users endpoint.
+    users_client: Arc<UsersClient>,
 }
 
 impl ApiState {
@@ -181,6 +338,7 @@ impl HealthCheck for ApiHealth {
 
     fn detail(&self) -> serde_json::Value {
         let db = self.state.db_status();
+        let breaker = self.state.users_client.breaker.snapshot();
         let cache = |rt: &ReadThrough| {
             json!({
                 "state": rt.state().as_str(),
@@ -201,6 +359,15 @@ impl HealthCheck for ApiHealth {
             "cache": {
                 "users": cache(&self.state.users),
                 "products": cache(&self.state.products),
+            },
+            "users_client": {
+                "base_url": self.state.users_client.base,
+                "breaker": {
+                    "state": breaker.state.as_str(),
+                    "consecutive_failures": breaker.consecutive_failures,
+                    "times_opened": breaker.times_opened,
+                    "rejected": breaker.rejected,
+                },
             },
             "draining": self.state.draining.load(Ordering::Relaxed),
         })
@@ -255,6 +422,34 @@ pub struct UpdateUserSchema {
     pub email: Option<String>,
 }
 
+/// An order as returned (the store's row).
+#[derive(Serialize, ToSchema)]
+pub struct OrderSchema {
+    /// Primary key.
+    pub id: i64,
+    /// Who ordered.
+    pub user_id: i64,
+    /// What was ordered.
+    pub product_id: i64,
+    /// How many units.
+    pub quantity: i32,
+    /// Unit price at the time of the order times quantity, in cents.
+    pub total_cents: i64,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+/// An order to place; unknown fields are refused.
+#[derive(Serialize, ToSchema)]
+pub struct NewOrderSchema {
+    /// Who orders; must be known to the users endpoint.
+    pub user_id: i64,
+    /// What is ordered; must exist.
+    pub product_id: i64,
+    /// 1 to 1000 units.
+    pub quantity: u32,
+}
+
 /// A read answered through the cache: where it came from, and the value.
 #[derive(Serialize, ToSchema)]
 pub struct CachedSchema {
@@ -276,6 +471,8 @@ pub struct CachedSchema {
         ProductSchema,
         NewUserSchema,
         UpdateUserSchema,
+        OrderSchema,
+        NewOrderSchema,
         CachedSchema,
         StoreFiguresSchema,
         SimulateSchema
@@ -294,6 +491,8 @@ pub fn router(state: ApiState, stack_cfg: &StackConfig) -> Router {
         .routes(routes!(create_user))
         .routes(routes!(list_products))
         .routes(routes!(get_product))
+        .routes(routes!(create_order))
+        .routes(routes!(get_order))
         .routes(routes!(store_figures))
         .routes(routes!(store_join))
         .routes(routes!(store_look_around))
@@ -695,6 +894,99 @@ async fn get_product(
     }))
 }
 
+/// Places an order once the users endpoint, called over HTTP, knows the
+/// user.
+#[utoipa::path(
+    post,
+    path = "/api/orders",
+    tag = "orders",
+    request_body = NewOrderSchema,
+    responses(
+        (status = 201, description = "Created; Location names it", body = OrderSchema),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown user (`unknown_user`) or product (`unknown_product`), bad quantity or unknown field", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The users endpoint answered unexpectedly (`users_bad_response`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Users endpoint unavailable (`users_unavailable`) or database unavailable; with Retry-After", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn create_order(
+    State(state): State<ApiState>,
+    ApiJson(new): ApiJson<NewOrder>,
+) -> Result<Response, ApiError> {
+    let unknown_user = |id: i64| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_user",
+            format!("user {id} does not exist"),
+        )
+    };
+    // Ids below 1 exist nowhere; the users endpoint would call them bad.
+    if new.user_id < 1 {
+        return Err(unknown_user(new.user_id));
+    }
+    let exists = state
+        .users_client
+        .user_exists(new.user_id)
+        .await
+        .map_err(users_error)?;
+    if !exists {
+        return Err(unknown_user(new.user_id));
+    }
+    let order = match state.store.create_order(new).await {
+        Ok(order) => order,
+        Err(StoreError::NotFound {
+            entity: Entity::Product,
+            id,
+        }) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_product",
+                format!("product {id} does not exist"),
+            ));
+        }
+        // Deleted between the lookup and the insert.
+        Err(StoreError::NotFound {
+            entity: Entity::User,
+            id,
+        }) => return Err(unknown_user(id)),
+        Err(other) => return Err(store_error(other)),
+    };
+    let location = format!("/api/orders/{}", order.id);
+    let mut response = (StatusCode::CREATED, Json(order)).into_response();
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// One order, from the database.
+#[utoipa::path(
+    get,
+    path = "/api/orders/{id}",
+    tag = "orders",
+    params(("id" = i64, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "The order", body = OrderSchema),
+        (status = 400, description = "Not a positive integer id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn get_order(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<Order>, ApiError> {
+    let id = EntityId::parse(&id)?;
+    state
+        .store
+        .order(id.get())
+        .await
+        .map_err(store_error)?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("order {} not found", id.get())))
+}
+
 /// The `service` label of every store demo metric.
 const STORE_SERVICE: &str = "store";
 
@@ -1020,6 +1312,17 @@ async fn watch_database(store: Store, db: Arc<Mutex<DbStatus>>, shutdown: Cancel
     }
 }
 
+/// `http://host:port` of a bound listener, as this process can reach it:
+/// an unspecified address (`0.0.0.0`, `::`) becomes loopback.
+fn own_base_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        ip if !ip.is_unspecified() => ip,
+        std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
 /// A built api: listeners bound, database migrated and seeded, Redis
 /// supervisor, caches and the database watch started.
 pub struct Api {
@@ -1073,6 +1376,12 @@ impl Api {
             "database ready"
         );
 
+        let users_base = match settings.users_base_url.clone() {
+            Some(base) => base,
+            None => own_base_url(listener.local_addr()?),
+        };
+        let users_client = UsersClient::new(users_base, settings.users_client.clone())?;
+
         let background = CancellationToken::new();
         let redis = Redis::start(settings.redis.clone(), background.clone())
             .map_err(std::io::Error::other)?;
@@ -1099,6 +1408,7 @@ impl Api {
             db,
             draining: Arc::new(AtomicBool::new(false)),
             shop: Arc::new(StoreFigures::default()),
+            users_client: Arc::new(users_client),
         };
         Ok(Self {
             listener,

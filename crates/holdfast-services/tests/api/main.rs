@@ -597,3 +597,130 @@ async fn store_steps_with_nobody_to_move_and_bad_simulations_are_refused() {
         assert!(openapi["paths"][path].is_object(), "{path} undocumented");
     }
 }
+
+/// The `Retry-After` header of a response, in seconds.
+fn retry_after(resp: &reqwest::Response) -> Option<u64> {
+    resp.headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn an_order_for_a_known_user_and_product_is_created_and_read_back() {
+    let app = spawn_api(|_| {}).await;
+    let product: Value = app.get("/api/products/3").await.json().await.unwrap();
+    let price = product["data"]["price_cents"].as_i64().unwrap();
+
+    let resp = app
+        .send_json(
+            Method::POST,
+            "/api/orders",
+            r#"{"user_id": 5, "product_id": 3, "quantity": 4}"#,
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+    let location = resp
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap()
+        .to_owned();
+    let order: Value = resp.json().await.unwrap();
+    assert_eq!(location, format!("/api/orders/{}", order["id"]));
+    assert_eq!(order["user_id"], 5);
+    assert_eq!(order["product_id"], 3);
+    assert_eq!(order["quantity"], 4);
+    assert_eq!(order["total_cents"].as_i64(), Some(price * 4));
+
+    let read = app.get(&location).await;
+    assert_eq!(read.status(), 200);
+    let read: Value = read.json().await.unwrap();
+    assert_eq!(read, order);
+    problem(app.get("/api/orders/999999").await, 404, "not_found").await;
+    problem(app.get("/api/orders/x").await, 400, "invalid_id").await;
+
+    let health: Value = app.get("/health").await.json().await.unwrap();
+    assert_eq!(
+        health["users_client"]["breaker"]["state"], "closed",
+        "{health}"
+    );
+    let openapi: Value = app
+        .get("/api-docs/openapi.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    for path in ["/api/orders", "/api/orders/{id}"] {
+        assert!(openapi["paths"][path].is_object(), "{path} undocumented");
+    }
+}
+
+#[tokio::test]
+async fn an_order_for_an_unknown_user_or_product_is_refused() {
+    let app = spawn_api(|_| {}).await;
+    let unknown_user = format!(
+        r#"{{"user_id": {}, "product_id": 1, "quantity": 1}}"#,
+        SEED_USERS + 100
+    );
+    problem(
+        app.send_json(Method::POST, "/api/orders", &unknown_user)
+            .await,
+        422,
+        "unknown_user",
+    )
+    .await;
+    problem(
+        app.send_json(
+            Method::POST,
+            "/api/orders",
+            r#"{"user_id": 1, "product_id": 999999, "quantity": 1}"#,
+        )
+        .await,
+        422,
+        "unknown_product",
+    )
+    .await;
+    problem(
+        app.send_json(
+            Method::POST,
+            "/api/orders",
+            r#"{"user_id": 1, "product_id": 1, "quantity": 1, "extra": 1}"#,
+        )
+        .await,
+        422,
+        "invalid_body",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn with_the_users_side_down_orders_fail_fast_with_a_503() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let app = spawn_api(|s| s.users_base_url = Some(format!("http://127.0.0.1:{port}"))).await;
+    let body = r#"{"user_id": 1, "product_id": 1, "quantity": 1}"#;
+
+    for _ in 0..3 {
+        let started = Instant::now();
+        let resp = app.send_json(Method::POST, "/api/orders", body).await;
+        let took = started.elapsed();
+        assert!(retry_after(&resp).is_some_and(|s| s >= 1), "{resp:?}");
+        problem(resp, 503, "users_unavailable").await;
+        assert!(took < Duration::from_secs(4), "took {took:?}");
+    }
+
+    let started = Instant::now();
+    let resp = app.send_json(Method::POST, "/api/orders", body).await;
+    let took = started.elapsed();
+    assert!(retry_after(&resp).is_some(), "{resp:?}");
+    problem(resp, 503, "users_unavailable").await;
+    assert!(took < Duration::from_millis(200), "took {took:?}");
+
+    let health: Value = app.get("/health").await.json().await.unwrap();
+    assert_eq!(
+        health["users_client"]["breaker"]["state"], "open",
+        "{health}"
+    );
+}
