@@ -59,9 +59,7 @@ use holdfast_redis::{Redis, RedisConfig};
 use holdfast_resilience::{
     Backoff, BreakerConfig, BreakerOpen, CircuitBreaker, RetryBudget, within,
 };
-use holdfast_store::{
-    Entity, NewOrder, NewUser, Order, Product, Store, StoreError, UpdateUser, User,
-};
+use holdfast_store::{Entity, NewOrder, NewUser, Order, Product, Store, StoreError, UpdateUser};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -648,6 +646,30 @@ fn cache_error(err: CacheError) -> ApiError {
 
 /// `{"source", "data"}` with `X-Cache`, or a 404 problem (still with
 /// `X-Cache`, as "not found" is cached too).
+/// One entity by id through its cache: `{source, data}` with `X-Cache`, or
+/// a 404 naming the entity.
+async fn read_by_id<T, F, Fut>(
+    cache: &ReadThrough,
+    id: EntityId,
+    entity: &'static str,
+    load: F,
+) -> Result<Response, ApiError>
+where
+    T: Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+    F: FnOnce(i64) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Option<T>, StoreError>> + Send + 'static,
+{
+    let cached = cache
+        .get(&id.key(), move || async move {
+            load(id.get()).await.map_err(load_error)
+        })
+        .await
+        .map_err(cache_error)?;
+    Ok(cached_response::<T>(cached, || {
+        format!("{entity} {} not found", id.get())
+    }))
+}
+
 fn cached_response<T: Serialize>(cached: Cached<T>, what: impl FnOnce() -> String) -> Response {
     let x_cache = HeaderValue::from_static(cached.x_cache());
     let mut response = match cached.value {
@@ -678,16 +700,10 @@ async fn get_user(
 ) -> Result<Response, ApiError> {
     let id = EntityId::parse(&id)?;
     let store = state.store.clone();
-    let cached = state
-        .users
-        .get(&id.key(), move || async move {
-            store.user(id.get()).await.map_err(load_error)
-        })
-        .await
-        .map_err(cache_error)?;
-    Ok(cached_response::<User>(cached, || {
-        format!("user {} not found", id.get())
-    }))
+    read_by_id(&state.users, id, "user", move |id| async move {
+        store.user(id).await
+    })
+    .await
 }
 
 /// Users whose name or email contains `q` (literally, ignoring ASCII case),
@@ -882,16 +898,10 @@ async fn get_product(
 ) -> Result<Response, ApiError> {
     let id = EntityId::parse(&id)?;
     let store = state.store.clone();
-    let cached = state
-        .products
-        .get(&id.key(), move || async move {
-            store.product(id.get()).await.map_err(load_error)
-        })
-        .await
-        .map_err(cache_error)?;
-    Ok(cached_response::<Product>(cached, || {
-        format!("product {} not found", id.get())
-    }))
+    read_by_id(&state.products, id, "product", move |id| async move {
+        store.product(id).await
+    })
+    .await
 }
 
 /// Places an order once the users endpoint, called over HTTP, knows the
