@@ -57,13 +57,17 @@ impl From<&str> for LoadError {
     }
 }
 
-/// Why [`crate::ReadThrough::get`] could not answer.
+/// Why [`crate::ReadThrough::get`] (or a warm-up) could not answer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CacheError {
     /// The loader failed and no stale copy within the maximum staleness
     /// was available.
     #[error("loader failed: {0}")]
     Loader(#[source] LoadError),
+    /// Redis could not take a bulk write ([`crate::ReadThrough::warm`]);
+    /// reads never fail this way, they bypass Redis instead.
+    #[error("redis unusable: {0}")]
+    Redis(#[source] holdfast_redis::RedisError),
 }
 
 impl CacheError {
@@ -72,6 +76,7 @@ impl CacheError {
     pub fn is_retryable(&self) -> bool {
         match self {
             CacheError::Loader(err) => err.is_retryable(),
+            CacheError::Redis(_) => true,
         }
     }
 }

@@ -34,6 +34,7 @@ mod config;
 mod error;
 mod invalidation;
 pub mod metric_names;
+pub mod pending;
 mod read_through;
 mod stats;
 

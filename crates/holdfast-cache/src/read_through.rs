@@ -149,6 +149,9 @@ pub(crate) struct Inner {
     /// invalidation does not write its (possibly old) result to the cache.
     epoch: AtomicU64,
     pub(crate) counters: Counters,
+    /// Invalidations that did not reach Redis, replayed when it is back
+    /// (see [`crate::pending`]).
+    pub(crate) pending: crate::pending::Pending,
 }
 
 impl ReadThrough {
@@ -176,6 +179,7 @@ impl ReadThrough {
                 next_flight_id: AtomicU64::new(0),
                 epoch: AtomicU64::new(0),
                 counters: Counters::default(),
+                pending: crate::pending::Pending::default(),
             }),
         }
     }
@@ -238,6 +242,9 @@ impl ReadThrough {
         // which it may still be served).
         let mut stale: Option<(Option<T>, u64)> = None;
         let bypass = match inner.l2_get(&full_key).await {
+            // A write on this instance could not delete this copy while
+            // Redis was away: it is older than the write, so not served.
+            Ok(Some(_)) if inner.pending.contains(key) => false,
             Ok(Some(bytes)) => match serde_json::from_slice::<Envelope<T>>(&bytes) {
                 Ok(envelope) => {
                     let now = now_ms();
@@ -299,8 +306,10 @@ impl ReadThrough {
     }
 
     /// Deletes `key` from L2 and this instance's L1, and tells the other
-    /// instances to drop it from theirs. Best effort: with Redis down only
-    /// the local L1 is cleared, and the Redis copy ages out with its TTL.
+    /// instances to drop it from theirs. With Redis unusable the local L1
+    /// is cleared, this instance stops trusting the Redis copy, and the
+    /// delete and broadcast are replayed as soon as Redis is back (up to
+    /// [`crate::pending::MAX_PENDING`] keys).
     pub async fn invalidate(&self, key: &str) {
         let inner = &self.inner;
         let full_key = self.redis_key(key);
@@ -321,8 +330,79 @@ impl ReadThrough {
             .publish(&inner.channel, key)
             .ignore();
         if let Err(err) = inner.redis.pipe::<()>(&pipe, inner.cfg.redis_timeout).await {
-            tracing::warn!(key = %full_key, error = %err, "invalidation did not reach redis");
+            tracing::warn!(key = %full_key, error = %err, "invalidation did not reach redis; kept for replay");
+            crate::pending::defer(&self.inner, key);
+        } else {
+            inner.pending.remove(key);
         }
+    }
+
+    /// Fills the cache with values read in bulk, for a warm-up at start:
+    /// `load` returns `(key, value)` pairs (typically one query for the
+    /// hottest rows), and each is written to Redis in one pipeline, fresh
+    /// for the usual jittered TTL, unless the key already has a copy (one
+    /// written by a read or by another instance is never overwritten).
+    /// L1 is left alone: it fills on the first read.
+    ///
+    /// Returns how many keys were written. A write (invalidation) on this
+    /// instance while `load` runs discards the result, as for a read.
+    ///
+    /// # Errors
+    /// The loader's error, or [`CacheError::Redis`] when Redis is not
+    /// usable; the caller may try again later.
+    pub async fn warm<T, F, Fut>(&self, load: F) -> Result<usize, CacheError>
+    where
+        T: Serialize,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Vec<(String, T)>, LoadError>>,
+    {
+        let inner = &self.inner;
+        let epoch = inner.epoch.load(Ordering::SeqCst);
+        let started = Instant::now();
+        let loaded = load().await;
+        metrics::histogram!(metric_names::CACHE_LOADER_DURATION, "entity" => inner.entity.clone())
+            .record(started.elapsed().as_secs_f64());
+        let entries = loaded.map_err(|err| {
+            inner.counters.loader_errors.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(metric_names::CACHE_LOADER_ERRORS, "entity" => inner.entity.clone())
+                .increment(1);
+            CacheError::Loader(err)
+        })?;
+        if entries.is_empty() || inner.epoch.load(Ordering::SeqCst) != epoch {
+            return Ok(0);
+        }
+        let stored_ms = now_ms();
+        let mut pipe = redis::pipe();
+        for (key, value) in &entries {
+            let fresh_for = inner.fresh_for(true);
+            let envelope = Envelope {
+                v: Some(value),
+                fresh_until_ms: stored_ms.saturating_add(duration_ms(fresh_for)),
+                stored_ms,
+            };
+            let Ok(bytes) = serde_json::to_vec(&envelope) else {
+                continue;
+            };
+            let keep_ms = duration_ms(fresh_for + inner.cfg.max_stale).max(1);
+            pipe.cmd("SET")
+                .arg(self.redis_key(key))
+                .arg(bytes)
+                .arg("PX")
+                .arg(keep_ms)
+                .arg("NX");
+        }
+        // A bulk write gets more time than one cache command: it is off the
+        // read path, and a thousand small SETs take a few milliseconds.
+        let timeout = inner.cfg.redis_timeout.max(Duration::from_secs(2));
+        let written: Vec<Option<String>> = inner
+            .redis
+            .pipe(&pipe, timeout)
+            .await
+            .map_err(CacheError::Redis)?;
+        let written = written.iter().filter(|r| r.is_some()).count();
+        metrics::counter!(metric_names::CACHE_WARMED, "entity" => inner.entity.clone())
+            .increment(written as u64);
+        Ok(written)
     }
 
     /// Joins the load of `full_key` under way, or starts one.

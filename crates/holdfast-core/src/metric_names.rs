@@ -72,6 +72,34 @@ pub const ALL: &[(&str, &str)] = &[
     ),
     (HTTP_REQUEST_DURATION, "HTTP request duration, in seconds."),
     (
+        CACHE_READS,
+        "Cache reads answered, by entity and outcome (hit, miss, stale, bypass, error); the fallback rate is the bypass share.",
+    ),
+    (
+        CACHE_NEGATIVE_HITS,
+        "Cache hits on a cached \"not found\", by entity.",
+    ),
+    (
+        CACHE_SINGLE_FLIGHT_JOINS,
+        "Cache reads that joined a load already under way for the same key, by entity.",
+    ),
+    (
+        CACHE_LOADER_ERRORS,
+        "Loader (database) calls of the cache that failed, by entity.",
+    ),
+    (
+        CACHE_LOADER_DURATION,
+        "Time one loader (database) call of the cache took, in seconds, by entity.",
+    ),
+    (
+        CACHE_L1_INVALIDATIONS,
+        "Invalidations from other instances applied to the in-process cache, by entity.",
+    ),
+    (
+        CACHE_WARMED,
+        "Keys loaded into the cache by the warm-up at start, by entity.",
+    ),
+    (
         STORE_USER_EVENTS,
         "Store demo: customer events (joined, looking_around, served, left), by service.",
     ),
@@ -127,6 +155,20 @@ pub const TOPIC_BACKLOG: &str = "holdfast_topic_backlog";
 pub const HTTP_REQUESTS: &str = "holdfast_http_requests_total";
 /// See [`ALL`].
 pub const HTTP_REQUEST_DURATION: &str = "holdfast_http_request_duration_seconds";
+/// See [`ALL`].
+pub const CACHE_READS: &str = "holdfast_cache_reads_total";
+/// See [`ALL`].
+pub const CACHE_NEGATIVE_HITS: &str = "holdfast_cache_negative_hits_total";
+/// See [`ALL`].
+pub const CACHE_SINGLE_FLIGHT_JOINS: &str = "holdfast_cache_single_flight_joins_total";
+/// See [`ALL`].
+pub const CACHE_LOADER_ERRORS: &str = "holdfast_cache_loader_errors_total";
+/// See [`ALL`].
+pub const CACHE_LOADER_DURATION: &str = "holdfast_cache_loader_duration_seconds";
+/// See [`ALL`].
+pub const CACHE_L1_INVALIDATIONS: &str = "holdfast_cache_l1_invalidations_total";
+/// See [`ALL`].
+pub const CACHE_WARMED: &str = "holdfast_cache_warmed_total";
 
 // The store demo's names come from the seed metrics demo and are kept as
 // they are, without the `holdfast_` prefix.

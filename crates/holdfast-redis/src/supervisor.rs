@@ -35,7 +35,9 @@ pub struct RedisConfig {
     pub connect_timeout: Duration,
     /// Default deadline of one command.
     pub command_timeout: Duration,
-    /// Delay between reconnect attempts (full jitter, capped).
+    /// Delay between reconnect attempts (full jitter, capped; default 50 ms
+    /// doubling to 500 ms, so a returning Redis is used again within about
+    /// half a second; a refused connection costs Redis next to nothing).
     pub reconnect_backoff: Backoff,
     /// How often a ready connection is checked with `PING`.
     pub health_interval: Duration,
@@ -56,7 +58,7 @@ impl RedisConfig {
             enabled: true,
             connect_timeout: Duration::from_secs(1),
             command_timeout: Duration::from_secs(1),
-            reconnect_backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(2)),
+            reconnect_backoff: Backoff::new(Duration::from_millis(50), Duration::from_millis(500)),
             health_interval: Duration::from_millis(250),
             stuck_after: Duration::from_secs(30),
             breaker: BreakerConfig {

@@ -72,6 +72,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::health::{HealthCheck, admin_router, health_routes};
 use crate::http::{StackConfig, serve_role, stack};
 use crate::problem::{ApiError, ApiJson, Problem};
+use crate::warm_up::{WarmUp, WarmUpTask};
 
 pub use holdfast_cache::CacheConfig;
 pub use holdfast_store::{DatabaseUrl, StoreOptions};
@@ -91,6 +92,9 @@ pub const DEFAULT_LIMIT: u32 = 20;
 /// Largest offset into the product list; beyond the seed data by far, and
 /// small enough that a page key stays short.
 pub const MAX_OFFSET: u32 = 1_000_000;
+
+/// Products warmed into the cache at start unless configured otherwise.
+pub const DEFAULT_WARM_PRODUCTS: u32 = 100;
 
 /// How often the database is pinged for readiness.
 const DB_PING_INTERVAL: Duration = Duration::from_secs(1);
@@ -116,6 +120,10 @@ pub struct ApiSettings {
     /// Cache settings, shared by the users and products caches (default
     /// TTL 360 s, no L1).
     pub cache: CacheConfig,
+    /// Products (the first ids) and the first page of the product list
+    /// loaded into the cache at start, in the background (default 100;
+    /// 0 switches the warm-up off).
+    pub warm_products: u32,
     /// Users seeded into an empty table at start.
     pub seed_users: u32,
     /// Products seeded into an empty table at start.
@@ -141,6 +149,7 @@ impl ApiSettings {
             store_options: StoreOptions::default(),
             products_db_delay: Duration::ZERO,
             cache: CacheConfig::default(),
+            warm_products: DEFAULT_WARM_PRODUCTS,
             seed_users: holdfast_store::seed::DEFAULT_USERS,
             seed_products: holdfast_store::seed::DEFAULT_PRODUCTS,
             stack: StackConfig::default(),
@@ -306,6 +315,8 @@ pub struct ApiState {
     shop: Arc<StoreFigures>,
     /// The order service's client for the users endpoint.
     users_client: Arc<UsersClient>,
+    /// How the cache warm-up went.
+    warm_up: Arc<Mutex<WarmUp>>,
 }
 
 impl ApiState {
@@ -357,6 +368,7 @@ impl HealthCheck for ApiHealth {
             "cache": {
                 "users": cache(&self.state.users),
                 "products": cache(&self.state.products),
+                "warm_up": *self.state.warm_up.lock().expect("warm-up status lock poisoned"),
             },
             "users_client": {
                 "base_url": self.state.users_client.base,
@@ -1401,9 +1413,19 @@ impl Api {
             up: true,
             last_error: None,
         }));
+        let warm_up = Arc::new(Mutex::new(WarmUp::Off));
+        let warm = WarmUpTask {
+            products: products.clone(),
+            store: store.clone(),
+            redis: redis.clone(),
+            count: settings.warm_products,
+            page_limit: DEFAULT_LIMIT,
+            status: warm_up.clone(),
+        };
         let tasks = vec![
             users.start(background.clone()),
             products.start(background.clone()),
+            tokio::spawn(warm.run(background.clone())),
             tokio::spawn(watch_database(
                 store.clone(),
                 db.clone(),
@@ -1419,6 +1441,7 @@ impl Api {
             draining: Arc::new(AtomicBool::new(false)),
             shop: Arc::new(StoreFigures::default()),
             users_client: Arc::new(users_client),
+            warm_up,
         };
         Ok(Self {
             listener,

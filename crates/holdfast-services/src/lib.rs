@@ -20,5 +20,6 @@ pub mod health;
 pub mod http;
 pub mod ingress;
 pub mod problem;
+pub mod warm_up;
 pub mod weather;
 pub mod worker;

@@ -16,6 +16,8 @@
 
 #![warn(missing_docs)]
 
+pub mod db;
+
 use std::future::Future;
 use std::net::{Ipv4Addr, TcpListener};
 use std::sync::Once;

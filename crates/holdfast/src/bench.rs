@@ -72,6 +72,20 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
                 }
             }
         }
+        BenchCommand::Cache {
+            concurrency,
+            duration,
+            json,
+            redis_url,
+            l1,
+        } => {
+            let settings = crate::bench_cache::CacheBench {
+                concurrency: concurrency.max(1),
+                duration,
+                l1,
+            };
+            crate::bench_cache::run(settings, redis_url, json).await?;
+        }
         BenchCommand::Jobs {
             count,
             json,
@@ -92,7 +106,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
     Ok(())
 }
 
-async fn redis_for_bench(url: Option<String>) -> Result<(Option<LocalRedis>, String)> {
+pub(crate) async fn redis_for_bench(url: Option<String>) -> Result<(Option<LocalRedis>, String)> {
     match url {
         Some(url) => Ok((None, url)),
         None => {
@@ -109,7 +123,7 @@ fn bench_keys() -> Keys {
     Keys::new(format!("bench{}", fastrand::u32(..)))
 }
 
-async fn connect(url: &str, shutdown: &CancellationToken) -> Result<Redis> {
+pub(crate) async fn connect(url: &str, shutdown: &CancellationToken) -> Result<Redis> {
     let redis = Redis::start(RedisConfig::new(url), shutdown.clone())?;
     anyhow::ensure!(
         redis.wait_ready(Duration::from_secs(5)).await,
@@ -128,7 +142,7 @@ fn figures(hist: &Histogram<u64>, ok: u64, errors: u64, elapsed: Duration) -> Pa
 }
 
 /// Runs `concurrency` loops of `op` for `duration`; latencies in microseconds.
-async fn drive<F, Fut>(
+pub(crate) async fn drive<F, Fut>(
     concurrency: usize,
     duration: Duration,
     op: F,

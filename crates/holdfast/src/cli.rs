@@ -104,6 +104,10 @@ pub struct ApiArgs {
     /// How long a cached value is fresh.
     #[arg(long, env = "HOLDFAST_CACHE_TTL", default_value = "360s", value_parser = parse_duration)]
     pub cache_ttl: Duration,
+    /// Products (the first ids, and the first list page) loaded into the
+    /// cache at start, in the background; 0 switches the warm-up off.
+    #[arg(long, env = "HOLDFAST_WARM_PRODUCTS", default_value_t = holdfast_services::api::DEFAULT_WARM_PRODUCTS)]
+    pub warm_products: u32,
     /// Largest request body in bytes.
     #[arg(long, env = "HOLDFAST_BODY_LIMIT", default_value_t = 64 * 1024)]
     pub body_limit: usize,
@@ -235,6 +239,27 @@ pub enum BenchCommand {
         /// Use this Redis instead of starting one.
         #[arg(long)]
         redis_url: Option<String>,
+    },
+    /// Product reads per second and latency: cache hits over HTTP and
+    /// direct, the database alone, and reads while Redis is down.
+    Cache {
+        /// Reads in flight.
+        #[arg(long, default_value_t = 50)]
+        concurrency: usize,
+        /// Length of each of the four measured runs.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Use this Redis instead of starting one (the outage is then
+        /// measured against a closed port, as this one cannot be killed).
+        #[arg(long)]
+        redis_url: Option<String>,
+        /// Put the in-process L1 in front of Redis in the cached paths (off
+        /// by default, as in the api); outage reads may then be L1 hits.
+        #[arg(long)]
+        l1: bool,
     },
     /// Enqueue and drain rates of no-op jobs.
     Jobs {

@@ -2,6 +2,7 @@
 //! Everything else lives in the library crates.
 
 mod bench;
+mod bench_cache;
 mod cli;
 mod roles;
 

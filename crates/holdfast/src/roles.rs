@@ -52,6 +52,7 @@ pub fn api_settings(args: &ApiArgs) -> ApiSettings {
     settings.products_db_delay = args.products_db_delay;
     settings.cache.prefix = args.redis.key_prefix.clone();
     settings.cache.ttl = args.cache_ttl;
+    settings.warm_products = args.warm_products;
     settings.stack = StackConfig {
         body_limit: args.body_limit,
         ..StackConfig::default()
@@ -199,6 +200,7 @@ pub async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
         database_url,
         products_db_delay: args.products_db_delay,
         cache_ttl: Duration::from_secs(360),
+        warm_products: holdfast_services::api::DEFAULT_WARM_PRODUCTS,
         body_limit: 64 * 1024,
     };
     let api = Api::build(api_settings(&api_args)).await.with_context(|| {
@@ -287,9 +289,13 @@ pub async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
         ingress.port()
     );
     println!(
-        "  try: curl -si http://{api_host}:{}/api/products/1   (twice: first from the database, ~{} ms, then from the cache)",
+        "  try: curl -si http://{api_host}:{}/api/products/500   (twice: first from the database, ~{} ms, then from the cache)",
         api.port(),
         args.products_db_delay.as_millis()
+    );
+    println!(
+        "       products 1-{} were warmed into the cache at start: their first read is already a hit",
+        holdfast_services::api::DEFAULT_WARM_PRODUCTS
     );
     println!("Press Ctrl-C to stop.");
 

@@ -28,8 +28,12 @@ impl Drop for TestEnv {
 }
 
 pub async fn env() -> TestEnv {
+    env_on(holdfast_testkit::redis().await).await
+}
+
+/// The same on a given server (one with AOF, say).
+pub async fn env_on(server: LocalRedis) -> TestEnv {
     holdfast_testkit::init_tracing();
-    let server = holdfast_testkit::redis().await;
     let shutdown = CancellationToken::new();
     let redis = handle(&server, &shutdown).await;
     TestEnv {

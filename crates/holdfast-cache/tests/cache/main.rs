@@ -295,3 +295,49 @@ async fn keys_written_together_get_different_ttls_within_the_jitter() {
     );
     assert!(ttls[0] != ttls[1] || ttls[1] != ttls[2], "{ttls:?}");
 }
+
+#[tokio::test]
+async fn an_invalidation_made_while_redis_is_down_is_replayed_when_it_returns() {
+    // With AOF, the restarted Redis still holds the copy from before the
+    // write: exactly the copy the invalidation should have removed.
+    let mut env = helpers::env_on(holdfast_testkit::redis_with_aof().await).await;
+    let cache = env.cache(env.config());
+    let loader = Loader::new();
+    assert_eq!(
+        cache.get("k", loader.value(1u32)).await.unwrap().x_cache(),
+        "MISS"
+    );
+    assert_eq!(
+        cache.get("k", loader.value(1u32)).await.unwrap().x_cache(),
+        "HIT"
+    );
+
+    env.server.kill9().await;
+    // The write happens in the database; its invalidation cannot reach Redis.
+    cache.invalidate("k").await;
+    env.server.restart().await.unwrap();
+    assert!(env.redis.wait_ready(Duration::from_secs(5)).await);
+
+    // The next read, however soon, does not serve the old copy.
+    let next = cache.get("k", loader.value(2u32)).await.unwrap();
+    assert_eq!(next.value, Some(2), "{next:?}");
+    // And the old copy is removed from Redis for every instance.
+    let key = cache.redis_key("k");
+    holdfast_testkit::wait_until(Duration::from_secs(3), "the old copy is gone", || {
+        let redis = env.redis.clone();
+        let key = key.clone();
+        async move {
+            let stored: Option<String> = redis
+                .run(Duration::from_secs(1), |mut conn| async move {
+                    redis::cmd("GET").arg(&key).query_async(&mut conn).await
+                })
+                .await
+                .unwrap();
+            stored.is_none_or(|s| !s.contains("\"v\":1"))
+        }
+    })
+    .await;
+    let other = ReadThrough::new(env.redis.clone(), "widgets", env.config());
+    let seen = other.get("k", loader.value(3u32)).await.unwrap();
+    assert_ne!(seen.value, Some(1), "{seen:?}");
+}

@@ -1,4 +1,14 @@
-//! The api role over HTTP, against a real redis-server and SQLite.
+//! The api role over HTTP, against a real redis-server and a real database.
+//!
+//! The tests of what the database answers (reads through the cache,
+//! writes, search, bad input, orders) run on every engine:
+//! [`on_every_engine!`] makes one `#[tokio::test]` per engine for each
+//! (`<test>::sqlite`, `<test>::postgres`, `<test>::mysql`), each with an api
+//! on its own fresh database; PostgreSQL and MariaDB run when
+//! `HOLDFAST_TEST_POSTGRES_URL` / `HOLDFAST_TEST_MYSQL_URL` are set, and are
+//! skipped with a note otherwise. The tests of Redis faults, health,
+//! metrics and the users client do not depend on the engine and run on
+//! SQLite only.
 
 mod helpers;
 
@@ -8,7 +18,42 @@ use holdfast_redis::RedisConfig;
 use reqwest::Method;
 use serde_json::Value;
 
-use helpers::{SEED_USERS, spawn_api, x_cache};
+use helpers::{SEED_USERS, TestApi, spawn_api, x_cache};
+
+macro_rules! on_every_engine {
+    ($($test:ident),* $(,)?) => {$(
+        mod $test {
+            use crate::helpers::on_engine;
+            use holdfast_testkit::db::Engine;
+
+            #[tokio::test]
+            async fn sqlite() {
+                on_engine(Engine::Sqlite, super::$test).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                on_engine(Engine::Postgres, super::$test).await;
+            }
+
+            #[tokio::test]
+            async fn mysql() {
+                on_engine(Engine::MySql, super::$test).await;
+            }
+        }
+    )*};
+}
+
+on_every_engine!(
+    the_first_product_read_comes_from_the_database_and_the_second_from_the_cache,
+    a_page_of_products_is_cached_and_its_bounds_are_checked,
+    a_user_update_invalidates_the_cached_user,
+    a_user_is_created_read_and_deleted,
+    search_treats_sql_metacharacters_as_text,
+    bad_input_is_answered_with_problem_details,
+    an_order_for_a_known_user_and_product_is_created_and_read_back,
+    an_order_for_an_unknown_user_or_product_is_refused,
+);
 
 async fn problem(resp: reqwest::Response, status: u16, code: &str) -> Value {
     assert_eq!(resp.status().as_u16(), status, "{:?}", resp.url().path());
@@ -38,17 +83,16 @@ fn encode(text: &str) -> String {
 }
 
 /// Status, X-Cache and JSON body of a GET.
-async fn read(app: &helpers::TestApi, path: &str) -> (u16, String, Value) {
+async fn read(app: &TestApi, path: &str) -> (u16, String, Value) {
     let resp = app.get(path).await;
     let status = resp.status().as_u16();
     let cache = x_cache(&resp);
     (status, cache, resp.json().await.unwrap())
 }
 
-#[tokio::test]
-async fn the_first_product_read_comes_from_the_database_and_the_second_from_the_cache() {
-    let app = spawn_api(|_| {}).await;
-
+async fn the_first_product_read_comes_from_the_database_and_the_second_from_the_cache(
+    app: TestApi,
+) {
     let first = read(&app, "/api/products/1").await;
     let second = read(&app, "/api/products/1").await;
 
@@ -60,10 +104,7 @@ async fn the_first_product_read_comes_from_the_database_and_the_second_from_the_
     assert_eq!(second.2["data"], first.2["data"]);
 }
 
-#[tokio::test]
-async fn a_page_of_products_is_cached_and_its_bounds_are_checked() {
-    let app = spawn_api(|_| {}).await;
-
+async fn a_page_of_products_is_cached_and_its_bounds_are_checked(app: TestApi) {
     let first = read(&app, "/api/products?limit=5&offset=2").await;
     let second = read(&app, "/api/products?limit=5&offset=2").await;
 
@@ -82,9 +123,7 @@ async fn a_page_of_products_is_cached_and_its_bounds_are_checked() {
     }
 }
 
-#[tokio::test]
-async fn a_user_update_invalidates_the_cached_user() {
-    let app = spawn_api(|_| {}).await;
+async fn a_user_update_invalidates_the_cached_user(app: TestApi) {
     assert_eq!(read(&app, "/api/users/7").await.1, "MISS");
     assert_eq!(read(&app, "/api/users/7").await.1, "HIT");
 
@@ -101,9 +140,7 @@ async fn a_user_update_invalidates_the_cached_user() {
     assert_eq!(again.2["data"]["name"], "Grace Renamed");
 }
 
-#[tokio::test]
-async fn a_user_is_created_read_and_deleted() {
-    let app = spawn_api(|_| {}).await;
+async fn a_user_is_created_read_and_deleted(app: TestApi) {
     // "Not found" is cached too: the create must clear it.
     let next_id = SEED_USERS + 1;
     problem(
@@ -156,10 +193,7 @@ async fn a_user_is_created_read_and_deleted() {
     problem(again, 404, "not_found").await;
 }
 
-#[tokio::test]
-async fn search_treats_sql_metacharacters_as_text() {
-    let app = spawn_api(|_| {}).await;
-
+async fn search_treats_sql_metacharacters_as_text(app: TestApi) {
     for q in ["%", "_", "'; DROP TABLE users; --", "\" OR 1=1 --"] {
         let resp = app.get(&format!("/api/users/search?q={}", encode(q))).await;
         assert_eq!(resp.status(), 200, "{q}");
@@ -185,10 +219,7 @@ async fn search_treats_sql_metacharacters_as_text() {
     );
 }
 
-#[tokio::test]
-async fn bad_input_is_answered_with_problem_details() {
-    let app = spawn_api(|_| {}).await;
-
+async fn bad_input_is_answered_with_problem_details(app: TestApi) {
     for path in [
         "/api/users/abc",
         "/api/users/-1",
@@ -421,7 +452,7 @@ fn figures(body: &Value) -> [u64; 4] {
     })
 }
 
-async fn store_step(app: &helpers::TestApi, step: &str, body: &str) -> [u64; 4] {
+async fn store_step(app: &TestApi, step: &str, body: &str) -> [u64; 4] {
     let resp = app
         .send_json(Method::POST, &format!("/api/store/{step}"), body)
         .await;
@@ -460,7 +491,7 @@ fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     })
 }
 
-async fn admin_metrics(app: &helpers::TestApi) -> String {
+async fn admin_metrics(app: &TestApi) -> String {
     app.client
         .get(format!("{}/metrics", app.admin))
         .send()
@@ -606,9 +637,7 @@ fn retry_after(resp: &reqwest::Response) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-#[tokio::test]
-async fn an_order_for_a_known_user_and_product_is_created_and_read_back() {
-    let app = spawn_api(|_| {}).await;
+async fn an_order_for_a_known_user_and_product_is_created_and_read_back(app: TestApi) {
     let product: Value = app.get("/api/products/3").await.json().await.unwrap();
     let price = product["data"]["price_cents"].as_i64().unwrap();
 
@@ -656,9 +685,7 @@ async fn an_order_for_a_known_user_and_product_is_created_and_read_back() {
     }
 }
 
-#[tokio::test]
-async fn an_order_for_an_unknown_user_or_product_is_refused() {
-    let app = spawn_api(|_| {}).await;
+async fn an_order_for_an_unknown_user_or_product_is_refused(app: TestApi) {
     let unknown_user = format!(
         r#"{{"user_id": {}, "product_id": 1, "quantity": 1}}"#,
         SEED_USERS + 100

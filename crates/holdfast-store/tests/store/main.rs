@@ -9,17 +9,17 @@ mod helpers;
 
 use std::time::{Duration, Instant};
 
-use helpers::{Engine, TestDatabase, TestDb};
 use holdfast_store::seed::{DEFAULT_PRODUCTS, DEFAULT_USERS, seed_product, seed_user};
 use holdfast_store::{
     DatabaseUrl, Email, Entity, NewOrder, NewUser, Quantity, SeedReport, Store, StoreError,
     StoreOptions, UpdateUser, User, UserName,
 };
+use holdfast_testkit::db::{Engine, TestDatabase, TestDb};
 
 macro_rules! on_every_engine {
     ($($test:ident),* $(,)?) => {$(
         mod $test {
-            use crate::helpers::{run, Engine};
+            use holdfast_testkit::db::{run, Engine};
 
             #[tokio::test]
             async fn sqlite() {
@@ -589,7 +589,7 @@ async fn the_backend_follows_the_url() {
         let Some(database) = TestDatabase::create(engine).await else {
             continue;
         };
-        assert_eq!(database.db.store.backend(), helpers::backend(engine));
+        assert_eq!(database.db.store.backend(), engine.backend());
         database.db.store.ping().await.unwrap();
         database.drop_database().await;
     }

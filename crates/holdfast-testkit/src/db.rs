@@ -1,0 +1,334 @@
+//! One fresh database per test and engine, dropped afterwards.
+//!
+//! SQLite always: a file in a temporary directory. PostgreSQL (when
+//! `HOLDFAST_TEST_POSTGRES_URL` is set): a schema `t_<random>` in the given
+//! database, selected for every pooled connection by a `search_path` in the
+//! connect options, so tests run side by side on one server. MariaDB/MySQL
+//! (when `HOLDFAST_TEST_MYSQL_URL` is set): a database `t_<random>` on the
+//! given server. An engine whose variable is unset is skipped with a note.
+//!
+//! Two ways in:
+//! - [`run`] hands the test a migrated, empty [`Store`] (a [`TestDb`]), for
+//!   tests of the store itself.
+//! - [`run_on_empty`] hands the test only the [`DatabaseUrl`] of a database
+//!   with nothing in it, for code that migrates and seeds by itself, such as
+//!   the api role's start-up.
+//!
+//! Both drop the schema or database when the test ends, also when it
+//! panics: the test runs as a task of its own, so that its panic comes back
+//! as a value, the database is dropped, and the panic is raised again.
+
+use std::future::Future;
+
+use holdfast_store::{Backend, DatabaseUrl, Store, StoreOptions};
+use sqlx::{AssertSqlSafe, Connection};
+
+/// Variable naming the PostgreSQL server for tests.
+pub const POSTGRES_VAR: &str = "HOLDFAST_TEST_POSTGRES_URL";
+/// Variable naming the MariaDB/MySQL server for tests.
+pub const MYSQL_VAR: &str = "HOLDFAST_TEST_MYSQL_URL";
+
+/// The engines a test can run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// SQLite, always available.
+    Sqlite,
+    /// PostgreSQL, when [`POSTGRES_VAR`] is set.
+    Postgres,
+    /// MariaDB or MySQL, when [`MYSQL_VAR`] is set.
+    MySql,
+}
+
+impl Engine {
+    /// Every engine, SQLite first.
+    pub const ALL: [Engine; 3] = [Engine::Sqlite, Engine::Postgres, Engine::MySql];
+
+    /// The store backend this engine maps to.
+    pub fn backend(self) -> Backend {
+        match self {
+            Engine::Sqlite => Backend::Sqlite,
+            Engine::Postgres => Backend::Postgres,
+            Engine::MySql => Backend::MySql,
+        }
+    }
+}
+
+/// What a test gets: a migrated, empty store and the URL it was opened
+/// with (to open a second store on the same database).
+#[derive(Clone)]
+pub struct TestDb {
+    /// The store, migrated, without rows.
+    pub store: Store,
+    /// The URL of the test's database.
+    pub url: DatabaseUrl,
+}
+
+impl TestDb {
+    /// Another store on the same database, as a second process would have.
+    ///
+    /// # Panics
+    /// If the store cannot be opened.
+    pub async fn second_store(&self) -> Store {
+        Store::open(&self.url, StoreOptions::default())
+            .await
+            .expect("open a second store")
+    }
+}
+
+/// A database made for one test with nothing in it, not even tables, and
+/// how to get rid of it.
+pub struct EmptyDatabase {
+    url: DatabaseUrl,
+    cleanup: Cleanup,
+    // Held so the SQLite file lives until the database is dropped.
+    _dir: Option<tempfile::TempDir>,
+}
+
+enum Cleanup {
+    Nothing,
+    PostgresSchema { admin_url: String, schema: String },
+    MySqlDatabase { admin_url: String, database: String },
+}
+
+impl EmptyDatabase {
+    /// A fresh database on `engine`; `None` (with a note) when the engine's
+    /// server is not configured.
+    ///
+    /// # Panics
+    /// If the configured server cannot be reached or refuses to create the
+    /// schema or database.
+    pub async fn create(engine: Engine) -> Option<EmptyDatabase> {
+        let name = format!("t_{:016x}", fastrand::u64(..));
+        let database = match engine {
+            Engine::Sqlite => {
+                let dir = tempfile::tempdir().expect("temporary directory");
+                EmptyDatabase {
+                    url: DatabaseUrl::sqlite_file(&dir.path().join("holdfast.db")),
+                    cleanup: Cleanup::Nothing,
+                    _dir: Some(dir),
+                }
+            }
+            Engine::Postgres => {
+                let admin_url = server_url(POSTGRES_VAR, "postgres")?;
+                let mut admin = sqlx::PgConnection::connect(&admin_url)
+                    .await
+                    .expect("connect to the PostgreSQL test server");
+                // The name is ours (t_ and hex digits), never outside input.
+                sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+                    .execute(&mut admin)
+                    .await
+                    .expect("create a test schema");
+                admin.close().await.ok();
+                let separator = if admin_url.contains('?') { '&' } else { '?' };
+                let url = format!("{admin_url}{separator}options[search_path]={name}");
+                EmptyDatabase {
+                    url: DatabaseUrl::parse(&url).expect("url"),
+                    cleanup: Cleanup::PostgresSchema {
+                        admin_url,
+                        schema: name,
+                    },
+                    _dir: None,
+                }
+            }
+            Engine::MySql => {
+                let admin_url = server_url(MYSQL_VAR, "mysql")?;
+                let mut admin = sqlx::MySqlConnection::connect(&admin_url)
+                    .await
+                    .expect("connect to the MySQL test server");
+                sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut admin)
+                    .await
+                    .expect("create a test database");
+                admin.close().await.ok();
+                let url = with_database(&admin_url, &name);
+                EmptyDatabase {
+                    url: DatabaseUrl::parse(&url).expect("url"),
+                    cleanup: Cleanup::MySqlDatabase {
+                        admin_url,
+                        database: name,
+                    },
+                    _dir: None,
+                }
+            }
+        };
+        Some(database)
+    }
+
+    /// The URL to open the database with.
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.url
+    }
+
+    /// Drops the schema or database (for SQLite, removes the file).
+    ///
+    /// # Panics
+    /// If the server cannot be reached or refuses the drop.
+    pub async fn drop_database(self) {
+        match self.cleanup {
+            Cleanup::Nothing => {}
+            Cleanup::PostgresSchema { admin_url, schema } => {
+                let mut admin = sqlx::PgConnection::connect(&admin_url)
+                    .await
+                    .expect("connect to drop the schema");
+                sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                    .execute(&mut admin)
+                    .await
+                    .expect("drop the test schema");
+                admin.close().await.ok();
+            }
+            Cleanup::MySqlDatabase {
+                admin_url,
+                database,
+            } => {
+                let mut admin = sqlx::MySqlConnection::connect(&admin_url)
+                    .await
+                    .expect("connect to drop the database");
+                sqlx::query(AssertSqlSafe(format!("DROP DATABASE {database}")))
+                    .execute(&mut admin)
+                    .await
+                    .expect("drop the test database");
+                admin.close().await.ok();
+            }
+        }
+    }
+}
+
+/// A database made for one test, migrated, with a store open on it.
+pub struct TestDatabase {
+    /// The store and URL the test works with.
+    pub db: TestDb,
+    database: EmptyDatabase,
+}
+
+impl TestDatabase {
+    /// A fresh database on `engine`, migrated; `None` (with a note) when the
+    /// engine's server is not configured.
+    ///
+    /// # Panics
+    /// If the database cannot be created, opened or migrated.
+    pub async fn create(engine: Engine) -> Option<TestDatabase> {
+        let database = EmptyDatabase::create(engine).await?;
+        let url = database.url().clone();
+        let store = Store::open(&url, StoreOptions::default())
+            .await
+            .expect("open the store");
+        store.migrate().await.expect("migrations apply");
+        Some(TestDatabase {
+            db: TestDb { store, url },
+            database,
+        })
+    }
+
+    /// Closes the store and drops the schema or database.
+    ///
+    /// # Panics
+    /// If the server cannot be reached or refuses the drop.
+    pub async fn drop_database(self) {
+        self.db.store.close().await;
+        self.database.drop_database().await;
+    }
+}
+
+/// Runs `test` on a fresh, migrated database of `engine`, then drops the
+/// database, also when the test panics. Returns at once (after a note) when
+/// the engine is not configured.
+///
+/// # Panics
+/// When the test panics (its own panic, raised again after the cleanup),
+/// or when the database cannot be made or dropped.
+pub async fn run<F, Fut>(engine: Engine, test: F)
+where
+    F: FnOnce(TestDb) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some(database) = TestDatabase::create(engine).await else {
+        return;
+    };
+    let outcome = tokio::spawn(test(database.db.clone())).await;
+    database.drop_database().await;
+    resume_test_panic(outcome);
+}
+
+/// Runs `test` with the URL of a fresh database of `engine` with nothing
+/// in it (the code under test migrates it), then drops the database, also
+/// when the test panics. Returns at once (after a note) when the engine is
+/// not configured.
+///
+/// Whatever the test opened on the database should be closed by the time
+/// its future ends; a pool still open merely delays the drop on PostgreSQL
+/// and MariaDB until its transactions end.
+///
+/// # Panics
+/// When the test panics (its own panic, raised again after the cleanup),
+/// or when the database cannot be made or dropped.
+pub async fn run_on_empty<F, Fut>(engine: Engine, test: F)
+where
+    F: FnOnce(DatabaseUrl) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some(database) = EmptyDatabase::create(engine).await else {
+        return;
+    };
+    let outcome = tokio::spawn(test(database.url().clone())).await;
+    database.drop_database().await;
+    resume_test_panic(outcome);
+}
+
+/// Raises the test task's panic again in the caller, so the harness reports
+/// it as the test's own.
+fn resume_test_panic(outcome: Result<(), tokio::task::JoinError>) {
+    if let Err(err) = outcome {
+        match err.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(err) => panic!("test task failed: {err}"),
+        }
+    }
+}
+
+/// The server URL from `var`, or `None` with a note saying the engine is
+/// skipped.
+pub fn server_url(var: &str, engine: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.trim().is_empty() => Some(url.trim().to_owned()),
+        _ => {
+            eprintln!("note: {var} is not set; skipping the {engine} run of this test");
+            None
+        }
+    }
+}
+
+/// `mysql://user@host:port/db?query` with `db` replaced by `database`.
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let server = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{server}/{database}?{query}"),
+        None => format!("{server}/{database}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn the_database_of_a_mysql_url_is_replaced_and_the_rest_kept() {
+        for (url, expected) in [
+            ("mysql://root@h:3306/test", "mysql://root@h:3306/t_1"),
+            ("mysql://root@h:3306", "mysql://root@h:3306/t_1"),
+            (
+                "mysql://u:p@h/test?ssl-mode=disabled",
+                "mysql://u:p@h/t_1?ssl-mode=disabled",
+            ),
+        ] {
+            assert_eq!(with_database(url, "t_1"), expected, "{url}");
+        }
+    }
+}
