@@ -18,7 +18,6 @@ use holdfast_resilience::Backoff;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::metric_names;
 use crate::read_through::{Inner, L1Cache};
 
 /// Reconnect delays: quick first retries to ride out a blip, capped so a
@@ -100,8 +99,7 @@ async fn listen(
                 if let Some(Value::BulkString(key)) = push.data.get(1) {
                     let full_key = format!("{prefix}{}", String::from_utf8_lossy(key));
                     l1.invalidate(&full_key).await;
-                    metrics::counter!(metric_names::CACHE_L1_INVALIDATIONS, "entity" => inner.entity.clone())
-                        .increment(1);
+                    inner.meters.l1_invalidations.increment(1);
                 }
             }
             PushKind::Disconnection => return Listen::Disconnected,

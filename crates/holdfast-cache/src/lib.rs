@@ -33,6 +33,7 @@
 mod config;
 mod error;
 mod invalidation;
+mod meters;
 pub mod metric_names;
 pub mod pending;
 mod read_through;

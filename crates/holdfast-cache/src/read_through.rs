@@ -36,7 +36,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::CacheConfig;
 use crate::error::{CacheError, LoadError};
-use crate::metric_names;
 use crate::stats::{CacheState, CacheStats, Counters};
 
 /// Where an answer came from.
@@ -152,6 +151,7 @@ pub(crate) struct Inner {
     /// Invalidations that did not reach Redis, replayed when it is back
     /// (see [`crate::pending`]).
     pub(crate) pending: crate::pending::Pending,
+    pub(crate) meters: crate::meters::Meters,
 }
 
 impl ReadThrough {
@@ -180,6 +180,7 @@ impl ReadThrough {
                 epoch: AtomicU64::new(0),
                 counters: Counters::default(),
                 pending: crate::pending::Pending::default(),
+                meters: crate::meters::Meters::new(entity),
             }),
         }
     }
@@ -297,8 +298,7 @@ impl ReadThrough {
                     Ok(inner.answer(value, Source::Stale, false))
                 }
                 _ => {
-                    metrics::counter!(metric_names::CACHE_READS, "entity" => inner.entity.clone(), "outcome" => "error")
-                        .increment(1);
+                    inner.meters.error.increment(1);
                     Err(CacheError::Loader(err))
                 }
             },
@@ -360,12 +360,13 @@ impl ReadThrough {
         let epoch = inner.epoch.load(Ordering::SeqCst);
         let started = Instant::now();
         let loaded = load().await;
-        metrics::histogram!(metric_names::CACHE_LOADER_DURATION, "entity" => inner.entity.clone())
+        inner
+            .meters
+            .loader_duration
             .record(started.elapsed().as_secs_f64());
         let entries = loaded.map_err(|err| {
             inner.counters.loader_errors.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!(metric_names::CACHE_LOADER_ERRORS, "entity" => inner.entity.clone())
-                .increment(1);
+            inner.meters.loader_errors.increment(1);
             CacheError::Loader(err)
         })?;
         if entries.is_empty() || inner.epoch.load(Ordering::SeqCst) != epoch {
@@ -400,8 +401,7 @@ impl ReadThrough {
             .await
             .map_err(CacheError::Redis)?;
         let written = written.iter().filter(|r| r.is_some()).count();
-        metrics::counter!(metric_names::CACHE_WARMED, "entity" => inner.entity.clone())
-            .increment(written as u64);
+        inner.meters.warmed.increment(written as u64);
         Ok(written)
     }
 
@@ -425,8 +425,7 @@ impl ReadThrough {
                     .counters
                     .single_flight_joins
                     .fetch_add(1, Ordering::Relaxed);
-                metrics::counter!(metric_names::CACHE_SINGLE_FLIGHT_JOINS, "entity" => inner.entity.clone())
-                    .increment(1);
+                inner.meters.single_flight_joins.increment(1);
                 flight.outcome.clone()
             } else {
                 let (sender, receiver) = watch::channel(None);
@@ -486,28 +485,26 @@ impl Inner {
         let outcome = match (source, bypass) {
             (_, true) => {
                 counters.bypass.fetch_add(1, Ordering::Relaxed);
-                "bypass"
+                &self.meters.bypass
             }
             (Source::Cache, false) => {
                 counters.hits.fetch_add(1, Ordering::Relaxed);
                 if value.is_none() {
                     counters.negative_hits.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!(metric_names::CACHE_NEGATIVE_HITS, "entity" => self.entity.clone())
-                        .increment(1);
+                    self.meters.negative_hits.increment(1);
                 }
-                "hit"
+                &self.meters.hit
             }
             (Source::Db, false) => {
                 counters.misses.fetch_add(1, Ordering::Relaxed);
-                "miss"
+                &self.meters.miss
             }
             (Source::Stale, false) => {
                 counters.stale.fetch_add(1, Ordering::Relaxed);
-                "stale"
+                &self.meters.stale
             }
         };
-        metrics::counter!(metric_names::CACHE_READS, "entity" => self.entity.clone(), "outcome" => outcome)
-            .increment(1);
+        outcome.increment(1);
         Cached {
             value,
             source,
@@ -582,14 +579,15 @@ impl LoadTask {
         let inner = &self.inner;
         let started = Instant::now();
         let loaded = load.await;
-        metrics::histogram!(metric_names::CACHE_LOADER_DURATION, "entity" => inner.entity.clone())
+        inner
+            .meters
+            .loader_duration
             .record(started.elapsed().as_secs_f64());
         let value = match loaded {
             Ok(value) => value,
             Err(err) => {
                 inner.counters.loader_errors.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!(metric_names::CACHE_LOADER_ERRORS, "entity" => inner.entity.clone())
-                    .increment(1);
+                inner.meters.loader_errors.increment(1);
                 tracing::warn!(entity = %inner.entity, key = %self.guard.key, error = %err, "loader failed");
                 sender.send_replace(Some(Err(err)));
                 return;

@@ -113,6 +113,32 @@ impl Keys {
     pub fn reply_stream(&self, caller: &str) -> String {
         format!("{}:reply:{}", self.prefix, caller)
     }
+
+    /// A `SCAN MATCH` pattern for the request streams of every topic and
+    /// partition (glob characters of the prefix are escaped).
+    pub fn request_stream_pattern(&self) -> String {
+        let mut pattern = String::with_capacity(self.prefix.len() + 8);
+        for c in self.prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push_str(":{*}:req");
+        pattern
+    }
+
+    /// The topic name and partition of a request stream key, the inverse of
+    /// [`Keys::request_stream`]. The name is returned as found, unvalidated:
+    /// keys written by other tools need not follow [`Topic`]'s rules.
+    pub fn parse_request_stream<'k>(&self, key: &'k str) -> Option<(&'k str, u16)> {
+        let tagged = key
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix(":{")?
+            .strip_suffix("}:req")?;
+        let (topic, partition) = tagged.rsplit_once(':')?;
+        Some((topic, partition.parse().ok()?))
+    }
 }
 
 #[cfg(test)]
@@ -137,5 +163,25 @@ mod tests {
         assert_eq!(keys.request_record(&t, 0, "x"), "hf:{weather:0}:rec:x");
         assert_eq!(keys.call_marker(&t, 0, "x"), "hf:{weather:0}:seen:x");
         assert_eq!(keys.reply_stream("c1"), "hf:reply:c1");
+    }
+
+    #[test]
+    fn request_stream_keys_are_found_and_parsed_back() {
+        let keys = Keys::new("a*b");
+        let t = Topic::parse("weather").unwrap();
+        assert_eq!(keys.request_stream_pattern(), "a\\*b:{*}:req");
+        let key = keys.request_stream(&t, 3);
+        assert_eq!(keys.parse_request_stream(&key), Some(("weather", 3)));
+        assert_eq!(
+            keys.parse_request_stream("a*b:{odd:name:1}:req"),
+            Some(("odd:name", 1))
+        );
+        for other in [
+            "a*b:{weather:0}:dead",
+            "hf:{weather:0}:req",
+            "a*b:{weather:x}:req",
+        ] {
+            assert_eq!(keys.parse_request_stream(other), None, "{other}");
+        }
     }
 }

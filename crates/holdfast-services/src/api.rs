@@ -512,9 +512,37 @@ pub fn router(state: ApiState, stack_cfg: &StackConfig) -> Router {
         .with_state(state)
         .split_for_parts();
     let app = api
+        .route_layer(axum::middleware::from_fn(seed_request_metrics))
         .merge(health_routes(health))
         .merge(SwaggerUi::new("/swagger-ui").url("/api-docs/openapi.json", openapi));
     stack(app, stack_cfg)
+}
+
+/// Records the metrics demo's request figures under the seed's names:
+/// `api_request_duration_seconds{endpoint,method}` for every answered
+/// request and `api_errors_total{endpoint}` for those answered with a 4xx
+/// or 5xx. The endpoint is the route template (`/api/users/{id}`), never
+/// the concrete path, so the label stays low-cardinality.
+async fn seed_request_metrics(
+    matched: Option<axum::extract::MatchedPath>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let endpoint = matched.map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = tokio::time::Instant::now();
+    let response = next.run(request).await;
+    metrics::histogram!(
+        metric_names::API_REQUEST_DURATION,
+        "endpoint" => endpoint.clone(),
+        "method" => method
+    )
+    .record(started.elapsed().as_secs_f64());
+    let status = response.status();
+    if status.is_client_error() || status.is_server_error() {
+        metrics::counter!(metric_names::API_ERRORS, "endpoint" => endpoint).increment(1);
+    }
+    response
 }
 
 /// A row id from a path: a positive integer.

@@ -751,3 +751,27 @@ async fn with_the_users_side_down_orders_fail_fast_with_a_503() {
         "{health}"
     );
 }
+
+#[tokio::test]
+async fn requests_are_timed_and_errors_counted_under_the_metrics_demo_names() {
+    let app = helpers::spawn_api(|_| {}).await;
+    let endpoint = [("endpoint", "/api/users/{id}")];
+    let timed = [("endpoint", "/api/users/{id}"), ("method", "GET")];
+    // Other tests of this binary share the recorder: compare with before.
+    let before = admin_metrics(&app).await;
+    let errors_before = sample(&before, "api_errors_total", &endpoint).unwrap_or(0.0);
+    let timed_before = sample(&before, "api_request_duration_seconds_count", &timed).unwrap_or(0.0);
+
+    assert_eq!(app.get("/api/users/1").await.status(), 200);
+    assert_eq!(app.get("/api/users/not-a-number").await.status(), 400);
+
+    let after = admin_metrics(&app).await;
+    let errors = sample(&after, "api_errors_total", &endpoint).unwrap_or(0.0);
+    let timed_now = sample(&after, "api_request_duration_seconds_count", &timed).unwrap_or(0.0);
+    assert!(errors >= errors_before + 1.0, "{after}");
+    assert!(timed_now >= timed_before + 2.0, "{after}");
+    assert!(
+        after.contains(r#"api_request_duration_seconds_bucket{endpoint="/api/users/{id}",method="GET",le="0.005"}"#),
+        "explicit buckets in seconds: {after}"
+    );
+}
