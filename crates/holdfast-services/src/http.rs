@@ -76,7 +76,12 @@ pub fn stack(router: Router, cfg: &StackConfig) -> Router {
                     .get(REQUEST_ID)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
-                tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                let span = tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id);
+                // An incoming W3C trace context is the parent of this span.
+                if let Some(tp) = req.headers().get("traceparent").and_then(|v| v.to_str().ok()) {
+                    holdfast_streams::trace_context::set_parent(&span, tp);
+                }
+                span
             }))
             .layer(middleware::from_fn(record_metrics))
             .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, cfg.timeout))

@@ -7,6 +7,8 @@
 //!   and jobs;
 //! - [`worker`]: a stream worker role with the seed weather handler and an
 //!   admin listener;
+//! - [`exporter`]: one Prometheus endpoint for what lives in Redis: the
+//!   metric aggregates every role flushes, Redis essentials and topics;
 //! - [`http`], [`problem`], [`health`]: what every listener shares: one
 //!   middleware stack, `application/problem+json` errors, health endpoints
 //!   and `/metrics`;
@@ -16,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod exporter;
 pub mod health;
 pub mod http;
 pub mod ingress;

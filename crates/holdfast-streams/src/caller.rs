@@ -75,7 +75,9 @@ pub struct CallOptions {
     pub deadline: Deadline,
     /// Media type of the body.
     pub content_type: String,
-    /// W3C trace context to carry to the worker.
+    /// W3C trace context to carry to the worker when the current span is
+    /// not recorded by an OpenTelemetry layer; when it is, the entry carries
+    /// the current span's context instead (whose parent this usually is).
     pub traceparent: Option<String>,
     /// Key for exactly-once effects in the handler.
     pub idempotency_key: Option<String>,
@@ -349,7 +351,7 @@ impl Caller {
             kind: Kind::Call,
             reply_to: Some(self.inner.reply_key.clone()),
             deadline,
-            traceparent: opts.traceparent,
+            traceparent: crate::trace_context::current_traceparent().or(opts.traceparent),
             content_type: opts.content_type,
             body,
             idempotency_key: opts.idempotency_key,
@@ -388,7 +390,7 @@ impl Caller {
             kind: Kind::Job,
             reply_to: None,
             deadline: opts.deadline,
-            traceparent: opts.traceparent,
+            traceparent: crate::trace_context::current_traceparent().or(opts.traceparent),
             content_type: opts.content_type,
             body,
             idempotency_key: opts.idempotency_key,

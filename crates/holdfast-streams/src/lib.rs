@@ -22,6 +22,7 @@ pub mod admin;
 pub mod caller;
 mod meters;
 mod scripts;
+pub mod trace_context;
 pub mod value;
 pub mod worker;
 

@@ -37,6 +37,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::admin::Admin;
 use crate::meters::WorkerMeters;
@@ -639,9 +640,17 @@ async fn handle_entry<H: Handler>(
         topic: topic.clone(),
         entry_id: entry.id.clone(),
     };
+    // The handler runs in a span whose parent is the caller's span when the
+    // entry carries its trace context.
+    let span = tracing::info_span!("handle", topic = %topic, id = %env.id);
+    if let Some(traceparent) = env.traceparent.as_deref() {
+        crate::trace_context::set_parent(&span, traceparent);
+    }
     // A panic in the handler is caught here and counts as a failed delivery;
     // at the deadline the handler's future is dropped, which stops it.
-    let handled = CatchPanic(Box::pin(ctx.handler.handle(req)));
+    let handled = CatchPanic(Box::pin(
+        span.in_scope(|| ctx.handler.handle(req)).instrument(span),
+    ));
     let finished = tokio::select! {
         finished = tokio::time::timeout(remaining, handled) => finished,
         // The drain ran out of time: leave the entry pending; with its claim

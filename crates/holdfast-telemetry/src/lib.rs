@@ -6,19 +6,39 @@
 //! `holdfast_core::metric_names`. Roles render it on their admin listener.
 //! [`init_tracing`] picks JSON logs for production and pretty logs for a
 //! terminal.
+//!
+//! The same recorder also feeds a [`SinkRegistry`] ([`sink_registry`]):
+//! a `metrics_util` fanout hands every metric to both the Prometheus
+//! recorder (rendered on the admin listener) and the sink registry, whose
+//! values [`sink::MetricsSink`] flushes to Redis as deltas. [`aggregate`]
+//! reads those aggregates back and renders one merged endpoint for the
+//! exporter.
 
 #![warn(missing_docs)]
+
+pub mod aggregate;
+mod layout;
+pub mod otel;
+pub mod registry;
+pub mod sink;
+
+pub use registry::SinkRegistry;
 
 use std::io::IsTerminal;
 use std::sync::OnceLock;
 
 use holdfast_core::metric_names;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_util::layers::FanoutBuilder;
 use tracing_subscriber::EnvFilter;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+static SINK_REGISTRY: OnceLock<SinkRegistry> = OnceLock::new();
 
 /// The process-wide Prometheus handle, installing the recorder on first use.
+///
+/// The global recorder is a fanout over the Prometheus recorder and the
+/// process-wide [`SinkRegistry`], so every metric reaches both.
 pub fn metrics_handle() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
@@ -30,15 +50,27 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .expect("bucket list is not empty")
                 .build_recorder();
             let handle = recorder.handle();
+            let sink = SINK_REGISTRY.get_or_init(SinkRegistry::new).clone();
+            let fanout = FanoutBuilder::default()
+                .add_recorder(recorder)
+                .add_recorder(sink)
+                .build();
             // Another recorder may already be installed (a test harness);
             // then this handle renders nothing, which is the honest result.
-            let _ = metrics::set_global_recorder(recorder);
+            let _ = metrics::set_global_recorder(fanout);
             for (name, help) in metric_names::ALL {
                 metrics::describe_counter!(*name, *help);
             }
             handle
         })
         .clone()
+}
+
+/// The process-wide sink registry (installing the global recorder first),
+/// for [`sink::MetricsSink::start`].
+pub fn sink_registry() -> SinkRegistry {
+    let _ = metrics_handle();
+    SINK_REGISTRY.get_or_init(SinkRegistry::new).clone()
 }
 
 /// Renders every metric in Prometheus text format.
@@ -71,8 +103,11 @@ impl LogFormat {
 }
 
 /// Installs the global tracing subscriber; `RUST_LOG` filters (default
-/// `default_filter`, such as `info`). Calling it twice is harmless.
+/// `default_filter`, such as `info`). Calling it twice is harmless. With
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are also exported: see [`otel`].
 pub fn init_tracing(format: LogFormat, default_filter: &str) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
@@ -83,8 +118,10 @@ pub fn init_tracing(format: LogFormat, default_filter: &str) {
             .json()
             .flatten_event(true)
             .with_current_span(true)
+            .finish()
+            .with(otel::layer())
             .try_init(),
-        LogFormat::Pretty => builder.compact().try_init(),
+        LogFormat::Pretty => builder.compact().finish().with(otel::layer()).try_init(),
     };
 }
 

@@ -86,6 +86,10 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
             };
             crate::bench_cache::run(settings, redis_url, json).await?;
         }
+        BenchCommand::Metrics { json, redis_url } => {
+            let (_server, url) = redis_for_bench(redis_url).await?;
+            crate::bench_metrics::run(&url, json).await?;
+        }
         BenchCommand::Jobs {
             count,
             json,

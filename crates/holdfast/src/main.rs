@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_cache;
+mod bench_metrics;
 mod cli;
 mod roles;
 
@@ -17,6 +18,9 @@ fn main() -> Result<()> {
         cli::Command::Bench(_) => "warn",
         _ => "info",
     };
+    // Flushes exported spans (OTEL_EXPORTER_OTLP_ENDPOINT) once the runtime,
+    // declared after it, is gone.
+    let _otel = holdfast_telemetry::otel::ShutdownGuard;
     holdfast_telemetry::init_tracing(holdfast_telemetry::LogFormat::from_env(), default_filter);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -34,6 +38,7 @@ async fn run(cli: cli::Cli) -> Result<()> {
         cli::Command::Api(args) => roles::api(args, shutdown).await,
         cli::Command::Ingress(args) => roles::ingress(args, shutdown).await,
         cli::Command::Worker(args) => roles::worker(args, shutdown).await,
+        cli::Command::Exporter(args) => roles::exporter(args, shutdown).await,
         cli::Command::DeadLetters(cmd) => roles::dead_letters(cmd).await,
         cli::Command::Bench(cmd) => bench::run(cmd).await,
     }

@@ -7,13 +7,68 @@ use holdfast_core::{Keys, Topic};
 use holdfast_redis::local::{LocalRedis, LocalRedisOptions};
 use holdfast_redis::{Redis, RedisConfig};
 use holdfast_services::api::{Api, ApiSettings, DatabaseUrl};
+use holdfast_services::exporter::{Exporter, ExporterSettings};
 use holdfast_services::http::StackConfig;
 use holdfast_services::ingress::{Ingress, IngressSettings};
 use holdfast_services::worker::{WorkerRole, WorkerSettings};
 use holdfast_streams::{Admin, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{ApiArgs, DeadLetterCommand, IngressArgs, RedisArgs, UpArgs, WorkerArgs};
+use crate::cli::{
+    ApiArgs, DeadLetterCommand, ExporterArgs, IngressArgs, MetricsSinkArgs, RedisArgs, UpArgs,
+    WorkerArgs,
+};
+
+/// This process's metrics sink: flushes the process-wide registry to Redis
+/// until [`Sink::finish`], which makes a last flush once the roles have
+/// stopped, so their final figures are not lost.
+struct Sink {
+    stop: CancellationToken,
+    redis_stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sink {
+    /// Starts the sink unless it is switched off or Redis is disabled.
+    fn start(redis: &RedisArgs, metrics: &MetricsSinkArgs) -> Result<Option<Sink>> {
+        if metrics.no_metrics_sink || !redis.redis_enabled {
+            return Ok(None);
+        }
+        // Its own Redis handle, stopped only after the last flush.
+        let redis_stop = CancellationToken::new();
+        let handle = Redis::start(redis_config(redis), redis_stop.clone())
+            .context("invalid Redis settings for the metrics sink")?;
+        let cfg = holdfast_telemetry::sink::SinkConfig {
+            prefix: redis.key_prefix.clone(),
+            interval: metrics
+                .metrics_flush_interval
+                .max(Duration::from_millis(100)),
+            ..holdfast_telemetry::sink::SinkConfig::default()
+        };
+        tracing::debug!(instance = %cfg.instance, interval = ?cfg.interval, "metrics sink started");
+        let stop = CancellationToken::new();
+        let task = holdfast_telemetry::sink::MetricsSink::start(
+            handle,
+            holdfast_telemetry::sink_registry(),
+            cfg,
+            stop.clone(),
+        );
+        Ok(Some(Sink {
+            stop,
+            redis_stop,
+            task,
+        }))
+    }
+
+    /// Makes the last flush (bounded) and stops.
+    async fn finish(sink: Option<Sink>) {
+        if let Some(sink) = sink {
+            sink.stop.cancel();
+            let _ = sink.task.await;
+            sink.redis_stop.cancel();
+        }
+    }
+}
 
 fn redis_config(args: &RedisArgs) -> RedisConfig {
     let mut cfg = RedisConfig::new(args.redis_url.clone());
@@ -101,8 +156,10 @@ pub async fn ingress(args: IngressArgs, shutdown: CancellationToken) -> Result<(
         )
     })?;
     tracing::info!(port = ingress.port(), admin_port = ?ingress.admin_port(), "ingress listening");
-    ingress.run_until_stopped(shutdown).await?;
-    Ok(())
+    let sink = Sink::start(&args.redis, &args.metrics)?;
+    let result = ingress.run_until_stopped(shutdown).await;
+    Sink::finish(sink).await;
+    Ok(result?)
 }
 
 /// `holdfast api`.
@@ -114,8 +171,10 @@ pub async fn api(args: ApiArgs, shutdown: CancellationToken) -> Result<()> {
         )
     })?;
     tracing::info!(port = api.port(), admin_port = ?api.admin_port(), "api listening");
-    api.run_until_stopped(shutdown).await?;
-    Ok(())
+    let sink = Sink::start(&args.redis, &args.metrics)?;
+    let result = api.run_until_stopped(shutdown).await;
+    Sink::finish(sink).await;
+    Ok(result?)
 }
 
 /// `holdfast worker`.
@@ -129,7 +188,41 @@ pub async fn worker(args: WorkerArgs, shutdown: CancellationToken) -> Result<()>
         )
     })?;
     tracing::info!(admin_port = role.admin_port(), %consumer, topic = %args.topic, "worker started");
-    role.run_until_stopped(shutdown).await?;
+    let sink = Sink::start(&args.redis, &args.metrics)?;
+    let result = role.run_until_stopped(shutdown).await;
+    Sink::finish(sink).await;
+    Ok(result?)
+}
+
+/// Settings of the exporter from its arguments.
+pub fn exporter_settings(args: &ExporterArgs) -> Result<ExporterSettings> {
+    let mut settings = ExporterSettings::new(redis_config(&args.redis));
+    settings.listen = args.listen;
+    settings.keys = Keys::new(args.redis.key_prefix.clone());
+    settings.partitions = args.redis.partitions;
+    settings.topics = match &args.topics {
+        Some(names) => Some(
+            names
+                .iter()
+                .map(|name| name.trim())
+                .filter(|name| !name.is_empty())
+                .map(|name| {
+                    Topic::parse(name).with_context(|| format!("invalid --topics entry {name:?}"))
+                })
+                .collect::<Result<Vec<_>>>()?,
+        ),
+        None => None,
+    };
+    Ok(settings)
+}
+
+/// `holdfast exporter`.
+pub async fn exporter(args: ExporterArgs, shutdown: CancellationToken) -> Result<()> {
+    let exporter = Exporter::build(exporter_settings(&args)?)
+        .await
+        .with_context(|| format!("could not start the exporter on {}", args.listen))?;
+    tracing::info!(port = exporter.port(), redis = %redact(&args.redis.redis_url), "exporter listening");
+    exporter.run_until_stopped(shutdown).await?;
     Ok(())
 }
 
@@ -166,6 +259,7 @@ pub async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
     };
     let ingress_args = IngressArgs {
         redis: redis_args.clone(),
+        metrics: args.metrics.clone(),
         listen: args.listen,
         admin_listen: args.admin_listen,
         topic: "weather".into(),
@@ -195,6 +289,7 @@ pub async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
     };
     let api_args = ApiArgs {
         redis: redis_args.clone(),
+        metrics: args.metrics.clone(),
         listen: args.api_listen,
         admin_listen: args.api_admin_listen,
         database_url,
@@ -217,6 +312,7 @@ pub async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
         }
         let worker_args = WorkerArgs {
             redis: redis_args.clone(),
+            metrics: args.metrics.clone(),
             admin_listen: admin,
             topic: "weather".into(),
             concurrency: 16,
@@ -299,6 +395,10 @@ pub async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
     );
     println!("Press Ctrl-C to stop.");
 
+    // One sink for the whole process: every role records into the same
+    // process-wide registry.
+    let sink = Sink::start(&redis_args, &args.metrics)?;
+
     // The ingress and the api drain first, together, while the workers
     // still answer what the ingress has in flight; then the workers drain.
     let workers_stop = CancellationToken::new();
@@ -322,6 +422,7 @@ pub async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
             tracing::error!(%err, "a worker stopped with an error");
         }
     }
+    Sink::finish(sink).await;
     if let Some(mut server) = private {
         server.stop().await;
     }

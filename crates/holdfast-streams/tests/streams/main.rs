@@ -35,6 +35,27 @@ async fn a_call_is_answered_by_a_worker() {
 }
 
 #[tokio::test]
+async fn a_callers_traceparent_reaches_the_handler_unchanged_without_opentelemetry() {
+    let env = env().await;
+    let handler = handler_fn(|req: holdfast_streams::Request| async move {
+        Ok(Bytes::from(req.envelope.traceparent.unwrap_or_default()))
+    });
+    let _w = env.spawn_worker(env.worker_config(), handler);
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut options = opts(3000);
+    options.traceparent = Some(traceparent.to_owned());
+
+    let reply = env
+        .caller()
+        .call(&env.topic, Bytes::new(), options)
+        .await
+        .unwrap();
+
+    assert_eq!(reply.status, ReplyStatus::Ok);
+    assert_eq!(&reply.body[..], traceparent.as_bytes());
+}
+
+#[tokio::test]
 async fn many_concurrent_calls_each_get_their_own_reply() {
     let env = env().await;
     let _w = env.spawn_worker(env.worker_config(), Echo::new(Duration::from_millis(5)));

@@ -251,7 +251,7 @@ impl Drop for Process {
 
 /// Spawns what `spawn` returns until it reports ready, on new ports when
 /// the ones picked were taken meanwhile.
-async fn start_until_ready(client: &reqwest::Client, spawn: impl Fn() -> Process) -> Process {
+pub async fn start_until_ready(client: &reqwest::Client, spawn: impl Fn() -> Process) -> Process {
     for attempt in 1..=START_ATTEMPTS {
         let mut process = spawn();
         match process.wait_ready(client).await {

@@ -290,3 +290,53 @@ async fn dead_letters_are_listed_replayed_and_purged_from_the_command_line() {
     assert!(purged.contains("purged 1"), "{purged}");
     assert!(run_to_end(&command("list")).await.is_empty());
 }
+
+#[tokio::test]
+async fn the_exporter_serves_the_metrics_two_workers_flushed_to_redis() {
+    let client = helpers::http_client();
+    let redis = holdfast_testkit::redis().await;
+    let flush = ["--metrics-flush-interval", "200ms"];
+    let mut a = spawn_worker(&client, &redis, "sink-a", &flush).await;
+    let b = spawn_worker(&client, &redis, "sink-b", &flush).await;
+    let redis_url = redis.url();
+    let exporter = helpers::start_until_ready(&client, || {
+        let port = holdfast_testkit::free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let command = helpers::holdfast_command(&[
+            "exporter",
+            "--redis-url",
+            &redis_url,
+            "--listen",
+            &listen,
+        ]);
+        helpers::Process::spawn("exporter", command, port, Some(port))
+    })
+    .await;
+    let url = format!("http://127.0.0.1:{}/metrics", exporter.admin_port);
+
+    // Each worker's gauge of its terminals, under its own instance label.
+    let terminals = |text: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("holdfast_worker_terminals{") && l.contains("instance="))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = client.get(&url).send().await.unwrap().text().await.unwrap();
+        if terminals(&text) == 2 || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(terminals(&text), 2, "both instances' gauges:\n{text}");
+    assert!(text.contains("holdfast_redis_up 1"), "{text}");
+    assert!(
+        text.contains("# TYPE holdfast_worker_terminals gauge"),
+        "{text}"
+    );
+
+    // SIGTERM: the worker's last flush happens before it exits.
+    a.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(a.exit_status(Duration::from_secs(10)).await.success());
+    drop(b);
+}
