@@ -395,3 +395,31 @@ pub const EXPORTER_TOPIC_OLDEST_PENDING_AGE: &str = "holdfast_topic_oldest_pendi
 pub const EXPORTER_SCRAPE_DURATION: &str = "holdfast_exporter_scrape_duration_seconds";
 /// See [`EXPORTER`].
 pub const EXPORTER_SCRAPE_SUCCESS: &str = "holdfast_exporter_scrape_success";
+
+#[cfg(test)]
+mod tests {
+    use super::{ALL, EXPORTER};
+
+    /// docs/observability.md promises every metric with its meaning and
+    /// alert; a metric added here without a line there fails this test.
+    #[test]
+    fn every_metric_is_documented_in_observability_md() {
+        let doc = include_str!("../../../docs/observability.md");
+        let missing: Vec<&str> = ALL
+            .iter()
+            .chain(EXPORTER)
+            .map(|(name, _)| *name)
+            .filter(|name| !doc.contains(&format!("`{name}`")))
+            .collect();
+        assert!(missing.is_empty(), "not in docs/observability.md: {missing:?}");
+    }
+
+    #[test]
+    fn names_are_unique() {
+        let mut names: Vec<&str> = ALL.iter().chain(EXPORTER).map(|(n, _)| *n).collect();
+        names.sort_unstable();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(before, names.len(), "a metric name is listed twice");
+    }
+}
