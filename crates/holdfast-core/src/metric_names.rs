@@ -411,7 +411,10 @@ mod tests {
             .map(|(name, _)| *name)
             .filter(|name| !doc.contains(&format!("`{name}`")))
             .collect();
-        assert!(missing.is_empty(), "not in docs/observability.md: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "not in docs/observability.md: {missing:?}"
+        );
     }
 
     #[test]

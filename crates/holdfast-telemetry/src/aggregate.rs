@@ -1,5 +1,7 @@
 //! Reading the sink's aggregates back out of Redis and rendering them as
-//! one Prometheus endpoint (what `holdfast exporter` serves).
+//! one Prometheus endpoint (what `holdfast exporter` serves). The same
+//! renderer serves each role's own admin `/metrics`, from the process's
+//! [`SinkRegistry`](crate::SinkRegistry) ([`Snapshot::from_registry`]).
 //!
 //! [`read`] finds the metric keys with `SCAN` (never `KEYS`, which would
 //! block Redis on a large keyspace) and reads them with a Lua script, in
@@ -20,8 +22,10 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use holdfast_redis::{Redis, RedisError, redis};
+use metrics::Key;
 
 use crate::layout;
+use crate::registry::RegistrySnapshot;
 
 /// Quantiles estimated for every histogram.
 pub const QUANTILES: [f64; 3] = [0.5, 0.95, 0.99];
@@ -144,6 +148,82 @@ pub struct Snapshot {
     pub families: BTreeMap<String, Family>,
     /// Help texts by metric name.
     pub help: BTreeMap<String, String>,
+}
+
+impl Snapshot {
+    /// This process's own metrics (a [`SinkRegistry`] snapshot) as a
+    /// snapshot [`render`] accepts: what a role's admin `/metrics` serves.
+    ///
+    /// Labels are sorted by name, gauges get no `instance` label, and every
+    /// bucket of a histogram is listed, empty ones included. Series whose
+    /// metric or label names are not valid Prometheus names are skipped
+    /// (logged at debug), as when they are read back from Redis.
+    ///
+    /// [`SinkRegistry`]: crate::SinkRegistry
+    pub fn from_registry(registry: &RegistrySnapshot) -> Self {
+        let mut snapshot = Snapshot::default();
+        for (key, value) in &registry.counters {
+            let Some(labels) = key_labels(key) else {
+                continue;
+            };
+            if let Some(Family::Counter(series)) = family(&mut snapshot, key.name(), Kind::Counter)
+            {
+                *series.entry(labels).or_default() += *value as f64;
+            }
+        }
+        for (key, value) in &registry.gauges {
+            let Some(labels) = key_labels(key) else {
+                continue;
+            };
+            if let Some(Family::Gauge(series)) = family(&mut snapshot, key.name(), Kind::Gauge) {
+                series.insert(labels, *value);
+            }
+        }
+        for (key, h) in &registry.histograms {
+            let Some(labels) = key_labels(key) else {
+                continue;
+            };
+            let Some(Family::Histogram(series)) =
+                family(&mut snapshot, key.name(), Kind::Histogram)
+            else {
+                continue;
+            };
+            let bounds = h.bounds.iter().copied().chain([f64::INFINITY]);
+            let buckets: BTreeMap<Le, f64> = bounds
+                .zip(&h.buckets)
+                .map(|(le, n)| (Le(le), *n as f64))
+                .collect();
+            series.insert(
+                labels,
+                HistogramSeries {
+                    buckets,
+                    count: h.count as f64,
+                    sum: h.sum,
+                },
+            );
+        }
+        snapshot.help = registry.help.iter().cloned().collect();
+        snapshot
+    }
+}
+
+/// The labels of a `metrics` key, sorted by name; `None` (logged) when a
+/// label name is not a valid Prometheus label name.
+fn key_labels(key: &Key) -> Option<Labels> {
+    let mut labels: Labels = Vec::with_capacity(key.labels().len());
+    for label in key.labels() {
+        if !layout::is_label_name(label.key()) {
+            tracing::debug!(
+                name = key.name(),
+                label = label.key(),
+                "skipping a series whose label name is not valid"
+            );
+            return None;
+        }
+        labels.push((label.key().to_owned(), label.value().to_owned()));
+    }
+    labels.sort_unstable();
+    Some(labels)
 }
 
 /// Reads and renders in one go: what the exporter's `/metrics` serves.
@@ -624,6 +704,49 @@ mod tests {
             histogram_quantile(2.0, &[(1.0, 1.0), (f64::INFINITY, 1.0)]),
             f64::INFINITY
         );
+    }
+
+    #[test]
+    fn a_registry_snapshot_renders_with_sorted_labels_and_every_bucket() {
+        let registry = crate::SinkRegistry::new();
+        metrics::with_local_recorder(&registry, || {
+            metrics::counter!("r_total", "z" => "1", "a" => "2").increment(3);
+            metrics::gauge!("r_level", "k" => "v").set(2.5);
+            metrics::histogram!("r_bytes").record(0.3);
+            metrics::histogram!("r_wait_seconds", "b" => "x", "a" => "y").record(0.002);
+            metrics::counter!("bad name_total").increment(1);
+            metrics::counter!("r_bad_label_total", "bad-label" => "x").increment(1);
+            metrics::describe_counter!("r_total", "Help.");
+        });
+        let text = render(&Snapshot::from_registry(&registry.snapshot()));
+        assert!(
+            text.contains("# HELP r_total Help.\n# TYPE r_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("r_total{a=\"2\",z=\"1\"} 3\n"), "{text}");
+        assert!(
+            text.contains("# TYPE r_level gauge\nr_level{k=\"v\"} 2.5\n"),
+            "{text}"
+        );
+        // Not `_seconds`: the default buckets, cumulative, with `+Inf`.
+        assert!(text.contains("# TYPE r_bytes histogram\n"), "{text}");
+        assert!(text.contains("r_bytes_bucket{le=\"0.25\"} 0\n"), "{text}");
+        assert!(text.contains("r_bytes_bucket{le=\"0.5\"} 1\n"), "{text}");
+        assert!(text.contains("r_bytes_bucket{le=\"10\"} 1\n"), "{text}");
+        assert!(text.contains("r_bytes_bucket{le=\"+Inf\"} 1\n"), "{text}");
+        assert!(
+            text.contains("r_bytes_sum 0.3\nr_bytes_count 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("r_wait_seconds_bucket{a=\"y\",b=\"x\",le=\"0.0025\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE r_wait_seconds_quantile gauge\n"),
+            "{text}"
+        );
+        assert!(!text.contains("bad"), "{text}");
     }
 
     #[test]

@@ -1,18 +1,18 @@
 //! Tracing setup and Prometheus rendering shared by every holdfast role.
 //!
-//! [`metrics_handle`] installs one process-wide `metrics` recorder (the
-//! first call wins, later calls get the same handle), with explicit buckets
-//! in seconds for every `*_seconds` histogram and the help texts of
-//! `holdfast_core::metric_names`. Roles render it on their admin listener.
-//! [`init_tracing`] picks JSON logs for production and pretty logs for a
-//! terminal.
+//! [`metrics_handle`] installs one process-wide `metrics` recorder, a
+//! [`SinkRegistry`] (the first call wins, later calls get the same
+//! registry), and records the help texts of `holdfast_core::metric_names`
+//! in it. Histograms have fixed buckets: seconds for every `*_seconds`
+//! histogram, [`registry::DEFAULT_BUCKETS`] for the others
+//! ([`registry::buckets_for`]). [`render`] writes the registry's current
+//! values in Prometheus text format, with the same renderer as
+//! [`aggregate`]; roles serve it on their admin listener. [`init_tracing`]
+//! picks JSON logs for production and pretty logs for a terminal.
 //!
-//! The same recorder also feeds a [`SinkRegistry`] ([`sink_registry`]):
-//! a `metrics_util` fanout hands every metric to both the Prometheus
-//! recorder (rendered on the admin listener) and the sink registry, whose
-//! values [`sink::MetricsSink`] flushes to Redis as deltas. [`aggregate`]
-//! reads those aggregates back and renders one merged endpoint for the
-//! exporter.
+//! [`sink::MetricsSink`] flushes the same registry's values to Redis as
+//! deltas; [`aggregate`] reads those aggregates back and renders one merged
+//! endpoint for the exporter.
 
 #![warn(missing_docs)]
 
@@ -28,56 +28,41 @@ use std::io::IsTerminal;
 use std::sync::OnceLock;
 
 use holdfast_core::metric_names;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use metrics_util::layers::FanoutBuilder;
 use tracing_subscriber::EnvFilter;
 
-static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 static SINK_REGISTRY: OnceLock<SinkRegistry> = OnceLock::new();
 
-/// The process-wide Prometheus handle, installing the recorder on first use.
-///
-/// The global recorder is a fanout over the Prometheus recorder and the
-/// process-wide [`SinkRegistry`], so every metric reaches both.
-pub fn metrics_handle() -> PrometheusHandle {
-    HANDLE
+/// The process-wide [`SinkRegistry`], installed as the global `metrics`
+/// recorder on first use.
+pub fn metrics_handle() -> SinkRegistry {
+    SINK_REGISTRY
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    Matcher::Suffix("_seconds".into()),
-                    metric_names::LATENCY_BUCKETS,
-                )
-                .expect("bucket list is not empty")
-                .build_recorder();
-            let handle = recorder.handle();
-            let sink = SINK_REGISTRY.get_or_init(SinkRegistry::new).clone();
-            let fanout = FanoutBuilder::default()
-                .add_recorder(recorder)
-                .add_recorder(sink)
-                .build();
+            let registry = SinkRegistry::new();
             // Another recorder may already be installed (a test harness);
-            // then this handle renders nothing, which is the honest result.
-            let _ = metrics::set_global_recorder(fanout);
+            // then this registry stays empty and renders nothing, which is
+            // the honest result.
+            let _ = metrics::set_global_recorder(registry.clone());
             for (name, help) in metric_names::ALL {
-                metrics::describe_counter!(*name, *help);
+                registry.describe(name, help);
             }
-            handle
+            registry
         })
         .clone()
 }
 
 /// The process-wide sink registry (installing the global recorder first),
-/// for [`sink::MetricsSink::start`].
+/// for [`sink::MetricsSink::start`]; the same as [`metrics_handle`].
 pub fn sink_registry() -> SinkRegistry {
-    let _ = metrics_handle();
-    SINK_REGISTRY.get_or_init(SinkRegistry::new).clone()
+    metrics_handle()
 }
 
-/// Renders every metric in Prometheus text format.
+/// Renders every metric of this process in Prometheus text format 0.0.4
+/// (labels sorted by name, plus the `<histogram>_quantile` gauge families
+/// of [`aggregate::render`]).
 pub fn render() -> String {
-    let handle = metrics_handle();
-    handle.run_upkeep();
-    handle.render()
+    aggregate::render(&aggregate::Snapshot::from_registry(
+        &metrics_handle().snapshot(),
+    ))
 }
 
 /// How log lines are written.
@@ -136,7 +121,7 @@ mod tests {
         metrics::histogram!(metric_names::CALL_DURATION, "topic" => "t").record(0.002);
         let text = render();
         assert!(
-            text.contains("holdfast_calls_total{topic=\"t\",outcome=\"ok\"} 3"),
+            text.contains("holdfast_calls_total{outcome=\"ok\",topic=\"t\"} 3"),
             "{text}"
         );
         assert!(

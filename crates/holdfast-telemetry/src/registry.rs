@@ -3,22 +3,22 @@
 //! [`SinkRegistry`] keeps, per series, only what the Redis sink needs to
 //! send deltas: a counter is one `AtomicU64`, a gauge is the bits of an
 //! `f64` in an `AtomicU64`, and a histogram is a [`FixedHistogram`]: one
-//! atomic count per fixed bucket, a total count and a sum, never raw
-//! samples, so memory per series is constant and recording is a handful of
-//! atomic operations.
+//! atomic count per fixed bucket and a sum (striped so that threads seldom
+//! contend), never raw samples, so memory per series is constant and
+//! recording is two atomic operations.
 //!
 //! Buckets are fixed per name: `*_seconds` histograms use
-//! [`metric_names::LATENCY_BUCKETS`] (the same as the Prometheus recorder
-//! of the admin listener), every other histogram uses
+//! [`metric_names::LATENCY_BUCKETS`], every other histogram uses
 //! [`DEFAULT_BUCKETS`] (the Prometheus client default).
 //!
 //! The registry is a cheap cloneable handle (`Arc` inside). The process
-//! installs one behind the global recorder (see [`crate::sink_registry`]);
+//! installs one as the global recorder (see [`crate::metrics_handle`]); it
+//! feeds both the admin `/metrics` ([`crate::render`]) and the Redis sink;
 //! tests create several independent ones and record into them with
 //! `metrics::with_local_recorder`, as if each were its own process.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use holdfast_core::metric_names;
@@ -42,27 +42,49 @@ pub fn buckets_for(name: &str) -> &'static [f64] {
     }
 }
 
-/// A histogram with fixed buckets: one atomic count per bucket (the last
-/// one is `+Inf`), a count and a sum.
+/// Stripes of a [`FixedHistogram`]: threads record into different stripes
+/// (round-robin by thread), so concurrent records rarely touch the same
+/// cache line.
+const STRIPES: usize = 8;
+/// Unused slots after each stripe (128 bytes), so two stripes never share a
+/// cache line (nor an adjacent-line prefetch pair).
+const STRIPE_GAP: usize = 16;
+
+/// The stripe the current thread records into.
+fn stripe_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+    }
+    INDEX.try_with(|index| *index).unwrap_or(0)
+}
+
+/// A histogram with fixed buckets: atomic counts per bucket (the last one
+/// is `+Inf`) and a sum, striped over [`STRIPES`] cache-line-separated
+/// copies that [`snapshot`](Self::snapshot) adds up. The count is the sum
+/// of the buckets.
 #[derive(Debug)]
 pub struct FixedHistogram {
     bounds: &'static [f64],
-    /// Non-cumulative: `buckets[i]` counts values in `(bounds[i-1], bounds[i]]`;
-    /// the extra last slot counts values above every bound.
-    buckets: Box<[AtomicU64]>,
-    count: AtomicU64,
-    /// `f64` bits, updated with a compare-and-swap loop.
-    sum: AtomicU64,
+    /// Slots of one stripe, gap included.
+    stride: usize,
+    /// Per stripe: the sum (`f64` bits, updated with a compare-and-swap
+    /// loop), then one non-cumulative count per bucket: slot `1 + i` counts
+    /// values in `(bounds[i-1], bounds[i]]`, the last one values above every
+    /// bound.
+    slots: Box<[AtomicU64]>,
 }
 
 impl FixedHistogram {
     /// An empty histogram over `bounds` (sorted ascending).
     pub fn new(bounds: &'static [f64]) -> Self {
+        let stride = (bounds.len() + 2 + STRIPE_GAP).next_multiple_of(8);
+        // `0.0` has every bit clear: sums and counts both start at 0.
+        let slots = (0..STRIPES * stride).map(|_| AtomicU64::new(0)).collect();
         Self {
             bounds,
-            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            count: AtomicU64::new(0),
-            sum: AtomicU64::new(0f64.to_bits()),
+            stride,
+            slots,
         }
     }
 
@@ -73,40 +95,38 @@ impl FixedHistogram {
         if value.is_nan() {
             return;
         }
+        let base = stripe_index() * self.stride;
         let index = self.bounds.partition_point(|bound| *bound < value);
-        self.buckets[index].fetch_add(1, Ordering::Relaxed);
+        self.slots[base + 1 + index].fetch_add(1, Ordering::Relaxed);
         if value.is_finite() && value != 0.0 {
-            let mut current = self.sum.load(Ordering::Relaxed);
+            let sum = &self.slots[base];
+            let mut current = sum.load(Ordering::Relaxed);
             loop {
                 let next = (f64::from_bits(current) + value).to_bits();
-                match self.sum.compare_exchange_weak(
-                    current,
-                    next,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                ) {
+                match sum.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed)
+                {
                     Ok(_) => break,
                     Err(actual) => current = actual,
                 }
             }
         }
-        // Last, so a concurrent snapshot (which reads the count first)
-        // never sees a count larger than its buckets.
-        self.count.fetch_add(1, Ordering::Release);
     }
 
-    /// The current values.
+    /// The current values, added up over the stripes.
     pub fn snapshot(&self) -> HistogramSnapshot {
-        let count = self.count.load(Ordering::Acquire);
+        let mut buckets = vec![0u64; self.bounds.len() + 1];
+        let mut sum = 0.0;
+        for stripe in self.slots.chunks_exact(self.stride) {
+            sum += f64::from_bits(stripe[0].load(Ordering::Relaxed));
+            for (total, slot) in buckets.iter_mut().zip(&stripe[1..]) {
+                *total += slot.load(Ordering::Relaxed);
+            }
+        }
         HistogramSnapshot {
             bounds: self.bounds,
-            buckets: self
-                .buckets
-                .iter()
-                .map(|b| b.load(Ordering::Relaxed))
-                .collect(),
-            count,
-            sum: f64::from_bits(self.sum.load(Ordering::Relaxed)),
+            count: buckets.iter().sum(),
+            buckets,
+            sum,
         }
     }
 }
@@ -285,6 +305,26 @@ mod tests {
         assert_eq!(s.buckets, vec![2, 2, 2]);
         assert_eq!(s.count, 6);
         assert!((s.sum - 3.65).abs() < 1e-9, "{}", s.sum);
+    }
+
+    #[test]
+    fn records_from_many_threads_add_up_over_the_stripes() {
+        let h = FixedHistogram::new(&[0.1, 1.0]);
+        std::thread::scope(|s| {
+            for _ in 0..2 * STRIPES + 1 {
+                s.spawn(|| {
+                    for _ in 0..1000 {
+                        h.observe(0.5);
+                        h.observe(5.0);
+                    }
+                });
+            }
+        });
+        let s = h.snapshot();
+        let n = (2 * STRIPES + 1) as u64 * 1000;
+        assert_eq!(s.buckets, vec![0, n, n]);
+        assert_eq!(s.count, 2 * n);
+        assert!((s.sum - 5.5 * n as f64).abs() < 1e-6, "{}", s.sum);
     }
 
     #[test]
