@@ -372,19 +372,11 @@ impl ReadThrough {
         if entries.is_empty() || inner.epoch.load(Ordering::SeqCst) != epoch {
             return Ok(0);
         }
-        let stored_ms = now_ms();
         let mut pipe = redis::pipe();
         for (key, value) in &entries {
-            let fresh_for = inner.fresh_for(true);
-            let envelope = Envelope {
-                v: Some(value),
-                fresh_until_ms: stored_ms.saturating_add(duration_ms(fresh_for)),
-                stored_ms,
-            };
-            let Ok(bytes) = serde_json::to_vec(&envelope) else {
+            let Ok((bytes, keep_ms)) = inner.encode(Some(value), inner.fresh_for(true)) else {
                 continue;
             };
-            let keep_ms = duration_ms(fresh_for + inner.cfg.max_stale).max(1);
             pipe.cmd("SET")
                 .arg(self.redis_key(key))
                 .arg(bytes)
@@ -533,6 +525,23 @@ impl Inner {
         }
     }
 
+    /// The stored form of `v`, fresh for `fresh_for` from now, and how long
+    /// Redis keeps it: past freshness by `max_stale`, for fail-safe serving.
+    fn encode<T: Serialize>(
+        &self,
+        v: Option<&T>,
+        fresh_for: Duration,
+    ) -> Result<(Vec<u8>, u64), serde_json::Error> {
+        let stored_ms = now_ms();
+        let envelope = Envelope {
+            v,
+            fresh_until_ms: stored_ms.saturating_add(duration_ms(fresh_for)),
+            stored_ms,
+        };
+        let keep_ms = duration_ms(fresh_for + self.cfg.max_stale).max(1);
+        Ok((serde_json::to_vec(&envelope)?, keep_ms))
+    }
+
     /// How long a value written now stays fresh: `ttl ± jitter`, or the
     /// negative TTL for "not found".
     fn fresh_for(&self, found: bool) -> Duration {
@@ -607,21 +616,13 @@ impl LoadTask {
         if !current || self.bypass && inner.redis.state() != ConnState::Ready {
             return;
         }
-        let stored_ms = now_ms();
-        let envelope = Envelope {
-            v: value.as_ref().as_ref(),
-            fresh_until_ms: stored_ms.saturating_add(duration_ms(fresh_for)),
-            stored_ms,
-        };
-        let bytes = match serde_json::to_vec(&envelope) {
-            Ok(bytes) => bytes,
+        let (bytes, keep_ms) = match inner.encode(value.as_ref().as_ref(), fresh_for) {
+            Ok(encoded) => encoded,
             Err(err) => {
                 tracing::warn!(key = %key, error = %err, "value cannot be encoded, not cached");
                 return;
             }
         };
-        // Redis keeps the copy past freshness for fail-safe serving.
-        let keep_ms = duration_ms(fresh_for + inner.cfg.max_stale).max(1);
         let write = inner
             .redis
             .run(inner.cfg.redis_timeout, |mut conn| async move {

@@ -659,7 +659,7 @@ fn store_error(err: StoreError) -> ApiError {
 
 /// A store failure as a cache loader error: only its code travels, so no
 /// driver text can reach a client through the cache.
-fn load_error(err: StoreError) -> LoadError {
+pub(crate) fn load_error(err: StoreError) -> LoadError {
     tracing::warn!(error = %err, "cache loader failed");
     if err.is_retryable() {
         LoadError::retryable(err.code())

@@ -11,13 +11,15 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use holdfast_cache::{CacheError, LoadError, ReadThrough};
+use holdfast_cache::{CacheError, ReadThrough};
 use holdfast_redis::Redis;
 use holdfast_resilience::Backoff;
 use holdfast_store::{Product, Store};
 use serde::Serialize;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use crate::api::load_error;
 
 /// How long the warm-up waits for Redis before giving up: past this the
 /// cache fills through ordinary reads.
@@ -122,13 +124,7 @@ impl WarmUpTask {
         let by_id = self
             .products
             .warm(|| async {
-                let loaded = store.products(count, 0).await.map_err(|err| {
-                    if err.is_retryable() {
-                        LoadError::retryable(err.code())
-                    } else {
-                        LoadError::permanent(err.code())
-                    }
-                })?;
+                let loaded = store.products(count, 0).await.map_err(load_error)?;
                 rows.clone_from(&loaded);
                 Ok(loaded
                     .into_iter()

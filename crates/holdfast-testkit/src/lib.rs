@@ -28,6 +28,17 @@ pub use holdfast_redis::local::{LocalRedis, LocalRedisOptions};
 /// How often [`wait_until`] checks its condition.
 const WAIT_POLL_INTERVAL: Duration = Duration::from_millis(20);
 
+/// A Redis configuration for `url` that notices a lost connection within
+/// 200 ms and reconnects within 200 ms, so tests that kill and restart
+/// Redis do not wait on the production backoff.
+pub fn quick_redis_config(url: String) -> holdfast_redis::RedisConfig {
+    let mut cfg = holdfast_redis::RedisConfig::new(url);
+    cfg.health_interval = Duration::from_millis(200);
+    cfg.reconnect_backoff =
+        holdfast_resilience::Backoff::new(Duration::from_millis(20), Duration::from_millis(200));
+    cfg
+}
+
 /// Starts a private in-memory `redis-server` on a free port.
 ///
 /// # Panics

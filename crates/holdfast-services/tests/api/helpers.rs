@@ -7,7 +7,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use holdfast_redis::RedisConfig;
 use holdfast_services::api::{Api, ApiSettings, DatabaseUrl};
 use holdfast_testkit::LocalRedis;
 use holdfast_testkit::db::{self, Engine};
@@ -47,14 +46,6 @@ fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
-pub fn fast_redis(url: String) -> RedisConfig {
-    let mut cfg = RedisConfig::new(url);
-    cfg.health_interval = Duration::from_millis(200);
-    cfg.reconnect_backoff =
-        holdfast_resilience::Backoff::new(Duration::from_millis(20), Duration::from_millis(200));
-    cfg
-}
-
 /// The api on a fresh redis-server and a fresh SQLite file.
 pub async fn spawn_api(configure: impl FnOnce(&mut ApiSettings)) -> TestApi {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -71,7 +62,7 @@ pub async fn spawn_api_on(
 ) -> TestApi {
     holdfast_testkit::init_tracing();
     let server = holdfast_testkit::redis().await;
-    let mut settings = ApiSettings::new(fast_redis(server.url()));
+    let mut settings = ApiSettings::new(holdfast_testkit::quick_redis_config(server.url()));
     settings.listen = loopback();
     settings.admin_listen = Some(loopback());
     settings.database_url = database_url;

@@ -8,7 +8,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use holdfast_redis::RedisConfig;
 use holdfast_services::api::{Api, ApiSettings, DatabaseUrl};
 use holdfast_store::Store;
 use holdfast_testkit::LocalRedis;
@@ -47,15 +46,6 @@ fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
-/// A Redis configuration that notices failures and reconnects quickly.
-pub fn fast_redis(url: String) -> RedisConfig {
-    let mut cfg = RedisConfig::new(url);
-    cfg.health_interval = Duration::from_millis(200);
-    cfg.reconnect_backoff =
-        holdfast_resilience::Backoff::new(Duration::from_millis(20), Duration::from_millis(200));
-    cfg
-}
-
 /// The api on `server`, reaching it through `redis_url`, with a fresh
 /// SQLite file. Waits for Redis to be ready only when `wait_for_redis`.
 pub async fn spawn_api_on(
@@ -66,7 +56,7 @@ pub async fn spawn_api_on(
 ) -> TestApi {
     holdfast_testkit::init_tracing();
     let dir = tempfile::tempdir().expect("temporary directory");
-    let mut settings = ApiSettings::new(fast_redis(redis_url.clone()));
+    let mut settings = ApiSettings::new(holdfast_testkit::quick_redis_config(redis_url.clone()));
     settings.listen = loopback();
     settings.admin_listen = Some(loopback());
     settings.database_url = DatabaseUrl::sqlite_file(&dir.path().join("holdfast.db"));
@@ -153,7 +143,8 @@ impl TestApi {
     /// A second api on the same Redis and the same database, with the same
     /// cache prefix, once its Redis is ready.
     pub async fn second_instance(&self, configure: impl FnOnce(&mut ApiSettings)) -> Peer {
-        let mut settings = ApiSettings::new(fast_redis(self.redis_url.clone()));
+        let mut settings =
+            ApiSettings::new(holdfast_testkit::quick_redis_config(self.redis_url.clone()));
         settings.listen = loopback();
         settings.admin_listen = None;
         settings.database_url = self.database_url.clone();
