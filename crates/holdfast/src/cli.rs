@@ -39,6 +39,16 @@ pub enum Command {
     /// Benchmarks that print figures (they never fail a build).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// HTTP load generator: closed (concurrency) or open (rate) model,
+    /// latency percentiles from an HDR histogram.
+    Load(crate::load_cmd::LoadArgs),
+    /// A trivial HTTP endpoint that answers 200 at once: a known target for
+    /// measuring `holdfast load` itself.
+    #[command(hide = true)]
+    LoadTarget(crate::load_cmd::TargetArgs),
+    /// Fault injection: the TCP fault proxy and the chaos scenarios.
+    #[command(subcommand)]
+    Chaos(crate::chaos_cmd::ChaosCommand),
 }
 
 /// How to reach Redis.

@@ -4,7 +4,9 @@
 mod bench;
 mod bench_cache;
 mod bench_metrics;
+mod chaos_cmd;
 mod cli;
+mod load_cmd;
 mod roles;
 
 use anyhow::Result;
@@ -15,7 +17,7 @@ fn main() -> Result<()> {
     let cli = cli::Cli::parse();
     // Benchmarks print figures; their roles' routine logs would drown them.
     let default_filter = match cli.command {
-        cli::Command::Bench(_) => "warn",
+        cli::Command::Bench(_) | cli::Command::Load(_) | cli::Command::LoadTarget(_) => "warn",
         _ => "info",
     };
     // Flushes exported spans (OTEL_EXPORTER_OTLP_ENDPOINT) once the runtime,
@@ -41,6 +43,9 @@ async fn run(cli: cli::Cli) -> Result<()> {
         cli::Command::Exporter(args) => roles::exporter(args, shutdown).await,
         cli::Command::DeadLetters(cmd) => roles::dead_letters(cmd).await,
         cli::Command::Bench(cmd) => bench::run(cmd).await,
+        cli::Command::Load(args) => load_cmd::run(args, shutdown).await,
+        cli::Command::LoadTarget(args) => load_cmd::target(args, shutdown).await,
+        cli::Command::Chaos(cmd) => chaos_cmd::run(cmd, shutdown).await,
     }
 }
 

@@ -1,0 +1,1 @@
+//! HTTP control API of the fault proxies.

@@ -1,0 +1,1 @@
+//! The self-contained HTML page and SVG chart of a run report.

@@ -1,0 +1,1 @@
+//! HTTP load generator (see the crate description).
