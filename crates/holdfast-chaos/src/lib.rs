@@ -7,3 +7,6 @@ pub mod control;
 pub mod html;
 pub mod proxy;
 pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod stack;

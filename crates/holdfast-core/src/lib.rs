@@ -8,12 +8,14 @@
 #![warn(missing_docs)]
 
 mod deadline;
+pub mod duration;
 mod envelope;
 mod ids;
 mod keys;
 pub mod metric_names;
 
 pub use deadline::Deadline;
+pub use duration::parse_duration;
 pub use envelope::{Envelope, EnvelopeError, Kind, PROTOCOL_VERSION, Reply, ReplyStatus, fields};
 pub use ids::{RequestId, RequestIdError};
 pub use keys::{Keys, Topic, TopicError};

@@ -198,6 +198,100 @@ pub struct WeatherHandler {
     pub processing_time: Duration,
     /// Name reported in answers.
     pub worker: String,
+    /// Where requests that carry an idempotency key record their effect,
+    /// once per key; `None` records nothing.
+    pub effects: Option<EffectLedger>,
+}
+
+/// The weather handler's side effect, made exactly once per idempotency key
+/// although the transport delivers at least once.
+///
+/// The "effect" of a forecast job is a line in a ledger: the hash
+/// `{prefix}:{effects:<topic>}:applied` counts, per idempotency key, how many
+/// times the effect was applied. One script checks and applies it
+/// atomically: a key seen before is not applied again, and the delivery is
+/// counted as `absorbed` in `{prefix}:{effects:<topic>}:stats` instead. A
+/// value above 1 in the ledger is therefore a duplicated effect, which is
+/// what `holdfast chaos` counts; `absorbed` shows the redeliveries that the
+/// key made harmless. The keys expire a day after their last write.
+#[derive(Clone)]
+pub struct EffectLedger {
+    redis: holdfast_redis::Redis,
+    applied: String,
+    seen: String,
+    stats: String,
+}
+
+impl std::fmt::Debug for EffectLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EffectLedger")
+            .field("applied", &self.applied)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks the key and applies the effect in one step (KEYS: seen, applied,
+/// stats; ARGV: idempotency key, worker, ttl seconds). Returns 1 when
+/// applied, 0 when absorbed.
+const EFFECT_SCRIPT: &str = r#"
+local first = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+if first == 1 then
+  redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+  redis.call('HINCRBY', KEYS[3], 'applied', 1)
+else
+  redis.call('HINCRBY', KEYS[3], 'absorbed', 1)
+end
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+return first
+"#;
+
+/// How long the ledger keys live after their last write.
+const EFFECT_TTL_SECS: u64 = 86_400;
+
+impl EffectLedger {
+    /// The ledger of `topic` under `prefix`.
+    pub fn new(redis: holdfast_redis::Redis, prefix: &str, topic: &str) -> Self {
+        let base = format!("{prefix}:{{effects:{topic}}}");
+        Self {
+            redis,
+            applied: format!("{base}:applied"),
+            seen: format!("{base}:seen"),
+            stats: format!("{base}:stats"),
+        }
+    }
+
+    /// The ledger hash: idempotency key to the number of times applied.
+    pub fn applied_key(&self) -> &str {
+        &self.applied
+    }
+
+    /// The hash of counters `applied` and `absorbed`.
+    pub fn stats_key(&self) -> &str {
+        &self.stats
+    }
+
+    /// Applies the effect of `key` unless it was applied before; true when
+    /// applied now.
+    pub async fn apply_once(
+        &self,
+        key: &str,
+        worker: &str,
+    ) -> Result<bool, holdfast_redis::RedisError> {
+        let script = redis::Script::new(EFFECT_SCRIPT);
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(&self.seen)
+            .key(&self.applied)
+            .key(&self.stats)
+            .arg(key)
+            .arg(worker)
+            .arg(EFFECT_TTL_SECS);
+        let applied: i64 = self
+            .redis
+            .script(&invocation, Duration::from_secs(1))
+            .await?;
+        Ok(applied == 1)
+    }
 }
 
 impl Handler for WeatherHandler {
@@ -207,6 +301,7 @@ impl Handler for WeatherHandler {
     ) -> impl Future<Output = Result<Bytes, HandlerError>> + Send + 'static {
         let processing_time = self.processing_time;
         let worker = self.worker.clone();
+        let effects = self.effects.clone();
         async move {
             let body: WeatherRequestBody =
                 serde_json::from_slice(&req.envelope.body).map_err(|e| HandlerError::Rejected {
@@ -219,6 +314,14 @@ impl Handler for WeatherHandler {
             })?;
             if !processing_time.is_zero() {
                 tokio::time::sleep(processing_time).await;
+            }
+            if let (Some(ledger), Some(key)) = (&effects, &req.envelope.idempotency_key) {
+                // A failure here leaves the entry pending: it is delivered
+                // again, and the key keeps the effect single.
+                ledger
+                    .apply_once(key, &worker)
+                    .await
+                    .map_err(|e| HandlerError::Failed(format!("effect not recorded: {e}")))?;
             }
             let today = (Deadline::now_unix_ms() / 86_400_000) as i64;
             let answer = forecast(&parsed, today, &worker);

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::health::{HealthCheck, admin_router};
 use crate::http::serve;
-use crate::weather::WeatherHandler;
+use crate::weather::{EffectLedger, WeatherHandler};
 
 /// Settings of the worker role.
 #[derive(Clone, Debug)]
@@ -84,24 +84,41 @@ pub struct WorkerRole<H> {
 
 impl WorkerRole<WeatherHandler> {
     /// The weather worker of the seed demo.
+    /// Requests with an idempotency key record their effect once per key
+    /// in an [`EffectLedger`], which `holdfast chaos` reads to count
+    /// duplicated effects.
     pub async fn build(settings: WorkerSettings) -> std::io::Result<Self> {
-        let handler = WeatherHandler {
-            processing_time: settings.processing_time,
-            worker: settings.worker.consumer.clone(),
-        };
-        Self::build_with(settings, handler).await
+        let processing_time = settings.processing_time;
+        let consumer = settings.worker.consumer.clone();
+        let prefix = settings.worker.keys.prefix().to_owned();
+        let topic = settings.worker.topic.to_string();
+        Self::build_making(settings, move |redis| WeatherHandler {
+            processing_time,
+            worker: consumer,
+            effects: Some(EffectLedger::new(redis.clone(), &prefix, &topic)),
+        })
+        .await
     }
 }
 
 impl<H: Handler> WorkerRole<H> {
     /// A worker role running `handler`.
     pub async fn build_with(settings: WorkerSettings, handler: H) -> std::io::Result<Self> {
+        Self::build_making(settings, move |_| handler).await
+    }
+
+    /// A worker role running the handler `make` builds on the role's Redis.
+    async fn build_making(
+        settings: WorkerSettings,
+        make: impl FnOnce(&Redis) -> H,
+    ) -> std::io::Result<Self> {
         // Install the recorder before anything records, or early figures are lost.
         let _ = holdfast_telemetry::metrics_handle();
         let admin = TcpListener::bind(settings.admin_listen).await?;
         let background = CancellationToken::new();
         let redis = Redis::start(settings.redis.clone(), background.clone())
             .map_err(std::io::Error::other)?;
+        let handler = make(&redis);
         let worker = Worker::new(redis.clone(), settings.worker.clone(), handler);
         let health = Arc::new(WorkerHealth {
             redis: redis.clone(),

@@ -198,6 +198,7 @@ async fn streams(url: &str, concurrency: usize, duration: Duration) -> Result<St
     let handler = WeatherHandler {
         processing_time: Duration::ZERO,
         worker: cfg.consumer.clone(),
+        effects: None,
     };
     let worker = Worker::new(redis.clone(), cfg, handler);
     let worker_task = tokio::spawn(worker.run(shutdown.child_token()));

@@ -1,19 +1,157 @@
 //! `holdfast chaos`: the fault proxy and the scenario runner.
 
-use anyhow::Result;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
 use clap::Subcommand;
+use holdfast_chaos::runner::{RunOptions, run as run_scenario};
+use holdfast_chaos::scenario::{BUILT_IN, Scenario};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 /// `holdfast chaos ...`.
 #[derive(Subcommand, Debug)]
 pub enum ChaosCommand {
+    /// A TCP fault proxy with an HTTP control API: put it between a service
+    /// and its Redis (or database) and add faults while it runs.
+    Proxy {
+        /// Where clients connect.
+        #[arg(long, default_value = "127.0.0.1:16379")]
+        listen: SocketAddr,
+        /// Where connections are forwarded (host:port).
+        #[arg(long, default_value = "127.0.0.1:6379")]
+        upstream: String,
+        /// The control API (`GET /proxies`, `POST /proxies/default/faults`).
+        #[arg(long, default_value = "127.0.0.1:8474")]
+        control: SocketAddr,
+    },
+    /// Run a scenario: start the stack, run the load, play the faults,
+    /// check the invariants, write the report. Exits non-zero when an
+    /// invariant fails.
+    Run {
+        /// A built-in scenario's name (see `holdfast chaos list`) or a
+        /// scenario TOML file.
+        scenario: String,
+        /// The CI form: shorter load and faults.
+        #[arg(long)]
+        short: bool,
+        /// Print one JSON object: scenario, passed, invariants, report.
+        #[arg(long)]
+        json: bool,
+        /// Where each run writes report.json, report.html, chart.svg and
+        /// the roles' logs, in a directory of its own.
+        #[arg(long, default_value = "target/chaos")]
+        report_dir: PathBuf,
+    },
     /// List the built-in scenarios.
     List,
+    /// Print a built-in scenario's TOML, to copy and edit.
+    Show {
+        /// Its name.
+        name: String,
+    },
 }
 
 /// Runs a chaos command.
-pub async fn run(cmd: ChaosCommand, _shutdown: CancellationToken) -> Result<()> {
+pub async fn run(cmd: ChaosCommand, shutdown: CancellationToken) -> Result<()> {
     match cmd {
-        ChaosCommand::List => Ok(()),
+        ChaosCommand::Proxy {
+            listen,
+            upstream,
+            control,
+        } => {
+            eprintln!(
+                "chaos proxy: {listen} -> {upstream}; control API on http://{control}/proxies"
+            );
+            holdfast_chaos::control::serve(listen, upstream, control, shutdown)
+                .await
+                .context("running the fault proxy")
+        }
+        ChaosCommand::List => {
+            for (name, text) in BUILT_IN {
+                let scenario = Scenario::parse(name, text)?;
+                println!("{name:<20} {}", scenario.description);
+            }
+            Ok(())
+        }
+        ChaosCommand::Show { name } => {
+            let text = holdfast_chaos::scenario::built_in(&name).with_context(|| {
+                format!("no built-in scenario {name:?}; `holdfast chaos list` shows them")
+            })?;
+            print!("{text}");
+            Ok(())
+        }
+        ChaosCommand::Run {
+            scenario,
+            short,
+            json,
+            report_dir,
+        } => {
+            let scenario = Scenario::load(&scenario)?;
+            let opts = RunOptions {
+                short,
+                report_dir,
+                bin: std::env::current_exe().context("finding the holdfast binary")?,
+                live: true,
+            };
+            let outcome = run_scenario(&scenario, &opts, shutdown).await?;
+            let report = &outcome.report;
+            if json {
+                let invariants: Vec<_> = report
+                    .invariants
+                    .iter()
+                    .map(
+                        |i| json!({"name": i.name, "value": i.value, "limit": i.limit, "ok": i.ok}),
+                    )
+                    .collect();
+                println!(
+                    "{}",
+                    json!({
+                        "scenario": report.scenario,
+                        "passed": report.passed,
+                        "invariants": invariants,
+                        "report": outcome.html_path.display().to_string(),
+                    })
+                );
+            } else {
+                println!(
+                    "\n{}: {}",
+                    report.scenario,
+                    if report.passed { "PASSED" } else { "FAILED" }
+                );
+                for i in &report.invariants {
+                    let compare = match i.compare {
+                        holdfast_chaos::report::Compare::AtMost => "<=",
+                        holdfast_chaos::report::Compare::AtLeast => ">=",
+                    };
+                    println!(
+                        "  {} {:<34} {:>10.2} (limit {compare} {}) {}",
+                        if i.ok { "ok  " } else { "FAIL" },
+                        i.name,
+                        i.value,
+                        i.limit,
+                        i.unit
+                    );
+                }
+                for f in &report.faults {
+                    println!(
+                        "  fault {:<28} {:>6.1}s .. {:>6.1}s, recovered {}",
+                        f.name,
+                        f.start_s,
+                        f.end_s.unwrap_or(report.duration_s),
+                        f.recovery_s
+                            .map_or("not before the end".to_owned(), |r| format!("in {r:.1}s"))
+                    );
+                }
+                println!("  report: {}", outcome.html_path.display());
+            }
+            if report.passed {
+                Ok(())
+            } else {
+                // The verdict is printed; the exit code carries it.
+                std::process::exit(1);
+            }
+        }
     }
 }

@@ -1,1 +1,0 @@
-//! TCP fault proxy.

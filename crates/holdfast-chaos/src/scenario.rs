@@ -1,0 +1,538 @@
+//! Scenarios: a stack, a load and a timeline of faults, written in TOML.
+//!
+//! Every built-in scenario is a TOML file under `scenarios/` in this crate,
+//! compiled in; `holdfast chaos show NAME` prints it so a user can copy and
+//! edit it, and `holdfast chaos run FILE` runs the edited copy.
+//!
+//! ```toml
+//! name = "redis-crash"
+//! description = "Redis is killed with SIGKILL under load and restarted."
+//!
+//! [stack]
+//! workers = 2
+//! durability = "always"        # appendfsync: always, everysec, no
+//!
+//! [load]
+//! duration = "40s"
+//! short_duration = "20s"       # with --short, the CI form
+//!
+//! [[fault]]
+//! kind = "redis_kill"
+//! at = "10s"
+//! for = "8s"
+//! short_at = "5s"
+//! short_for = "4s"
+//! ```
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::proxy::Fault as ProxyFault;
+
+/// The built-in scenarios: name and TOML text.
+pub const BUILT_IN: &[(&str, &str)] = &[
+    ("redis-crash", include_str!("../scenarios/redis-crash.toml")),
+    (
+        "redis-restart",
+        include_str!("../scenarios/redis-restart.toml"),
+    ),
+    (
+        "redis-auth-failure",
+        include_str!("../scenarios/redis-auth-failure.toml"),
+    ),
+    (
+        "network-blackhole",
+        include_str!("../scenarios/network-blackhole.toml"),
+    ),
+    ("slow-redis", include_str!("../scenarios/slow-redis.toml")),
+    ("worker-kill", include_str!("../scenarios/worker-kill.toml")),
+    ("db-down", include_str!("../scenarios/db-down.toml")),
+    ("soak", include_str!("../scenarios/soak.toml")),
+];
+
+/// The TOML text of a built-in scenario.
+pub fn built_in(name: &str) -> Option<&'static str> {
+    BUILT_IN
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, text)| *text)
+}
+
+/// Why a scenario cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// Neither a built-in name nor a readable file.
+    #[error("no built-in scenario {name:?} and no such file ({source}); built-in: {known}")]
+    NotFound {
+        /// What was asked for.
+        name: String,
+        /// Why the file could not be read.
+        source: std::io::Error,
+        /// The built-in names.
+        known: String,
+    },
+    /// The TOML does not describe a scenario.
+    #[error("invalid scenario {name}: {source}")]
+    Invalid {
+        /// Name or path.
+        name: String,
+        /// What is wrong.
+        source: toml::de::Error,
+    },
+    /// The scenario parses but makes no sense.
+    #[error("invalid scenario {name}: {reason}")]
+    Inconsistent {
+        /// Name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// A scenario as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Name, shown in reports.
+    pub name: String,
+    /// One sentence for people.
+    pub description: String,
+    /// The stack the runner starts.
+    #[serde(default)]
+    pub stack: StackSpec,
+    /// The load that runs while the faults play.
+    #[serde(default)]
+    pub load: LoadPlan,
+    /// The timeline of faults.
+    #[serde(default, rename = "fault")]
+    pub faults: Vec<FaultStep>,
+    /// Limits of the invariants.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// How much Redis keeps across a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// AOF with `appendfsync always`: an acknowledged write survives SIGKILL.
+    Always,
+    /// AOF with `appendfsync everysec`: up to a second may be lost.
+    Everysec,
+    /// AOF with `appendfsync no`: the kernel decides.
+    No,
+    /// No persistence at all.
+    None,
+}
+
+impl Durability {
+    /// Whether the invariant "no accepted job lost" must hold.
+    pub fn promises_no_loss(self) -> bool {
+        self == Durability::Always
+    }
+
+    /// As written in the scenario.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::Always => "always",
+            Durability::Everysec => "everysec",
+            Durability::No => "no",
+            Durability::None => "none",
+        }
+    }
+}
+
+/// The stack: Redis, workers, the ingress and the api.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StackSpec {
+    /// Worker processes.
+    pub workers: usize,
+    /// Redis persistence.
+    pub durability: Durability,
+    /// Password Redis starts with (`redis_password` faults change it).
+    pub redis_password: Option<String>,
+    /// Put a fault proxy between every role and Redis.
+    pub redis_proxy: bool,
+    /// The api's database: `sqlite` (a file of the run), `postgres` or
+    /// `mysql` (the server of `DATABASE_URL`, or the local default), or a URL.
+    pub database: String,
+    /// Put a fault proxy between the api and its database (not for SQLite).
+    pub database_proxy: bool,
+    /// Workers reclaim entries idle this long from a dead worker.
+    #[serde(deserialize_with = "de_duration")]
+    pub claim_timeout: Duration,
+    /// The api's cache TTL: short, so copies expire during the faults.
+    #[serde(deserialize_with = "de_duration")]
+    pub cache_ttl: Duration,
+    /// Simulated work per weather request.
+    #[serde(deserialize_with = "de_duration")]
+    pub processing_time: Duration,
+}
+
+impl Default for StackSpec {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            durability: Durability::Always,
+            redis_password: None,
+            redis_proxy: false,
+            database: "sqlite".into(),
+            database_proxy: false,
+            claim_timeout: Duration::from_secs(2),
+            cache_ttl: Duration::from_secs(60),
+            processing_time: Duration::from_millis(10),
+        }
+    }
+}
+
+/// The load: three open-model streams of requests at fixed rates.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoadPlan {
+    /// Length of the load.
+    #[serde(deserialize_with = "de_duration")]
+    pub duration: Duration,
+    /// Length with `--short`.
+    #[serde(deserialize_with = "de_duration")]
+    pub short_duration: Duration,
+    /// `POST /WeatherForecast/city` per second (0: none).
+    pub calls_per_sec: f64,
+    /// `POST /jobs/weather` per second, each with its own idempotency key.
+    pub jobs_per_sec: f64,
+    /// `GET /api/products/{id}` per second.
+    pub reads_per_sec: f64,
+    /// Deadline sent with every call (`x-timeout-ms`) and held against
+    /// every answer.
+    #[serde(deserialize_with = "de_duration")]
+    pub deadline: Duration,
+    /// After the load, how long accepted jobs may take to finish.
+    #[serde(deserialize_with = "de_duration")]
+    pub settle: Duration,
+}
+
+impl Default for LoadPlan {
+    fn default() -> Self {
+        Self {
+            duration: Duration::from_secs(40),
+            short_duration: Duration::from_secs(20),
+            calls_per_sec: 40.0,
+            jobs_per_sec: 20.0,
+            reads_per_sec: 100.0,
+            deadline: Duration::from_secs(2),
+            settle: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Limits the invariants are held to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Longest time, after a fault ends, until every load is healthy again.
+    #[serde(deserialize_with = "de_duration")]
+    pub recovery: Duration,
+    /// How far past its deadline an answer may come (the issue's "+1 s").
+    #[serde(deserialize_with = "de_duration")]
+    pub deadline_grace: Duration,
+    /// Least share of reads answered 200 while a fault is active, percent.
+    pub read_availability_percent: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            recovery: Duration::from_secs(10),
+            deadline_grace: Duration::from_secs(1),
+            read_availability_percent: 100.0,
+        }
+    }
+}
+
+/// Which proxy a proxy fault goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyTarget {
+    /// Between the roles and Redis (`stack.redis_proxy = true`).
+    Redis,
+    /// Between the api and its database (`stack.database_proxy = true`).
+    Database,
+}
+
+/// What a fault does.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FaultAction {
+    /// SIGKILL to redis-server; restarted (same port, same files) when the
+    /// fault ends.
+    RedisKill,
+    /// Redis shut down cleanly (SIGTERM) and started again when it ends.
+    RedisStop,
+    /// Redis's password changes and every client is disconnected; the old
+    /// password is set again when it ends.
+    RedisPassword,
+    /// A proxy fault between a role and a dependency.
+    Proxy {
+        /// Which proxy.
+        target: ProxyTarget,
+        /// The fault, as the proxy's control API takes it.
+        fault: ProxyFault,
+    },
+    /// Workers killed with SIGKILL, one at random every `every`, each
+    /// restarted after `restart_after`.
+    WorkerKill {
+        /// Time between kills.
+        #[serde(deserialize_with = "de_duration")]
+        every: Duration,
+        /// Time a killed worker stays dead.
+        #[serde(deserialize_with = "de_duration")]
+        restart_after: Duration,
+    },
+}
+
+impl FaultAction {
+    /// Stable kind name, as written.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FaultAction::RedisKill => "redis_kill",
+            FaultAction::RedisStop => "redis_stop",
+            FaultAction::RedisPassword => "redis_password",
+            FaultAction::Proxy { .. } => "proxy",
+            FaultAction::WorkerKill { .. } => "worker_kill",
+        }
+    }
+
+    /// Whether reads from the cache count against availability while it is
+    /// active (every fault here: none of them is allowed to fail a read).
+    pub fn takes_redis_away(&self) -> bool {
+        match self {
+            FaultAction::RedisKill | FaultAction::RedisStop | FaultAction::RedisPassword => true,
+            FaultAction::Proxy { target, .. } => *target == ProxyTarget::Redis,
+            FaultAction::WorkerKill { .. } => false,
+        }
+    }
+}
+
+/// One fault on the timeline.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FaultStep {
+    /// Label for people (default: from the kind).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// What it does.
+    #[serde(flatten)]
+    pub action: FaultAction,
+    /// When it starts, from the start of the load.
+    #[serde(deserialize_with = "de_duration")]
+    pub at: Duration,
+    /// How long it lasts.
+    #[serde(rename = "for", deserialize_with = "de_duration")]
+    pub lasts: Duration,
+    /// `at` with `--short`.
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub short_at: Option<Duration>,
+    /// `for` with `--short`.
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub short_for: Option<Duration>,
+}
+
+impl FaultStep {
+    /// The label shown in reports.
+    pub fn label(&self) -> String {
+        if let Some(name) = &self.name {
+            return name.clone();
+        }
+        match &self.action {
+            FaultAction::RedisKill => "redis SIGKILL".into(),
+            FaultAction::RedisStop => "redis stopped".into(),
+            FaultAction::RedisPassword => "redis password changed".into(),
+            FaultAction::Proxy { target, fault } => {
+                let kind = serde_json::to_value(fault)
+                    .ok()
+                    .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned))
+                    .unwrap_or_else(|| "fault".into());
+                let target = match target {
+                    ProxyTarget::Redis => "redis",
+                    ProxyTarget::Database => "database",
+                };
+                format!("{target} {kind}")
+            }
+            FaultAction::WorkerKill { .. } => "workers SIGKILL".into(),
+        }
+    }
+
+    /// Start and length, in the short form or not.
+    pub fn window(&self, short: bool) -> (Duration, Duration) {
+        if short {
+            (
+                self.short_at.unwrap_or(self.at),
+                self.short_for.unwrap_or(self.lasts),
+            )
+        } else {
+            (self.at, self.lasts)
+        }
+    }
+}
+
+impl Scenario {
+    /// A built-in scenario by name, or a TOML file by path.
+    pub fn load(name_or_path: &str) -> Result<Scenario, ScenarioError> {
+        if let Some(text) = built_in(name_or_path) {
+            return Scenario::parse(name_or_path, text);
+        }
+        let text =
+            std::fs::read_to_string(name_or_path).map_err(|source| ScenarioError::NotFound {
+                name: name_or_path.to_owned(),
+                source,
+                known: BUILT_IN
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        Scenario::parse(name_or_path, &text)
+    }
+
+    /// Parses and checks a scenario.
+    pub fn parse(name: &str, text: &str) -> Result<Scenario, ScenarioError> {
+        let scenario: Scenario = toml::from_str(text).map_err(|source| ScenarioError::Invalid {
+            name: name.to_owned(),
+            source,
+        })?;
+        scenario.check()?;
+        Ok(scenario)
+    }
+
+    /// The load's length in the chosen form.
+    pub fn duration(&self, short: bool) -> Duration {
+        if short {
+            self.load.short_duration
+        } else {
+            self.load.duration
+        }
+    }
+
+    fn check(&self) -> Result<(), ScenarioError> {
+        let fail = |reason: String| {
+            Err(ScenarioError::Inconsistent {
+                name: self.name.clone(),
+                reason,
+            })
+        };
+        if self.stack.workers == 0
+            && (self.load.calls_per_sec > 0.0 || self.load.jobs_per_sec > 0.0)
+        {
+            return fail("calls or jobs need at least one worker".into());
+        }
+        for short in [false, true] {
+            let duration = self.duration(short);
+            for step in &self.faults {
+                let (at, lasts) = step.window(short);
+                if at + lasts > duration {
+                    return fail(format!(
+                        "fault {:?} ends at {:?}, after the load ({:?}{})",
+                        step.label(),
+                        at + lasts,
+                        duration,
+                        if short { ", short form" } else { "" }
+                    ));
+                }
+            }
+        }
+        for step in &self.faults {
+            if let FaultAction::Proxy { target, .. } = &step.action {
+                let wired = match target {
+                    ProxyTarget::Redis => self.stack.redis_proxy,
+                    ProxyTarget::Database => self.stack.database_proxy,
+                };
+                if !wired {
+                    return fail(format!(
+                        "fault {:?} needs stack.{}_proxy = true",
+                        step.label(),
+                        match target {
+                            ProxyTarget::Redis => "redis",
+                            ProxyTarget::Database => "database",
+                        }
+                    ));
+                }
+            }
+            if matches!(step.action, FaultAction::RedisPassword)
+                && self.stack.redis_password.is_none()
+            {
+                return fail("a redis_password fault needs stack.redis_password".into());
+            }
+        }
+        if self.stack.database_proxy && self.stack.database == "sqlite" {
+            return fail("an SQLite file cannot sit behind a proxy; use postgres or mysql".into());
+        }
+        Ok(())
+    }
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+    let raw = String::deserialize(de)?;
+    holdfast_core::parse_duration(&raw).map_err(serde::de::Error::custom)
+}
+
+fn de_opt_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
+    let raw = Option::<String>::deserialize(de)?;
+    raw.map(|r| holdfast_core::parse_duration(&r).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_built_in_scenario_parses_and_fits_its_load() {
+        for (name, text) in BUILT_IN {
+            let scenario = Scenario::parse(name, text).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(&scenario.name, name);
+            assert!(
+                scenario.duration(true) <= Duration::from_secs(45),
+                "{name}: the short form must leave room for start and settle within 60 s"
+            );
+        }
+    }
+
+    #[test]
+    fn a_fault_past_the_end_of_the_load_is_refused() {
+        let text = r#"
+            name = "x"
+            description = "y"
+            [load]
+            duration = "10s"
+            short_duration = "5s"
+            [[fault]]
+            kind = "redis_kill"
+            at = "8s"
+            for = "5s"
+        "#;
+        let err = Scenario::parse("x", text).unwrap_err().to_string();
+        assert!(err.contains("after the load"), "{err}");
+    }
+
+    #[test]
+    fn a_proxy_fault_needs_its_proxy() {
+        let text = r#"
+            name = "x"
+            description = "y"
+            [[fault]]
+            kind = "proxy"
+            target = "redis"
+            fault = { kind = "blackhole" }
+            at = "1s"
+            for = "1s"
+        "#;
+        let err = Scenario::parse("x", text).unwrap_err().to_string();
+        assert!(err.contains("redis_proxy"), "{err}");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let text = "name = \"x\"\ndescription = \"y\"\nworkres = 3\n";
+        assert!(Scenario::parse("x", text).is_err());
+    }
+}
