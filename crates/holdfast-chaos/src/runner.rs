@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use holdfast_core::{Keys, Topic};
 use holdfast_load::{Hook, LoadReport, LoadSpec, Mode, Outcome, Stop};
 use serde_json::Value;
 use tokio::sync::Mutex as AsyncMutex;
@@ -245,6 +246,15 @@ struct LoadRun {
     task: tokio::task::JoinHandle<Result<LoadReport, holdfast_load::LoadError>>,
 }
 
+/// A load that ran to its end, with what its hook saw.
+struct Finished {
+    name: &'static str,
+    target: String,
+    rate: f64,
+    watch: Arc<Watch>,
+    report: LoadReport,
+}
+
 /// Runs `scenario` and writes its report; a failed invariant is in the
 /// report's `passed`, not an error.
 pub async fn run(
@@ -452,7 +462,13 @@ async fn run_on(
                 });
             }
         };
-        reports.push((load.name, load.target, load.rate, load.watch, report));
+        reports.push(Finished {
+            name: load.name,
+            target: load.target,
+            rate: load.rate,
+            watch: load.watch,
+            report,
+        });
     }
     stop_loads.cancel();
     for task in fault_tasks {
@@ -483,8 +499,8 @@ async fn run_on(
     let mut invariants = Vec::new();
     let jobs_watch = reports
         .iter()
-        .find(|r| r.0 == "jobs")
-        .and_then(|r| r.3.jobs.as_ref())
+        .find(|r| r.name == "jobs")
+        .and_then(|r| r.watch.jobs.as_ref())
         .and_then(|j| j.lock().ok().map(|j| j.clone()));
     if let Some(ids) = jobs_watch {
         if opts.live {
@@ -551,7 +567,7 @@ async fn run_on(
 
     let past_deadline: u64 = reports
         .iter()
-        .map(|r| r.3.past_deadline.load(Ordering::Relaxed))
+        .map(|r| r.watch.past_deadline.load(Ordering::Relaxed))
         .sum();
     invariants.push(InvariantResult {
         name: "answers_past_deadline".into(),
@@ -566,14 +582,14 @@ async fn run_on(
             plan.deadline, limits.deadline_grace
         ),
     });
-    let unexplained: u64 = reports.iter().map(|r| r.4.unexplained).sum();
-    let failures: BTreeMap<String, u64> = reports.iter().flat_map(|r| r.4.failures.iter()).fold(
-        BTreeMap::new(),
-        |mut acc, (k, v)| {
+    let unexplained: u64 = reports.iter().map(|r| r.report.unexplained).sum();
+    let failures: BTreeMap<String, u64> = reports
+        .iter()
+        .flat_map(|r| r.report.failures.iter())
+        .fold(BTreeMap::new(), |mut acc, (k, v)| {
             *acc.entry(k.clone()).or_default() += v;
             acc
-        },
-    );
+        });
     invariants.push(InvariantResult {
         name: "unexplained_answers".into(),
         value: unexplained as f64,
@@ -586,9 +602,9 @@ async fn run_on(
              without a problem+json body, a reset, a hang); failures by kind: {failures:?}"
         ),
     });
-    if let Some(reads) = reports.iter().find(|r| r.0 == "cache reads") {
+    if let Some(reads) = reports.iter().find(|r| r.name == "cache reads") {
         let samples = reads
-            .3
+            .watch
             .samples
             .as_ref()
             .and_then(|s| s.lock().ok().map(|s| s.clone()))
@@ -624,9 +640,9 @@ async fn run_on(
 
     let series: Vec<LoadSeries> = reports
         .iter()
-        .map(|(name, target, _, _, report)| series_of(name, target, report, &clock))
+        .map(|r| series_of(r.name, &r.target, &r.report, &clock))
         .collect();
-    let rates: Vec<f64> = reports.iter().map(|r| r.2).collect();
+    let rates: Vec<f64> = reports.iter().map(|r| r.rate).collect();
     let last_whole_second = load_end_s.floor() as u64;
     for window in &mut windows {
         window.recovery_s = recovery(window, &series, &rates, last_whole_second);
@@ -1180,13 +1196,15 @@ async fn read_effects(redis_url: &str) -> Effects {
     let read = async {
         let client = redis::Client::open(redis_url)?;
         let mut conn = client.get_multiplexed_async_connection().await?;
-        let base = "hf:{effects:weather}";
+        // The stack runs the roles with the default prefix and topic.
+        let keys = Keys::default();
+        let topic = Topic::parse("weather").expect("a valid topic name");
         let counts: Vec<u64> = redis::cmd("HVALS")
-            .arg(format!("{base}:applied"))
+            .arg(keys.effects_applied(&topic))
             .query_async(&mut conn)
             .await?;
         let absorbed: Option<u64> = redis::cmd("HGET")
-            .arg(format!("{base}:stats"))
+            .arg(keys.effects_stats(&topic))
             .arg("absorbed")
             .query_async(&mut conn)
             .await?;

@@ -109,6 +109,23 @@ impl Keys {
         format!("{}:{{{}:{}}}:seen:{}", self.prefix, topic, partition, id)
     }
 
+    /// `{prefix}:{effects:topic}:applied`: the effect ledger of a topic's
+    /// keyed requests (idempotency key to the times its effect was applied).
+    pub fn effects_applied(&self, topic: &Topic) -> String {
+        format!("{}:{{effects:{}}}:applied", self.prefix, topic)
+    }
+
+    /// `{prefix}:{effects:topic}:seen`: idempotency keys whose effect was
+    /// applied, with the worker that applied it.
+    pub fn effects_seen(&self, topic: &Topic) -> String {
+        format!("{}:{{effects:{}}}:seen", self.prefix, topic)
+    }
+
+    /// `{prefix}:{effects:topic}:stats`: counters `applied` and `absorbed`.
+    pub fn effects_stats(&self, topic: &Topic) -> String {
+        format!("{}:{{effects:{}}}:stats", self.prefix, topic)
+    }
+
     /// `{prefix}:reply:{caller}`: the reply stream of one caller instance.
     pub fn reply_stream(&self, caller: &str) -> String {
         format!("{}:reply:{}", self.prefix, caller)

@@ -7,6 +7,7 @@
 //! `docs/protocol.md`; a change here is a change of that contract.
 #![warn(missing_docs)]
 
+pub mod calendar;
 mod deadline;
 pub mod duration;
 mod envelope;
@@ -14,6 +15,7 @@ mod ids;
 mod keys;
 pub mod metric_names;
 
+pub use calendar::civil_date;
 pub use deadline::Deadline;
 pub use duration::parse_duration;
 pub use envelope::{Envelope, EnvelopeError, Kind, PROTOCOL_VERSION, Reply, ReplyStatus, fields};

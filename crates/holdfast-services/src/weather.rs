@@ -147,20 +147,6 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
     hash
 }
 
-/// Civil date of a day count since 1970-01-01 (proleptic Gregorian).
-fn civil_date(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 /// The forecast for `req` over five days from `today` (days since epoch).
 pub fn forecast(req: &WeatherRequest, today: i64, worker: &str) -> Forecast {
     let location = req.location.as_deref().unwrap_or("");
@@ -173,7 +159,7 @@ pub fn forecast(req: &WeatherRequest, today: i64, worker: &str) -> Forecast {
                 &day.to_le_bytes(),
             ]);
             let temperature_c = (h % 76) as i32 - 20;
-            let (y, m, d) = civil_date(day);
+            let (y, m, d) = holdfast_core::civil_date(day);
             DayForecast {
                 date: format!("{y:04}-{m:02}-{d:02}"),
                 temperature_c,
@@ -233,7 +219,9 @@ impl std::fmt::Debug for EffectLedger {
 /// Checks the key and applies the effect in one step (KEYS: seen, applied,
 /// stats; ARGV: idempotency key, worker, ttl seconds). Returns 1 when
 /// applied, 0 when absorbed.
-const EFFECT_SCRIPT: &str = r#"
+static EFFECT_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r#"
 local first = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
 if first == 1 then
   redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
@@ -243,20 +231,28 @@ else
 end
 for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
 return first
-"#;
+"#,
+    )
+});
 
 /// How long the ledger keys live after their last write.
 const EFFECT_TTL_SECS: u64 = 86_400;
 
 impl EffectLedger {
-    /// The ledger of `topic` under `prefix`.
-    pub fn new(redis: holdfast_redis::Redis, prefix: &str, topic: &str) -> Self {
-        let base = format!("{prefix}:{{effects:{topic}}}");
+    /// The ledger of `topic` (its keys: [`Keys::effects_applied`] and
+    /// siblings).
+    ///
+    /// [`Keys::effects_applied`]: holdfast_core::Keys::effects_applied
+    pub fn new(
+        redis: holdfast_redis::Redis,
+        keys: &holdfast_core::Keys,
+        topic: &holdfast_core::Topic,
+    ) -> Self {
         Self {
             redis,
-            applied: format!("{base}:applied"),
-            seen: format!("{base}:seen"),
-            stats: format!("{base}:stats"),
+            applied: keys.effects_applied(topic),
+            seen: keys.effects_seen(topic),
+            stats: keys.effects_stats(topic),
         }
     }
 
@@ -277,8 +273,7 @@ impl EffectLedger {
         key: &str,
         worker: &str,
     ) -> Result<bool, holdfast_redis::RedisError> {
-        let script = redis::Script::new(EFFECT_SCRIPT);
-        let mut invocation = script.prepare_invoke();
+        let mut invocation = EFFECT_SCRIPT.prepare_invoke();
         invocation
             .key(&self.seen)
             .key(&self.applied)
@@ -365,13 +360,6 @@ mod tests {
         for d in &f.forecasts {
             assert!((-20..=55).contains(&d.temperature_c));
         }
-    }
-
-    #[test]
-    fn dates_are_civil_dates() {
-        assert_eq!(civil_date(0), (1970, 1, 1));
-        assert_eq!(civil_date(11_016), (2000, 2, 29));
-        assert_eq!(civil_date(20_819), (2027, 1, 1));
     }
 
     #[test]

@@ -90,12 +90,12 @@ impl WorkerRole<WeatherHandler> {
     pub async fn build(settings: WorkerSettings) -> std::io::Result<Self> {
         let processing_time = settings.processing_time;
         let consumer = settings.worker.consumer.clone();
-        let prefix = settings.worker.keys.prefix().to_owned();
-        let topic = settings.worker.topic.to_string();
+        let keys = settings.worker.keys.clone();
+        let topic = settings.worker.topic.clone();
         Self::build_making(settings, move |redis| WeatherHandler {
             processing_time,
             worker: consumer,
-            effects: Some(EffectLedger::new(redis.clone(), &prefix, &topic)),
+            effects: Some(EffectLedger::new(redis.clone(), &keys, &topic)),
         })
         .await
     }
