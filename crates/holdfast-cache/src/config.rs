@@ -9,7 +9,7 @@ use std::time::Duration;
 pub struct CacheConfig {
     /// First part of every key, shared with the other holdfast keys (`hf`).
     pub prefix: String,
-    /// How long a value is fresh (360 s, as in the seed demo).
+    /// How long a value is fresh ([`CacheConfig::DEFAULT_TTL`]).
     pub ttl: Duration,
     /// Random spread of `ttl` as a fraction (0.1: ±10%), so keys written
     /// together (a warm-up, a burst of misses) do not expire together and
@@ -34,11 +34,17 @@ pub struct CacheConfig {
     pub redis_timeout: Duration,
 }
 
+impl CacheConfig {
+    /// How long a value is fresh unless configured otherwise: six minutes,
+    /// the TTL of the read-through cache holdfast's api reproduces.
+    pub const DEFAULT_TTL: Duration = Duration::from_secs(360);
+}
+
 impl Default for CacheConfig {
     fn default() -> Self {
         Self {
-            prefix: "hf".to_owned(),
-            ttl: Duration::from_secs(360),
+            prefix: holdfast_core::Keys::DEFAULT_PREFIX.to_owned(),
+            ttl: Self::DEFAULT_TTL,
             ttl_jitter: 0.1,
             l1: None,
             soft_timeout: Duration::from_secs(1),

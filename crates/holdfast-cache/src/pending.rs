@@ -105,13 +105,25 @@ pub(crate) fn defer(inner: &Arc<Inner>, key: &str) {
         return;
     }
     if !inner.pending.replaying.swap(true, Ordering::AcqRel) {
-        tokio::spawn(replay(inner.clone()));
+        // The replay works on Redis's behalf, so it belongs to the owner of
+        // the Redis handle, which stops and awaits it with the supervisor.
+        inner.redis.tasks().spawn(replay(inner.clone()));
     }
 }
 
 /// Replays the remembered invalidations once Redis is ready; ends when
-/// none is left, or when Redis is switched off.
+/// none is left, when Redis is switched off, or when the owner of the Redis
+/// handle stops (what is left then ages out with its TTL, as when the
+/// process dies).
 async fn replay(inner: Arc<Inner>) {
+    let tasks = inner.redis.tasks().clone();
+    tokio::select! {
+        () = replay_until_done(&inner) => {}
+        () = tasks.stopping() => inner.pending.replaying.store(false, Ordering::Release),
+    }
+}
+
+async fn replay_until_done(inner: &Inner) {
     let mut attempt = 0;
     loop {
         let keys = inner.pending.snapshot();

@@ -32,7 +32,7 @@ use holdfast_redis::{ConnState, Redis, redis};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
+use holdfast_resilience::Tasks;
 
 use crate::config::CacheConfig;
 use crate::error::{CacheError, LoadError};
@@ -186,12 +186,13 @@ impl ReadThrough {
     }
 
     /// Starts the task that applies other instances' invalidations to L1
-    /// (nothing to do without L1). It reconnects with backoff when its
-    /// connection breaks and ends when `shutdown` is cancelled; await the
-    /// handle to know it has stopped.
-    pub fn start(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+    /// (nothing to do without L1), as one of `tasks`. It reconnects with
+    /// backoff when its connection breaks and ends when the tasks are asked
+    /// to stop; the owner of `tasks` (or the returned handle) awaits it.
+    pub fn start(&self, tasks: impl Into<Tasks>) -> tokio::task::JoinHandle<()> {
+        let tasks = tasks.into();
         let inner = self.inner.clone();
-        tokio::spawn(crate::invalidation::run(inner, shutdown))
+        tasks.spawn(crate::invalidation::run(inner, tasks.stop_token()))
     }
 
     /// The Redis key of `key`: `{prefix}:cache:{entity}:{key}`.
@@ -432,7 +433,9 @@ impl ReadThrough {
                 // The load runs as a task of its own so that it outlives a
                 // caller that gave up at the soft timeout (or was dropped)
                 // and still refreshes the cache. It ends when the loader
-                // does; the guard removes the flight even if it panics.
+                // does; the guard removes the flight even if it panics. Like
+                // every task of the cache it belongs to the owner of the
+                // Redis handle, which awaits it when the role stops.
                 let task = LoadTask {
                     inner: inner.clone(),
                     guard: FlightGuard {
@@ -443,7 +446,7 @@ impl ReadThrough {
                     epoch: inner.epoch.load(Ordering::SeqCst),
                     bypass,
                 };
-                tokio::spawn(task.run(load(), sender));
+                inner.redis.tasks().spawn(task.run(load(), sender));
                 receiver
             }
         };

@@ -27,6 +27,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
+use holdfast_core::{PROBLEM_JSON, Problem};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -147,16 +148,21 @@ pub enum ControlError {
 }
 
 impl ControlError {
+    /// The stable machine-readable code and the title that goes with it.
+    fn code_and_title(&self) -> (&'static str, &'static str) {
+        match self {
+            ControlError::UnknownProxy(_) => ("unknown_proxy", "Unknown proxy"),
+            ControlError::UnknownFault { .. } => ("unknown_fault", "Unknown fault"),
+            ControlError::InvalidFault { .. } => ("invalid_fault", "Invalid fault"),
+            ControlError::InvalidRequest { .. } => ("invalid_request", "Invalid request"),
+            ControlError::NameTaken(_) => ("name_taken", "Name taken"),
+            ControlError::BindFailed(_) => ("bind_failed", "Bind failed"),
+        }
+    }
+
     /// The stable machine-readable code.
     pub fn code(&self) -> &'static str {
-        match self {
-            ControlError::UnknownProxy(_) => "unknown_proxy",
-            ControlError::UnknownFault { .. } => "unknown_fault",
-            ControlError::InvalidFault { .. } => "invalid_fault",
-            ControlError::InvalidRequest { .. } => "invalid_request",
-            ControlError::NameTaken(_) => "name_taken",
-            ControlError::BindFailed(_) => "bind_failed",
-        }
+        self.code_and_title().0
     }
 
     /// The HTTP status.
@@ -171,48 +177,16 @@ impl ControlError {
             ControlError::BindFailed(_) => StatusCode::BAD_GATEWAY,
         }
     }
-
-    fn title(&self) -> &'static str {
-        match self {
-            ControlError::UnknownProxy(_) => "Unknown proxy",
-            ControlError::UnknownFault { .. } => "Unknown fault",
-            ControlError::InvalidFault { .. } => "Invalid fault",
-            ControlError::InvalidRequest { .. } => "Invalid request",
-            ControlError::NameTaken(_) => "Name taken",
-            ControlError::BindFailed(_) => "Bind failed",
-        }
-    }
-}
-
-/// The `application/problem+json` body of an error.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Problem {
-    /// A URI naming the kind of problem.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Short human summary of the kind.
-    pub title: String,
-    /// The HTTP status.
-    pub status: u16,
-    /// What went wrong in this case.
-    pub detail: String,
-    /// Stable machine-readable code.
-    pub code: String,
 }
 
 impl IntoResponse for ControlError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let problem = Problem {
-            kind: format!("https://holdfast.invalid/problems/{}", self.code()),
-            title: self.title().to_owned(),
-            status: status.as_u16(),
-            detail: self.to_string(),
-            code: self.code().to_owned(),
-        };
+        let (code, title) = self.code_and_title();
+        let problem = Problem::new(status.as_u16(), code, title, self.to_string());
         (
             status,
-            [(header::CONTENT_TYPE, "application/problem+json")],
+            [(header::CONTENT_TYPE, PROBLEM_JSON)],
             Json(problem),
         )
             .into_response()

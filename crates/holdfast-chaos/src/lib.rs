@@ -1,12 +1,16 @@
 //! Fault injection for holdfast and any service on Redis: a TCP fault proxy
 //! with an HTTP control API ([`proxy`], [`control`]), scenarios that start a
-//! stack, play a timeline of faults under load and check invariants, and
-//! the reports of their runs ([`report`], [`html`]).
+//! stack ([`scenario`], [`stack`]), play a timeline of faults ([`faults`])
+//! under load and check invariants ([`runner`], [`invariants`]), and the
+//! reports of their runs ([`report`], [`report_page`]).
 
 pub mod control;
-pub mod html;
+mod durations;
+pub mod faults;
+pub mod invariants;
 pub mod proxy;
 pub mod report;
+pub mod report_page;
 pub mod runner;
 pub mod scenario;
 pub mod stack;

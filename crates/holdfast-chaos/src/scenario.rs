@@ -23,12 +23,16 @@
 //! short_at = "5s"
 //! short_for = "4s"
 //! ```
+//!
+//! A `[[fault]]` is a [`FaultStep`]: its window on the timeline here, its
+//! kind and the kind's fields in [`crate::faults`] (and in the README's
+//! table of fault kinds, which a test holds to the code).
 
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Serialize};
 
-use crate::proxy::Fault as ProxyFault;
+use crate::faults::FaultAction;
 
 /// The built-in scenarios: name and TOML text.
 pub const BUILT_IN: &[(&str, &str)] = &[
@@ -161,13 +165,13 @@ pub struct StackSpec {
     /// Put a fault proxy between the api and its database (not for SQLite).
     pub database_proxy: bool,
     /// Workers reclaim entries idle this long from a dead worker.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(with = "crate::durations::text")]
     pub claim_timeout: Duration,
     /// The api's cache TTL: short, so copies expire during the faults.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(with = "crate::durations::text")]
     pub cache_ttl: Duration,
     /// Simulated work per weather request.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(with = "crate::durations::text")]
     pub processing_time: Duration,
 }
 
@@ -192,10 +196,10 @@ impl Default for StackSpec {
 #[serde(deny_unknown_fields, default)]
 pub struct LoadPlan {
     /// Length of the load.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(with = "crate::durations::text")]
     pub duration: Duration,
     /// Length with `--short`.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(with = "crate::durations::text")]
     pub short_duration: Duration,
     /// `POST /WeatherForecast/city` per second (0: none).
     pub calls_per_sec: f64,
@@ -205,10 +209,10 @@ pub struct LoadPlan {
     pub reads_per_sec: f64,
     /// Deadline sent with every call (`x-timeout-ms`) and held against
     /// every answer.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(with = "crate::durations::text")]
     pub deadline: Duration,
     /// After the load, how long accepted jobs may take to finish.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(with = "crate::durations::text")]
     pub settle: Duration,
 }
 
@@ -231,10 +235,10 @@ impl Default for LoadPlan {
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Longest time, after a fault ends, until every load is healthy again.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(with = "crate::durations::text")]
     pub recovery: Duration,
     /// How far past its deadline an answer may come (the issue's "+1 s").
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(with = "crate::durations::text")]
     pub deadline_grace: Duration,
     /// Least share of reads answered 200 while a fault is active, percent.
     pub read_availability_percent: f64,
@@ -250,72 +254,9 @@ impl Default for Limits {
     }
 }
 
-/// Which proxy a proxy fault goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProxyTarget {
-    /// Between the roles and Redis (`stack.redis_proxy = true`).
-    Redis,
-    /// Between the api and its database (`stack.database_proxy = true`).
-    Database,
-}
-
-/// What a fault does.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum FaultAction {
-    /// SIGKILL to redis-server; restarted (same port, same files) when the
-    /// fault ends.
-    RedisKill,
-    /// Redis shut down cleanly (SIGTERM) and started again when it ends.
-    RedisStop,
-    /// Redis's password changes and every client is disconnected; the old
-    /// password is set again when it ends.
-    RedisPassword,
-    /// A proxy fault between a role and a dependency.
-    Proxy {
-        /// Which proxy.
-        target: ProxyTarget,
-        /// The fault, as the proxy's control API takes it.
-        fault: ProxyFault,
-    },
-    /// Workers killed with SIGKILL, one at random every `every`, each
-    /// restarted after `restart_after`.
-    WorkerKill {
-        /// Time between kills.
-        #[serde(deserialize_with = "de_duration")]
-        every: Duration,
-        /// Time a killed worker stays dead.
-        #[serde(deserialize_with = "de_duration")]
-        restart_after: Duration,
-    },
-}
-
-impl FaultAction {
-    /// Stable kind name, as written.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            FaultAction::RedisKill => "redis_kill",
-            FaultAction::RedisStop => "redis_stop",
-            FaultAction::RedisPassword => "redis_password",
-            FaultAction::Proxy { .. } => "proxy",
-            FaultAction::WorkerKill { .. } => "worker_kill",
-        }
-    }
-
-    /// Whether reads from the cache count against availability while it is
-    /// active (every fault here: none of them is allowed to fail a read).
-    pub fn takes_redis_away(&self) -> bool {
-        match self {
-            FaultAction::RedisKill | FaultAction::RedisStop | FaultAction::RedisPassword => true,
-            FaultAction::Proxy { target, .. } => *target == ProxyTarget::Redis,
-            FaultAction::WorkerKill { .. } => false,
-        }
-    }
-}
-
-/// One fault on the timeline.
-#[derive(Debug, Clone, Deserialize)]
+/// One fault on the timeline: what it does (its kind and fields, see
+/// [`crate::faults`]) and when.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FaultStep {
     /// Label for people (default: from the kind).
     #[serde(default)]
@@ -324,41 +265,25 @@ pub struct FaultStep {
     #[serde(flatten)]
     pub action: FaultAction,
     /// When it starts, from the start of the load.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(with = "crate::durations::text")]
     pub at: Duration,
     /// How long it lasts.
-    #[serde(rename = "for", deserialize_with = "de_duration")]
+    #[serde(rename = "for", with = "crate::durations::text")]
     pub lasts: Duration,
     /// `at` with `--short`.
-    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[serde(default, with = "crate::durations::optional_text")]
     pub short_at: Option<Duration>,
     /// `for` with `--short`.
-    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[serde(default, with = "crate::durations::optional_text")]
     pub short_for: Option<Duration>,
 }
 
 impl FaultStep {
     /// The label shown in reports.
     pub fn label(&self) -> String {
-        if let Some(name) = &self.name {
-            return name.clone();
-        }
-        match &self.action {
-            FaultAction::RedisKill => "redis SIGKILL".into(),
-            FaultAction::RedisStop => "redis stopped".into(),
-            FaultAction::RedisPassword => "redis password changed".into(),
-            FaultAction::Proxy { target, fault } => {
-                let kind = serde_json::to_value(fault)
-                    .ok()
-                    .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned))
-                    .unwrap_or_else(|| "fault".into());
-                let target = match target {
-                    ProxyTarget::Redis => "redis",
-                    ProxyTarget::Database => "database",
-                };
-                format!("{target} {kind}")
-            }
-            FaultAction::WorkerKill { .. } => "workers SIGKILL".into(),
+        match &self.name {
+            Some(name) => name.clone(),
+            None => self.action.default_label(),
         }
     }
 
@@ -441,44 +366,15 @@ impl Scenario {
             }
         }
         for step in &self.faults {
-            if let FaultAction::Proxy { target, .. } = &step.action {
-                let wired = match target {
-                    ProxyTarget::Redis => self.stack.redis_proxy,
-                    ProxyTarget::Database => self.stack.database_proxy,
-                };
-                if !wired {
-                    return fail(format!(
-                        "fault {:?} needs stack.{}_proxy = true",
-                        step.label(),
-                        match target {
-                            ProxyTarget::Redis => "redis",
-                            ProxyTarget::Database => "database",
-                        }
-                    ));
-                }
-            }
-            if matches!(step.action, FaultAction::RedisPassword)
-                && self.stack.redis_password.is_none()
-            {
-                return fail("a redis_password fault needs stack.redis_password".into());
-            }
+            step.action
+                .check_stack(&step.label(), &self.stack)
+                .or_else(fail)?;
         }
         if self.stack.database_proxy && self.stack.database == "sqlite" {
             return fail("an SQLite file cannot sit behind a proxy; use postgres or mysql".into());
         }
         Ok(())
     }
-}
-
-fn de_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
-    let raw = String::deserialize(de)?;
-    holdfast_core::parse_duration(&raw).map_err(serde::de::Error::custom)
-}
-
-fn de_opt_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
-    let raw = Option::<String>::deserialize(de)?;
-    raw.map(|r| holdfast_core::parse_duration(&r).map_err(serde::de::Error::custom))
-        .transpose()
 }
 
 #[cfg(test)]
@@ -497,11 +393,20 @@ mod tests {
         }
     }
 
+    /// Why a scenario named `x` with `body` after its name and description
+    /// is refused.
+    fn refusal(body: &str) -> String {
+        let text = format!("name = \"x\"\ndescription = \"y\"\n{body}");
+        match Scenario::parse("x", &text) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(err) => err.to_string(),
+        }
+    }
+
     #[test]
     fn a_fault_past_the_end_of_the_load_is_refused() {
-        let text = r#"
-            name = "x"
-            description = "y"
+        let err = refusal(
+            r#"
             [load]
             duration = "10s"
             short_duration = "5s"
@@ -509,30 +414,29 @@ mod tests {
             kind = "redis_kill"
             at = "8s"
             for = "5s"
-        "#;
-        let err = Scenario::parse("x", text).unwrap_err().to_string();
+        "#,
+        );
         assert!(err.contains("after the load"), "{err}");
     }
 
     #[test]
     fn a_proxy_fault_needs_its_proxy() {
-        let text = r#"
-            name = "x"
-            description = "y"
+        let err = refusal(
+            r#"
             [[fault]]
             kind = "proxy"
             target = "redis"
             fault = { kind = "blackhole" }
             at = "1s"
             for = "1s"
-        "#;
-        let err = Scenario::parse("x", text).unwrap_err().to_string();
+        "#,
+        );
         assert!(err.contains("redis_proxy"), "{err}");
     }
 
     #[test]
     fn unknown_fields_are_refused() {
-        let text = "name = \"x\"\ndescription = \"y\"\nworkres = 3\n";
-        assert!(Scenario::parse("x", text).is_err());
+        let err = refusal("workres = 3\n");
+        assert!(err.contains("workres"), "{err}");
     }
 }

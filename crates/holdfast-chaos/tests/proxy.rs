@@ -53,6 +53,32 @@ async fn redis_client(proxy: &Proxy) -> redis::aio::MultiplexedConnection {
     client
 }
 
+/// `SET key value` through `client`.
+async fn set(
+    client: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+    value: impl redis::ToRedisArgs + Send + Sync,
+) {
+    let () = redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .query_async(client)
+        .await
+        .unwrap_or_else(|error| panic!("SET {key}: {error}"));
+}
+
+/// `GET key` through `client`.
+async fn get<T: redis::FromRedisValue>(
+    client: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+) -> T {
+    redis::cmd("GET")
+        .arg(key)
+        .query_async(client)
+        .await
+        .unwrap_or_else(|error| panic!("GET {key}: {error}"))
+}
+
 async fn connect(proxy: &Proxy) -> TcpStream {
     let stream = TcpStream::connect(proxy.local_addr())
         .await
@@ -103,17 +129,8 @@ async fn without_faults_commands_pass_and_bytes_are_counted() {
     let mut client = redis_client(&proxy).await;
 
     let pong: String = redis::cmd("PING").query_async(&mut client).await.unwrap();
-    let () = redis::cmd("SET")
-        .arg("greeting")
-        .arg("hello")
-        .query_async(&mut client)
-        .await
-        .unwrap();
-    let value: String = redis::cmd("GET")
-        .arg("greeting")
-        .query_async(&mut client)
-        .await
-        .unwrap();
+    set(&mut client, "greeting", "hello").await;
+    let value: String = get(&mut client, "greeting").await;
 
     assert_eq!(pong, "PONG");
     assert_eq!(value, "hello");
@@ -173,19 +190,10 @@ async fn bandwidth_limits_a_large_write() {
         direction: Direction::Upstream,
     });
     let started = Instant::now();
-    let () = redis::cmd("SET")
-        .arg("big")
-        .arg(&value)
-        .query_async(&mut client)
-        .await
-        .unwrap();
+    set(&mut client, "big", &value).await;
     let took = started.elapsed();
     proxy.remove(limit);
-    let stored: Vec<u8> = redis::cmd("GET")
-        .arg("big")
-        .query_async(&mut client)
-        .await
-        .unwrap();
+    let stored: Vec<u8> = get(&mut client, "big").await;
 
     assert!(took >= Duration::from_millis(1500), "{took:?}");
     assert!(took < Duration::from_secs(4), "{took:?}");
@@ -301,17 +309,8 @@ async fn slicing_into_seven_byte_writes_keeps_a_large_value_intact() {
         delay_us: 0,
         direction: Direction::Both,
     });
-    let () = redis::cmd("SET")
-        .arg("sliced")
-        .arg(&value)
-        .query_async(&mut client)
-        .await
-        .unwrap();
-    let stored: Vec<u8> = redis::cmd("GET")
-        .arg("sliced")
-        .query_async(&mut client)
-        .await
-        .unwrap();
+    set(&mut client, "sliced", &value).await;
+    let stored: Vec<u8> = get(&mut client, "sliced").await;
 
     assert_eq!(stored, value);
 }
@@ -367,12 +366,7 @@ async fn latency_and_bandwidth_compose() {
         direction: Direction::Upstream,
     });
     let started = Instant::now();
-    let () = redis::cmd("SET")
-        .arg("both")
-        .arg(&value)
-        .query_async(&mut client)
-        .await
-        .unwrap();
+    set(&mut client, "both", &value).await;
     let took = started.elapsed();
 
     // About 0.5 s of upload plus 150 ms for the reply.
@@ -394,6 +388,14 @@ async fn shutdown_closes_connections_and_the_listener() {
         .await
         .expect_err("nothing listens");
     assert_eq!(error.kind(), std::io::ErrorKind::ConnectionRefused);
+}
+
+/// `DELETE url`.
+async fn delete(http: &reqwest::Client, url: &str) -> reqwest::Response {
+    http.delete(url)
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("DELETE {url} sent: {error}"))
 }
 
 /// The control API on a free port, as a base URL.
@@ -451,14 +453,7 @@ async fn the_control_api_creates_a_proxy_adds_and_removes_a_fault_and_deletes_it
         .as_u64()
         .unwrap();
 
-    let listed: serde_json::Value = http
-        .get(format!("{base}/proxies"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = holdfast_testkit::http::get_json(&http, &format!("{base}/proxies")).await;
     assert_eq!(
         listed[0]["faults"],
         serde_json::json!([{"id": id, "kind": "latency", "ms": 200, "jitter_ms": 50, "direction": "both"}])
@@ -469,39 +464,19 @@ async fn the_control_api_creates_a_proxy_adds_and_removes_a_fault_and_deletes_it
     let slowed = timed_ping(&mut through).await;
     assert!(slowed >= Duration::from_millis(250), "{slowed:?}");
 
-    let removed = http
-        .delete(format!("{base}/proxies/cache/faults/{id}"))
-        .send()
-        .await
-        .unwrap();
+    let removed = delete(&http, &format!("{base}/proxies/cache/faults/{id}")).await;
     assert_eq!(removed.status(), 204);
-    let removed_again = http
-        .delete(format!("{base}/proxies/cache/faults/{id}"))
-        .send()
-        .await
-        .unwrap();
+    let removed_again = delete(&http, &format!("{base}/proxies/cache/faults/{id}")).await;
     assert_eq!(removed_again.status(), 404);
     assert_eq!(
         removed_again.json::<serde_json::Value>().await.unwrap()["code"],
         "unknown_fault"
     );
 
-    let deleted = http
-        .delete(format!("{base}/proxies/cache"))
-        .send()
-        .await
-        .unwrap();
+    let deleted = delete(&http, &format!("{base}/proxies/cache")).await;
     assert_eq!(deleted.status(), 204);
-    let gone = http
-        .get(format!("{base}/proxies/cache"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(gone.status(), 404);
-    assert_eq!(gone.headers()["content-type"], "application/problem+json");
-    let problem: serde_json::Value = gone.json().await.unwrap();
-    assert_eq!(problem["code"], "unknown_proxy");
-    assert_eq!(problem["status"], 404);
+    let gone = holdfast_testkit::http::get(&http, &format!("{base}/proxies/cache")).await;
+    let problem = holdfast_testkit::http::problem(gone, 404, "unknown_proxy").await;
     assert!(
         problem["type"].is_string()
             && problem["title"].is_string()
@@ -533,25 +508,11 @@ async fn the_control_api_rejects_bad_faults_with_invalid_fault() {
     );
     let faults = format!("{base}/proxies/nowhere/faults");
 
-    let unknown_kind = http
-        .post(&faults)
-        .json(&serde_json::json!({"kind": "gremlins"}))
-        .send()
-        .await
-        .unwrap();
-    let not_json = http
-        .post(&faults)
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
-    let zero_rate = http
-        .post(&faults)
-        .json(&serde_json::json!({"kind": "bandwidth", "bytes_per_sec": 0}))
-        .send()
-        .await
-        .unwrap();
+    let add = |body| holdfast_testkit::http::send_json(&http, reqwest::Method::POST, &faults, body);
+
+    let unknown_kind = add(r#"{"kind": "gremlins"}"#).await;
+    let not_json = add("{not json").await;
+    let zero_rate = add(r#"{"kind": "bandwidth", "bytes_per_sec": 0}"#).await;
 
     assert_eq!(unknown_kind.status(), 422);
     assert_eq!(not_json.status(), 400);

@@ -121,6 +121,22 @@ fn utf8(field: &'static str, raw: &[u8]) -> Result<String, EnvelopeError> {
         })
 }
 
+/// The values of the fields named in `names`, in that order, out of an
+/// entry's `(name, value)` pairs; fields not named are ignored, so later
+/// versions may add fields. A field given twice keeps its last value.
+fn pick<'a, const N: usize>(
+    pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    names: [&str; N],
+) -> [Option<&'a [u8]>; N] {
+    let mut values = [None; N];
+    for (name, value) in pairs {
+        if let Some(slot) = names.iter().position(|n| n.as_bytes() == name) {
+            values[slot] = Some(value);
+        }
+    }
+    values
+}
+
 fn check_version(raw: Option<&[u8]>) -> Result<(), EnvelopeError> {
     match raw {
         None => Err(EnvelopeError::Missing(fields::VERSION)),
@@ -178,29 +194,30 @@ impl Envelope {
     where
         I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
     {
-        let mut version = None;
-        let mut id = None;
-        let mut kind = None;
-        let mut reply_to = None;
-        let mut deadline = None;
-        let mut traceparent = None;
-        let mut content_type = None;
-        let mut body = None;
-        let mut idempotency_key = None;
-        for (name, value) in pairs {
-            match name {
-                b"v" => version = Some(value),
-                b"id" => id = Some(value),
-                b"kind" => kind = Some(value),
-                b"reply_to" => reply_to = Some(value),
-                b"deadline_ms" => deadline = Some(value),
-                b"traceparent" => traceparent = Some(value),
-                b"content_type" => content_type = Some(value),
-                b"body" => body = Some(value),
-                b"idempotency_key" => idempotency_key = Some(value),
-                _ => {}
-            }
-        }
+        let [
+            version,
+            id,
+            kind,
+            reply_to,
+            deadline,
+            traceparent,
+            content_type,
+            body,
+            idempotency_key,
+        ] = pick(
+            pairs,
+            [
+                fields::VERSION,
+                fields::ID,
+                fields::KIND,
+                fields::REPLY_TO,
+                fields::DEADLINE_MS,
+                fields::TRACEPARENT,
+                fields::CONTENT_TYPE,
+                fields::BODY,
+                fields::IDEMPOTENCY_KEY,
+            ],
+        );
         check_version(version)?;
         let id = parse_id(id)?;
         let kind = match kind.ok_or(EnvelopeError::Missing(fields::KIND))? {
@@ -368,25 +385,18 @@ impl Reply {
     where
         I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
     {
-        let mut version = None;
-        let mut id = None;
-        let mut status = None;
-        let mut code = None;
-        let mut message = None;
-        let mut body = None;
-        let mut worker = None;
-        for (name, value) in pairs {
-            match name {
-                b"v" => version = Some(value),
-                b"id" => id = Some(value),
-                b"status" => status = Some(value),
-                b"code" => code = Some(value),
-                b"message" => message = Some(value),
-                b"body" => body = Some(value),
-                b"worker" => worker = Some(value),
-                _ => {}
-            }
-        }
+        let [version, id, status, code, message, body, worker] = pick(
+            pairs,
+            [
+                fields::VERSION,
+                fields::ID,
+                fields::STATUS,
+                fields::CODE,
+                fields::MESSAGE,
+                fields::BODY,
+                fields::WORKER,
+            ],
+        );
         check_version(version)?;
         let id = parse_id(id)?;
         let status = ReplyStatus::parse(status.ok_or(EnvelopeError::Missing(fields::STATUS))?)

@@ -67,11 +67,14 @@ pub struct Keys {
 
 impl Default for Keys {
     fn default() -> Self {
-        Self::new("hf")
+        Self::new(Self::DEFAULT_PREFIX)
     }
 }
 
 impl Keys {
+    /// The prefix of every key unless configured otherwise.
+    pub const DEFAULT_PREFIX: &str = "hf";
+
     /// The consumer group every worker of a topic joins.
     pub const GROUP: &'static str = "workers";
 

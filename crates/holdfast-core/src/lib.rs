@@ -14,6 +14,7 @@ mod envelope;
 mod ids;
 mod keys;
 pub mod metric_names;
+pub mod problem;
 
 pub use calendar::civil_date;
 pub use deadline::Deadline;
@@ -21,3 +22,4 @@ pub use duration::parse_duration;
 pub use envelope::{Envelope, EnvelopeError, Kind, PROTOCOL_VERSION, Reply, ReplyStatus, fields};
 pub use ids::{RequestId, RequestIdError};
 pub use keys::{Keys, Topic, TopicError};
+pub use problem::{PROBLEM_JSON, Problem};

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
+use holdfast_core::Problem;
 use http::header::CONTENT_TYPE;
 use tokio::time::{Instant, sleep, sleep_until, timeout_at};
 use tokio_util::sync::CancellationToken;
@@ -157,12 +158,10 @@ impl SlotStats {
             self.ok += 1;
             return true;
         }
-        let explained = answer.headers.get(CONTENT_TYPE).is_some_and(|value| {
-            value
-                .as_bytes()
-                .get(..PROBLEM_JSON.len())
-                .is_some_and(|prefix| prefix.eq_ignore_ascii_case(PROBLEM_JSON))
-        });
+        let explained = answer
+            .headers
+            .get(CONTENT_TYPE)
+            .is_some_and(|value| Problem::is_media_type(value.as_bytes()));
         self.unexplained += u64::from(!explained);
         false
     }
@@ -174,8 +173,6 @@ impl SlotStats {
         self.unexplained += 1;
     }
 }
-
-const PROBLEM_JSON: &[u8] = b"application/problem+json";
 
 async fn run_slot(shared: Arc<Shared>, slot: usize) -> SlotStats {
     let mut stats = SlotStats::new();

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use holdfast_load::{
     FailureKind, HealthCheck, Hook, LoadError, LoadReport, LoadSpec, Mode, Outcome, Stop,
 };
+use holdfast_testkit::net::SilentServer;
 use tokio_util::sync::CancellationToken;
 
 /// Serves `router` on a free loopback port; returns its base URL.
@@ -21,6 +22,19 @@ async fn serve(router: Router) -> String {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     format!("http://{addr}")
+}
+
+/// Answers `ok` to every `GET /`, after `delay`.
+fn answers_ok_after(delay: Duration) -> Router {
+    Router::new().route(
+        "/",
+        get(move || async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            "ok"
+        }),
+    )
 }
 
 fn spec(url: &str, mode: Mode, stop: Stop) -> LoadSpec {
@@ -128,14 +142,7 @@ async fn problem_json_errors_are_explained() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn percentiles_of_a_20_ms_server_are_20_ms_within_precision() {
-    let url = serve(Router::new().route(
-        "/",
-        get(|| async {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            "ok"
-        }),
-    ))
-    .await;
+    let url = serve(answers_ok_after(Duration::from_millis(20))).await;
 
     let report = holdfast_load::run(spec(&url, Mode::Concurrency(4), requests(100)))
         .await
@@ -152,7 +159,7 @@ async fn percentiles_of_a_20_ms_server_are_20_ms_within_precision() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_mode_sends_200_per_second_for_2_seconds() {
-    let url = serve(Router::new().route("/", get(|| async { "ok" }))).await;
+    let url = serve(answers_ok_after(Duration::ZERO)).await;
     let mode = Mode::Rate {
         per_sec: 200.0,
         max_in_flight: 16,
@@ -221,9 +228,7 @@ async fn a_closed_model_does_not_see_the_wait_behind_a_stall() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_port_fails_every_request_with_connect() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    drop(listener);
+    let url = format!("http://127.0.0.1:{}/", holdfast_testkit::free_port());
 
     let report = holdfast_load::run(spec(&url, Mode::Concurrency(2), requests(50)))
         .await
@@ -239,14 +244,8 @@ async fn a_closed_port_fails_every_request_with_connect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_never_answers_times_out() {
     // Accepts connections and keeps them, silent.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
+    let silent = SilentServer::start().await;
+    let url = format!("http://127.0.0.1:{}/", silent.port());
     let mut load = spec(&url, Mode::Concurrency(2), requests(4));
     load.timeout = Duration::from_millis(200);
 
@@ -261,14 +260,7 @@ async fn a_server_that_never_answers_times_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_token_ends_the_run_and_the_timeline_has_one_entry_per_second() {
-    let url = serve(Router::new().route(
-        "/",
-        get(|| async {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-            "ok"
-        }),
-    ))
-    .await;
+    let url = serve(answers_ok_after(Duration::from_millis(2))).await;
     let cancel = CancellationToken::new();
     let stop = Stop {
         cancel: Some(cancel.clone()),
@@ -376,7 +368,7 @@ async fn a_health_url_that_never_answers_2xx_fails_the_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_target_is_loaded_after_its_check() {
-    let url = serve(Router::new().route("/", get(|| async { "ok" }))).await;
+    let url = serve(answers_ok_after(Duration::ZERO)).await;
     let mut load = spec(&url, Mode::Sequential, requests(10));
     load.health_check = Some(HealthCheck {
         url: url.clone(),

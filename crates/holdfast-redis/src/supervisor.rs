@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use holdfast_core::{Deadline, metric_names};
 use holdfast_resilience::backoff::Backoff;
+use holdfast_resilience::Tasks;
 use holdfast_resilience::breaker::{BreakerConfig, CircuitBreaker};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, FromRedisValue, RedisResult};
@@ -51,6 +52,9 @@ pub struct RedisConfig {
 }
 
 impl RedisConfig {
+    /// The Redis a role connects to unless configured otherwise.
+    pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/";
+
     /// Defaults for the given URL.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
@@ -170,6 +174,9 @@ struct Inner {
     wake: Notify,
     /// Scripts to load after every connect, so pipelined EVALSHA works.
     scripts: Mutex<Vec<redis::Script>>,
+    /// The owner of the supervisor and of every task spawned on this
+    /// handle's behalf; the role that started Redis stops and awaits them.
+    tasks: Tasks,
 }
 
 /// A cloneable handle onto one supervised Redis connection.
@@ -189,8 +196,10 @@ impl std::fmt::Debug for Redis {
 impl Redis {
     /// Starts the supervisor and returns at once; the first connection is
     /// made in the background (use [`Redis::wait_ready`] to wait for it).
-    /// The supervisor stops when `shutdown` is cancelled.
-    pub fn start(cfg: RedisConfig, shutdown: CancellationToken) -> Result<Self, RedisError> {
+    /// The supervisor is one of `tasks` (a [`Tasks`], or only a stop token)
+    /// and stops when they are asked to stop.
+    pub fn start(cfg: RedisConfig, tasks: impl Into<Tasks>) -> Result<Self, RedisError> {
+        let tasks = tasks.into();
         let client = if cfg.enabled {
             Some(open_client(&cfg.url).map_err(RedisError::Server)?)
         } else {
@@ -218,20 +227,30 @@ impl Redis {
             wake: Notify::new(),
             scripts: Mutex::new(Vec::new()),
             cfg,
+            tasks,
         });
         metrics::gauge!(metric_names::REDIS_STATE).set(initial.gauge());
         if inner.cfg.enabled {
             // The supervisor lives until shutdown; it holds the only strong
             // reference besides the handles, so nothing else must stop it.
-            tokio::spawn(supervise(inner.clone(), shutdown));
+            let shutdown = inner.tasks.stop_token();
+            inner.tasks.spawn(supervise(inner.clone(), shutdown));
         }
         Ok(Self { inner })
     }
 
     /// A handle that is switched off: every call fails with `Disabled`.
     pub fn disabled() -> Self {
-        Self::start(RedisConfig::disabled(), CancellationToken::new())
+        Self::start(RedisConfig::disabled(), Tasks::new())
             .expect("a disabled configuration opens no client")
+    }
+
+    /// The owner of the tasks started on this handle's behalf: work that
+    /// exists only to bring something to Redis (a cache's deferred
+    /// invalidations) is spawned here, so the role stops and awaits it
+    /// with the supervisor.
+    pub fn tasks(&self) -> &Tasks {
+        &self.inner.tasks
     }
 
     /// The configuration in use.
@@ -292,7 +311,7 @@ impl Redis {
         }
         if let Some(conn) = self.inner.conn.read().expect("conn lock poisoned").clone() {
             let script = script.clone();
-            tokio::spawn(async move {
+            self.inner.tasks.spawn(async move {
                 let mut conn = conn;
                 let _ = script.load_async(&mut conn).await;
             });

@@ -11,6 +11,9 @@
 //!   the [`budget`] says retries are not multiplying load and the deadline
 //!   leaves room for another attempt.
 //!
+//! [`tasks`] gives every background task an owner that stops it and waits
+//! for it.
+//!
 //! All time comes from [`tokio::time::Instant`], so tests run in virtual time.
 
 #![warn(missing_docs)]
@@ -20,6 +23,7 @@ pub mod breaker;
 pub mod budget;
 pub mod deadline;
 pub mod retry;
+pub mod tasks;
 
 pub use backoff::Backoff;
 pub use breaker::{
@@ -29,3 +33,4 @@ pub use breaker::{
 pub use budget::RetryBudget;
 pub use deadline::{DeadlineExceeded, remaining, within};
 pub use retry::retry;
+pub use tasks::Tasks;

@@ -58,7 +58,7 @@ async fn metrics() -> Response {
     (
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
+            holdfast_telemetry::exposition::CONTENT_TYPE,
         )],
         holdfast_telemetry::render(),
     )

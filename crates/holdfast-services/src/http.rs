@@ -1,5 +1,6 @@
-//! The middleware stack every listener shares, and serving with graceful
-//! shutdown.
+//! The middleware stack every listener shares, serving with graceful
+//! shutdown, and the few pieces of HTTP the roles have in common (the
+//! listener defaults, answers that carry a `Location`).
 //!
 //! Order of the stack (the first listed sees the request first):
 //! 1. error mapping: bare error responses get a problem+json body;
@@ -14,19 +15,22 @@
 //!    rather than a queue that grows without bound.
 
 use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt;
+use axum::{Json, Router};
 use holdfast_core::metric_names;
+use holdfast_resilience::Tasks;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -46,17 +50,42 @@ pub struct StackConfig {
     pub max_in_flight: usize,
 }
 
+impl StackConfig {
+    /// Largest request body unless configured otherwise: 64 KiB, far above
+    /// any request the roles take.
+    pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+    /// Longest a request may take unless configured otherwise.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Requests handled at once unless configured otherwise.
+    pub const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
+}
+
 impl Default for StackConfig {
     fn default() -> Self {
         Self {
-            body_limit: 64 * 1024,
-            timeout: Duration::from_secs(30),
-            max_in_flight: 10_000,
+            body_limit: Self::DEFAULT_BODY_LIMIT,
+            timeout: Self::DEFAULT_TIMEOUT,
+            max_in_flight: Self::DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }
 
+/// `0.0.0.0:port`: how the roles listen unless configured otherwise.
+pub(crate) const fn every_interface(port: u16) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))
+}
+
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// `status` with `body` as JSON and a `Location` header naming where the
+/// new thing (an order, a user, a job's status) can be read.
+pub(crate) fn located(status: StatusCode, location: &str, body: impl serde::Serialize) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    if let Ok(location) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
 
 /// Wraps `router` in the stack described in the module docs.
 pub fn stack(router: Router, cfg: &StackConfig) -> Router {
@@ -66,7 +95,7 @@ pub fn stack(router: Router, cfg: &StackConfig) -> Router {
             .layer(middleware::from_fn(bare_errors_as_problems))
             .layer(CatchPanicLayer::custom(|_panic| {
                 tracing::error!("request handler panicked");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into_response()
+                ApiError::internal("internal error").into_response()
             }))
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
@@ -125,28 +154,42 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     response
 }
 
+/// How long a stopping role waits for its background tasks (Redis
+/// supervisor, reply reader, cache listeners and loads, admin listener)
+/// once it has stopped serving.
+pub const TASK_GRACE: Duration = Duration::from_secs(5);
+
+/// Asks a role's background tasks to stop and waits for them, at most
+/// [`TASK_GRACE`]; a task still running then is logged and left to end with
+/// the process.
+pub async fn stop_tasks(role: &'static str, tasks: &Tasks) {
+    if !tasks.stop_and_wait(TASK_GRACE).await {
+        tracing::warn!(
+            role,
+            running = tasks.running(),
+            grace = ?TASK_GRACE,
+            "background tasks still running after the grace period"
+        );
+    }
+}
+
 /// Serves a role: its public listener until `shutdown` is cancelled (then
 /// `draining` is set, new connections are refused and requests in progress
-/// finish), and its admin listener until the public one has drained, so
-/// probes see the drain. Cancels `background` at the end, which stops the
-/// admin listener and the role's background tasks.
+/// finish), and its admin listener, one of `tasks`, until the public one
+/// has drained, so probes see the drain. Then stops and awaits `tasks`,
+/// the admin listener and the role's background tasks.
 pub async fn serve_role(
     role: &'static str,
     listener: TcpListener,
     app: Router,
     admin: Option<(TcpListener, Router)>,
     draining: Arc<std::sync::atomic::AtomicBool>,
-    shutdown: tokio_util::sync::CancellationToken,
-    background: tokio_util::sync::CancellationToken,
+    shutdown: CancellationToken,
+    tasks: Tasks,
 ) -> std::io::Result<()> {
-    let admin_task = admin.map(|(listener, router)| {
-        let stop = background.clone();
-        tokio::spawn(serve(
-            listener,
-            router,
-            async move { stop.cancelled().await },
-        ))
-    });
+    if let Some((listener, router)) = admin {
+        serve_admin(listener, router, &tasks);
+    }
     let result = serve(listener, app, async move {
         shutdown.cancelled().await;
         draining.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -156,11 +199,19 @@ pub async fn serve_role(
         );
     })
     .await;
-    background.cancel();
-    if let Some(task) = admin_task {
-        let _ = task.await;
-    }
+    stop_tasks(role, &tasks).await;
     result
+}
+
+/// Serves an admin listener as one of `tasks`, until they are asked to
+/// stop; a failure is logged (the role goes on without its probes).
+pub fn serve_admin(listener: TcpListener, router: Router, tasks: &Tasks) {
+    let stop = tasks.stop_token();
+    tasks.spawn(async move {
+        if let Err(err) = serve(listener, router, stop.cancelled_owned()).await {
+            tracing::error!(error = %err, "the admin listener failed");
+        }
+    });
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets

@@ -2,8 +2,9 @@
 //!
 //! `POST /WeatherForecast/city` becomes a call on the weather topic and
 //! waits for the reply until the request's deadline; `POST /jobs/weather`
-//! queues a job and answers `202` at once with its id. How replies map to
-//! HTTP:
+//! queues a job and answers `202` at once with its id. How replies and
+//! failures map to HTTP (the failures' side is decided in
+//! [`crate::problem`]):
 //!
 //! | outcome | status |
 //! | --- | --- |
@@ -27,7 +28,8 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use holdfast_core::{Deadline, Keys, Reply, ReplyStatus, RequestId, Topic};
 use holdfast_redis::{ConnState, Redis, RedisConfig};
-use holdfast_streams::{CallError, CallOptions, Caller, CallerConfig};
+use holdfast_resilience::Tasks;
+use holdfast_streams::{CallOptions, Caller, CallerConfig};
 use serde::Serialize;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -38,8 +40,13 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::health::{HealthCheck, admin_router, health_routes};
-use crate::http::{StackConfig, serve_role, stack};
-use crate::problem::{ApiError, ApiJson, Problem};
+use crate::http::{StackConfig, every_interface, located, serve_role, stack};
+use crate::problem::responses::{
+    BadGateway, BadRequest, GatewayTimeout, NotFound, ServiceUnavailable, TooManyRequests,
+    UnprocessableEntity,
+};
+use crate::problem::{ApiError, ApiJson, PROBLEM_JSON, Problem};
+use crate::start::{StartError, bind};
 use crate::weather::{Forecast, WeatherRequest, WeatherRequestBody};
 
 /// Longest a job may wait for a worker.
@@ -51,9 +58,10 @@ pub const TIMEOUT_HEADER: &str = "x-timeout-ms";
 /// Settings of the ingress role.
 #[derive(Clone, Debug)]
 pub struct IngressSettings {
-    /// Public listener (default `0.0.0.0:5009`).
+    /// Public listener (default [`Self::DEFAULT_LISTEN`]).
     pub listen: SocketAddr,
-    /// Admin listener for `/health*` and `/metrics`; `None` serves none.
+    /// Admin listener for `/health*` and `/metrics` (default
+    /// [`Self::DEFAULT_ADMIN_LISTEN`]); `None` serves none.
     pub admin_listen: Option<SocketAddr>,
     /// Redis connection.
     pub redis: RedisConfig,
@@ -61,37 +69,66 @@ pub struct IngressSettings {
     pub keys: Keys,
     /// Partitions per topic.
     pub partitions: u16,
-    /// The topic weather requests go to.
+    /// The topic weather requests go to (default [`Self::DEFAULT_TOPIC`]).
     pub topic: Topic,
-    /// Deadline of a request that names none.
+    /// Deadline of a request that names none (default
+    /// [`Self::DEFAULT_TIMEOUT`]).
     pub default_timeout: Duration,
-    /// Largest deadline a request may ask for.
+    /// Largest deadline a request may ask for (default
+    /// [`Self::DEFAULT_MAX_TIMEOUT`]).
     pub max_timeout: Duration,
-    /// Per-topic backlog limit; beyond it requests get 429.
+    /// Per-topic backlog limit; beyond it requests get 429 (default
+    /// [`Self::DEFAULT_BACKLOG_LIMIT`]).
     pub backlog_limit: Option<u64>,
     /// Middleware limits (body size, in-flight cap).
     pub stack: StackConfig,
 }
 
 impl IngressSettings {
+    /// Port of the public listener unless configured otherwise.
+    pub const DEFAULT_PORT: u16 = 5009;
+    /// Port of the admin listener unless configured otherwise.
+    pub const DEFAULT_ADMIN_PORT: u16 = 5011;
+    /// The public listener unless configured otherwise: every interface.
+    pub const DEFAULT_LISTEN: SocketAddr = every_interface(Self::DEFAULT_PORT);
+    /// The admin listener unless configured otherwise: every interface.
+    pub const DEFAULT_ADMIN_LISTEN: SocketAddr = every_interface(Self::DEFAULT_ADMIN_PORT);
+    /// The topic of weather requests: the seed demo's.
+    pub const DEFAULT_TOPIC: &str = crate::weather::TOPIC;
+    /// Deadline of a request that names none.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Largest deadline a request may ask for.
+    pub const DEFAULT_MAX_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Requests waiting in a topic (lag plus pending) beyond which new ones
+    /// get 429.
+    pub const DEFAULT_BACKLOG_LIMIT: u64 = 10_000;
+    /// Largest request body, in bytes.
+    pub const DEFAULT_BODY_LIMIT: usize = StackConfig::DEFAULT_BODY_LIMIT;
+
     /// Defaults for the given Redis.
     pub fn new(redis: RedisConfig) -> Self {
         Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 5009)),
-            admin_listen: Some(SocketAddr::from(([0, 0, 0, 0], 5011))),
+            listen: Self::DEFAULT_LISTEN,
+            admin_listen: Some(Self::DEFAULT_ADMIN_LISTEN),
             redis,
             keys: Keys::default(),
             partitions: 1,
-            topic: Topic::parse("weather").expect("valid topic"),
-            default_timeout: Duration::from_secs(10),
-            max_timeout: Duration::from_secs(60),
-            backlog_limit: Some(10_000),
-            // The listener's own limit must not cut a request short of the
-            // longest deadline it may ask for.
-            stack: StackConfig {
-                timeout: Duration::from_secs(61),
-                ..StackConfig::default()
-            },
+            topic: Topic::parse(Self::DEFAULT_TOPIC).expect("the default topic is valid"),
+            default_timeout: Self::DEFAULT_TIMEOUT,
+            max_timeout: Self::DEFAULT_MAX_TIMEOUT,
+            backlog_limit: Some(Self::DEFAULT_BACKLOG_LIMIT),
+            stack: Self::stack_for(Self::DEFAULT_MAX_TIMEOUT, Self::DEFAULT_BODY_LIMIT),
+        }
+    }
+
+    /// Middleware limits for requests that may wait up to `max_timeout`:
+    /// the listener's own limit must not cut a request short of the longest
+    /// deadline it may ask for, so it is a second longer.
+    pub fn stack_for(max_timeout: Duration, body_limit: usize) -> StackConfig {
+        StackConfig {
+            body_limit,
+            timeout: max_timeout + Duration::from_secs(1),
+            ..StackConfig::default()
         }
     }
 }
@@ -209,104 +246,73 @@ fn call_options(state: &IngressState, headers: &HeaderMap) -> Result<CallOptions
     Ok(opts)
 }
 
-fn refuse_if_draining(state: &IngressState) -> Result<(), ApiError> {
-    if state.draining.load(Ordering::Relaxed) {
-        return Err(ApiError::unavailable(
-            "shutting_down",
-            "this instance is shutting down",
-            Duration::from_secs(1),
-        ));
-    }
-    Ok(())
-}
-
-fn call_error(err: CallError) -> ApiError {
-    match err {
-        CallError::Backlog { backlog, limit } => ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "backlog_full",
-            format!("the topic has {backlog} requests waiting (limit {limit}); try again later"),
-        )
-        .retry_after(Duration::from_secs(1)),
-        CallError::Redis(e) => {
-            tracing::warn!(error = %e, "call failed: redis");
-            ApiError::unavailable(
-                "redis_unavailable",
-                "the request could not be queued because Redis is unavailable",
-                e.retry_after().unwrap_or(Duration::from_secs(1)),
-            )
-        }
-        CallError::DeadlineExceeded => ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "deadline_exceeded",
-            "no reply before the deadline",
-        ),
-        CallError::ShuttingDown => ApiError::unavailable(
-            "shutting_down",
-            "this instance is shutting down",
-            Duration::from_secs(1),
-        ),
-    }
+/// A reply that is not `ok`, as problem details that also name the
+/// request, so a client can find it in the workers' logs.
+#[derive(Serialize)]
+struct ReplyProblem {
+    #[serde(flatten)]
+    problem: Problem,
+    request_id: String,
 }
 
 fn reply_response(reply: Reply) -> Response {
-    let code =
-        |r: &Reply, default: &'static str| r.code.clone().unwrap_or_else(|| default.to_owned());
-    match reply.status {
-        ReplyStatus::Ok => (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            reply.body,
-        )
-            .into_response(),
-        status => {
-            let (http, fallback) = match status {
-                ReplyStatus::Error => (StatusCode::UNPROCESSABLE_ENTITY, "rejected"),
-                ReplyStatus::Expired => (StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded"),
-                _ => (StatusCode::BAD_GATEWAY, "dead_letter"),
-            };
-            let body = json!({
-                "type": format!("https://holdfast.invalid/problems/{}", code(&reply, fallback)),
-                "title": http.canonical_reason().unwrap_or("Error"),
-                "status": http.as_u16(),
-                "detail": reply.message.clone().unwrap_or_default(),
-                "code": code(&reply, fallback),
-                "request_id": reply.id.to_string(),
-            });
-            let mut response = (http, Json(body)).into_response();
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(crate::problem::PROBLEM_JSON),
-            );
-            response
+    let (http, fallback) = match reply.status {
+        ReplyStatus::Ok => {
+            return (
+                StatusCode::OK,
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                reply.body,
+            )
+                .into_response();
         }
-    }
+        ReplyStatus::Error => (StatusCode::UNPROCESSABLE_ENTITY, "rejected"),
+        ReplyStatus::Expired => (StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded"),
+        _ => (StatusCode::BAD_GATEWAY, "dead_letter"),
+    };
+    let body = ReplyProblem {
+        problem: Problem::new(
+            http.as_u16(),
+            reply.code.as_deref().unwrap_or(fallback),
+            http.canonical_reason().unwrap_or("Error"),
+            reply.message.unwrap_or_default(),
+        ),
+        request_id: reply.id.to_string(),
+    };
+    let mut response = (http, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    response
 }
 
-/// Parses a weather request and encodes it for the stream.
-fn weather_payload(body: WeatherRequestBody) -> Result<Bytes, ApiError> {
-    let req = WeatherRequest::try_from(body).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            e.to_string(),
-        )
-    })?;
-    serde_json::to_vec(&req.to_body())
+/// What every weather request goes through before it is queued: refused
+/// while this instance drains, parsed and encoded for the stream, and its
+/// deadline, trace context and idempotency key read from the headers.
+fn weather_call(
+    state: &IngressState,
+    headers: &HeaderMap,
+    body: WeatherRequestBody,
+) -> Result<(Bytes, CallOptions), ApiError> {
+    if state.draining.load(Ordering::Relaxed) {
+        return Err(ApiError::shutting_down());
+    }
+    let request = WeatherRequest::try_from(body)?;
+    let payload = serde_json::to_vec(&request.to_body())
         .map(Bytes::from)
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "could not encode the request",
-            )
-        })
+        .map_err(|_| ApiError::internal("could not encode the request"))?;
+    Ok((payload, call_options(state, headers)?))
 }
 
 /// Forecast for a city, answered by a worker over the stream.
+///
+/// 400 for malformed JSON or a bad `x-timeout-ms` (`invalid_timeout`); 422
+/// for an invalid request, or the handler's code when the worker refused
+/// it; 429 `backlog_full`; 502 `dead_letter` when it was dead-lettered; 503
+/// when Redis is unavailable (`redis_unavailable`) or this instance is
+/// shutting down; 504 when the deadline passed.
 #[utoipa::path(
     post,
     path = "/WeatherForecast/city",
@@ -314,12 +320,12 @@ fn weather_payload(body: WeatherRequestBody) -> Result<Bytes, ApiError> {
     params(("x-timeout-ms" = Option<u64>, Header, description = "Deadline in milliseconds from now")),
     responses(
         (status = 200, description = "The forecast", body = Forecast),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Backlog full", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "Dead-lettered", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Redis unavailable", body = Problem, content_type = "application/problem+json"),
-        (status = 504, description = "Deadline passed", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        UnprocessableEntity,
+        TooManyRequests,
+        BadGateway,
+        ServiceUnavailable,
+        GatewayTimeout,
     )
 )]
 async fn weather_city(
@@ -327,14 +333,8 @@ async fn weather_city(
     headers: HeaderMap,
     ApiJson(body): ApiJson<WeatherRequestBody>,
 ) -> Result<Response, ApiError> {
-    refuse_if_draining(&state)?;
-    let payload = weather_payload(body)?;
-    let opts = call_options(&state, &headers)?;
-    let reply = state
-        .caller
-        .call(&state.topic, payload, opts)
-        .await
-        .map_err(call_error)?;
+    let (payload, opts) = weather_call(&state, &headers, body)?;
+    let reply = state.caller.call(&state.topic, payload, opts).await?;
     Ok(reply_response(reply))
 }
 
@@ -348,15 +348,18 @@ struct JobAccepted {
 }
 
 /// Queues a forecast job; answers at once.
+///
+/// 422 for an invalid request; 429 `backlog_full`; 503 when Redis is
+/// unavailable (`redis_unavailable`) or this instance is shutting down.
 #[utoipa::path(
     post,
     path = "/jobs/weather",
     request_body = WeatherRequestBody,
     responses(
         (status = 202, description = "Queued", body = JobAccepted),
-        (status = 422, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Backlog full", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Redis unavailable", body = Problem, content_type = "application/problem+json"),
+        UnprocessableEntity,
+        TooManyRequests,
+        ServiceUnavailable,
     )
 )]
 async fn enqueue_weather_job(
@@ -364,9 +367,7 @@ async fn enqueue_weather_job(
     headers: HeaderMap,
     ApiJson(body): ApiJson<WeatherRequestBody>,
 ) -> Result<Response, ApiError> {
-    refuse_if_draining(&state)?;
-    let payload = weather_payload(body)?;
-    let mut opts = call_options(&state, &headers)?;
+    let (payload, mut opts) = weather_call(&state, &headers, body)?;
     // A job may wait in the queue much longer than a call: up to an hour,
     // whether or not the client names a deadline.
     opts.deadline = Deadline::after(requested_timeout(
@@ -377,32 +378,27 @@ async fn enqueue_weather_job(
     let id = state
         .caller
         .enqueue_job(&state.topic, payload, opts)
-        .await
-        .map_err(call_error)?;
+        .await?;
     let status_url = format!("/jobs/weather/{id}");
-    let mut response = (
-        StatusCode::ACCEPTED,
-        Json(JobAccepted {
-            id: id.to_string(),
-            status_url: status_url.clone(),
-        }),
-    )
-        .into_response();
-    if let Ok(location) = HeaderValue::from_str(&status_url) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    Ok(response)
+    let accepted = JobAccepted {
+        id: id.to_string(),
+        status_url: status_url.clone(),
+    };
+    Ok(located(StatusCode::ACCEPTED, &status_url, accepted))
 }
 
 /// A job's status and, when done, its result.
+///
+/// 400 `invalid_id` when the id is not a job id; 404 when the job is
+/// unknown or expired.
 #[utoipa::path(
     get,
     path = "/jobs/weather/{id}",
     params(("id" = String, Path, description = "Job id")),
     responses(
         (status = 200, description = "Status and result"),
-        (status = 400, description = "Not a job id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown or expired", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        NotFound,
     )
 )]
 async fn job_status(
@@ -416,14 +412,7 @@ async fn job_status(
         .caller
         .job(&state.topic, &id)
         .await
-        .map_err(|e| match e {
-            CallError::Redis(e) => ApiError::unavailable(
-                "redis_unavailable",
-                "the job's status cannot be read because Redis is unavailable",
-                e.retry_after().unwrap_or(Duration::from_secs(1)),
-            ),
-            other => call_error(other),
-        })?
+        .map_err(ApiError::job_unreadable)?
         .ok_or_else(|| ApiError::not_found("no such job (unknown or expired)"))?;
     let result = record.result.as_ref().map(|r| {
         serde_json::from_slice::<serde_json::Value>(r)
@@ -446,26 +435,30 @@ pub struct Ingress {
     admin: Option<TcpListener>,
     state: IngressState,
     stack: StackConfig,
-    background: CancellationToken,
+    /// The owner of the Redis supervisor and the caller's reader,
+    /// keep-alive and backlog watch; stopped and awaited after the drain.
+    tasks: Tasks,
 }
 
 impl Ingress {
     /// Binds the listeners (port 0 picks a free one) and starts the caller.
-    pub async fn build(settings: IngressSettings) -> std::io::Result<Self> {
+    ///
+    /// # Errors
+    /// A listener cannot be bound, or the Redis settings are unusable.
+    pub async fn build(settings: IngressSettings) -> Result<Self, StartError> {
         // Install the recorder before anything records, or early figures are lost.
         let _ = holdfast_telemetry::metrics_handle();
-        let listener = TcpListener::bind(settings.listen).await?;
+        let listener = bind(settings.listen).await?;
         let admin = match settings.admin_listen {
-            Some(addr) => Some(TcpListener::bind(addr).await?),
+            Some(addr) => Some(bind(addr).await?),
             None => None,
         };
-        let background = CancellationToken::new();
-        let redis = Redis::start(settings.redis.clone(), background.clone())
-            .map_err(std::io::Error::other)?;
+        let tasks = Tasks::new();
+        let redis = Redis::start(settings.redis.clone(), &tasks)?;
         let mut caller_cfg = CallerConfig::new(settings.keys.clone());
         caller_cfg.partitions = settings.partitions;
         caller_cfg.backlog_limit = settings.backlog_limit;
-        let caller = Caller::start(redis.clone(), caller_cfg, background.clone());
+        let caller = Caller::start(redis.clone(), caller_cfg, &tasks);
         caller.watch_backlog(&settings.topic);
         let state = IngressState {
             caller,
@@ -480,7 +473,7 @@ impl Ingress {
             admin,
             state,
             stack: settings.stack,
-            background,
+            tasks,
         })
     }
 
@@ -518,7 +511,7 @@ impl Ingress {
             admin,
             draining,
             shutdown,
-            self.background,
+            self.tasks,
         )
         .await
     }

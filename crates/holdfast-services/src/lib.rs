@@ -10,8 +10,9 @@
 //! - [`exporter`]: one Prometheus endpoint for what lives in Redis: the
 //!   metric aggregates every role flushes, Redis essentials and topics;
 //! - [`http`], [`problem`], [`health`]: what every listener shares: one
-//!   middleware stack, `application/problem+json` errors, health endpoints
-//!   and `/metrics`;
+//!   middleware stack, `application/problem+json` errors (and their
+//!   OpenAPI responses), health endpoints and `/metrics`;
+//! - [`start`]: why a role could not start;
 //! - [`weather`]: the seed demo's domain (request validation and a
 //!   deterministic fake forecast).
 
@@ -23,6 +24,7 @@ pub mod health;
 pub mod http;
 pub mod ingress;
 pub mod problem;
+pub mod start;
 pub mod warm_up;
 pub mod weather;
 pub mod worker;

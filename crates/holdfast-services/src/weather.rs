@@ -13,6 +13,10 @@ use holdfast_streams::{Handler, HandlerError, Request};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// The topic of the seed demo's weather requests, where the ingress sends
+/// them and the workers serve them unless told otherwise.
+pub const TOPIC: &str = "weather";
+
 /// The JSON body of `POST /WeatherForecast/city`, as received.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]

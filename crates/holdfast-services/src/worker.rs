@@ -8,27 +8,55 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use holdfast_core::{Keys, Topic};
 use holdfast_redis::{ConnState, Redis, RedisConfig};
+use holdfast_resilience::Tasks;
 use holdfast_streams::{Handler, Worker, WorkerConfig, WorkerStatus};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::health::{HealthCheck, admin_router};
-use crate::http::serve;
+use crate::http::{every_interface, serve_admin, stop_tasks};
+use crate::start::{StartError, bind};
 use crate::weather::{EffectLedger, WeatherHandler};
 
 /// Settings of the worker role.
 #[derive(Clone, Debug)]
 pub struct WorkerSettings {
-    /// Admin listener for `/health*` and `/metrics` (default `0.0.0.0:5010`).
+    /// Admin listener for `/health*` and `/metrics` (default
+    /// [`Self::DEFAULT_ADMIN_LISTEN`]).
     pub admin_listen: SocketAddr,
     /// Redis connection.
     pub redis: RedisConfig,
     /// Stream worker settings (topic, concurrency, consumer name, timeouts).
     pub worker: WorkerConfig,
-    /// Simulated processing time of the weather handler.
+    /// Simulated processing time of the weather handler (default
+    /// [`Self::DEFAULT_PROCESSING_TIME`]).
     pub processing_time: Duration,
+}
+
+impl WorkerSettings {
+    /// Port of the admin listener unless configured otherwise.
+    pub const DEFAULT_ADMIN_PORT: u16 = 5010;
+    /// The admin listener unless configured otherwise: every interface.
+    pub const DEFAULT_ADMIN_LISTEN: SocketAddr = every_interface(Self::DEFAULT_ADMIN_PORT);
+    /// The topic served: the weather demo's.
+    pub const DEFAULT_TOPIC: &str = crate::weather::TOPIC;
+    /// Simulated processing time of the weather handler.
+    pub const DEFAULT_PROCESSING_TIME: Duration = Duration::from_millis(50);
+
+    /// Defaults for a worker of `topic` under `keys` on the given Redis.
+    pub fn new(redis: RedisConfig, keys: Keys, topic: Topic) -> Self {
+        // The stream worker's own defaults (concurrency, claim timeout,
+        // deliveries, drain, stall) are `WorkerConfig::DEFAULT_*`.
+        Self {
+            admin_listen: Self::DEFAULT_ADMIN_LISTEN,
+            redis,
+            worker: WorkerConfig::new(keys, topic),
+            processing_time: Self::DEFAULT_PROCESSING_TIME,
+        }
+    }
 }
 
 struct WorkerHealth {
@@ -79,7 +107,9 @@ pub struct WorkerRole<H> {
     redis: Redis,
     worker: Worker<H>,
     health: Arc<WorkerHealth>,
-    background: CancellationToken,
+    /// The owner of the Redis supervisor and the admin listener; stopped
+    /// and awaited after the drain.
+    tasks: Tasks,
 }
 
 impl WorkerRole<WeatherHandler> {
@@ -87,7 +117,11 @@ impl WorkerRole<WeatherHandler> {
     /// Requests with an idempotency key record their effect once per key
     /// in an [`EffectLedger`], which `holdfast chaos` reads to count
     /// duplicated effects.
-    pub async fn build(settings: WorkerSettings) -> std::io::Result<Self> {
+    ///
+    /// # Errors
+    /// The admin listener cannot be bound, or the Redis settings are
+    /// unusable.
+    pub async fn build(settings: WorkerSettings) -> Result<Self, StartError> {
         let processing_time = settings.processing_time;
         let consumer = settings.worker.consumer.clone();
         let keys = settings.worker.keys.clone();
@@ -103,7 +137,10 @@ impl WorkerRole<WeatherHandler> {
 
 impl<H: Handler> WorkerRole<H> {
     /// A worker role running `handler`.
-    pub async fn build_with(settings: WorkerSettings, handler: H) -> std::io::Result<Self> {
+    ///
+    /// # Errors
+    /// As [`WorkerRole::build`].
+    pub async fn build_with(settings: WorkerSettings, handler: H) -> Result<Self, StartError> {
         Self::build_making(settings, move |_| handler).await
     }
 
@@ -111,13 +148,12 @@ impl<H: Handler> WorkerRole<H> {
     async fn build_making(
         settings: WorkerSettings,
         make: impl FnOnce(&Redis) -> H,
-    ) -> std::io::Result<Self> {
+    ) -> Result<Self, StartError> {
         // Install the recorder before anything records, or early figures are lost.
         let _ = holdfast_telemetry::metrics_handle();
-        let admin = TcpListener::bind(settings.admin_listen).await?;
-        let background = CancellationToken::new();
-        let redis = Redis::start(settings.redis.clone(), background.clone())
-            .map_err(std::io::Error::other)?;
+        let admin = bind(settings.admin_listen).await?;
+        let tasks = Tasks::new();
+        let redis = Redis::start(settings.redis.clone(), &tasks)?;
         let handler = make(&redis);
         let worker = Worker::new(redis.clone(), settings.worker.clone(), handler);
         let health = Arc::new(WorkerHealth {
@@ -131,7 +167,7 @@ impl<H: Handler> WorkerRole<H> {
             redis,
             worker,
             health,
-            background,
+            tasks,
         })
     }
 
@@ -153,14 +189,11 @@ impl<H: Handler> WorkerRole<H> {
     /// Serves until `shutdown` is cancelled, then drains the worker (requests
     /// in progress finish and are acknowledged) and stops.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
-        let stop = self.background.clone();
         let health: Arc<dyn HealthCheck> = self.health;
         // The admin listener stays up through the drain so probes see it.
-        let admin = tokio::spawn(serve(self.admin, admin_router(health), async move {
-            stop.cancelled().await
-        }));
+        serve_admin(self.admin, admin_router(health), &self.tasks);
         self.worker.run(shutdown).await;
-        self.background.cancel();
-        admin.await.map_err(std::io::Error::other)?
+        stop_tasks("worker", &self.tasks).await;
+        Ok(())
     }
 }

@@ -19,12 +19,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use holdfast_core::{Deadline, Envelope, Keys, Kind, Reply, RequestId, Topic, metric_names};
 use holdfast_redis::{Redis, RedisError};
+use holdfast_resilience::Tasks;
 use holdfast_resilience::backoff::Backoff;
 use holdfast_resilience::budget::RetryBudget;
 use redis::Value;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::admin::Admin;
 use crate::meters::CallMeters;
@@ -157,7 +157,9 @@ struct Inner {
     /// Per-topic metric handles, made on a topic's first call.
     meters: RwLock<HashMap<Topic, Arc<CallMeters>>>,
     in_flight_gauge: metrics::Gauge,
-    shutdown: CancellationToken,
+    /// The owner of the reader, the keep-alive and the backlog watchers;
+    /// they end when it asks them to stop, and it awaits them.
+    tasks: Tasks,
 }
 
 /// Sends calls and jobs. Cheap to clone; background tasks stop on shutdown.
@@ -184,9 +186,11 @@ impl Drop for WaiterGuard<'_> {
 }
 
 impl Caller {
-    /// Starts the reply reader and the keep-alive task. They stop when
-    /// `shutdown` is cancelled.
-    pub fn start(redis: Redis, cfg: CallerConfig, shutdown: CancellationToken) -> Self {
+    /// Starts the reply reader and the keep-alive task as two of `tasks`
+    /// (a [`Tasks`], or only a stop token); they stop when the tasks are
+    /// asked to stop.
+    pub fn start(redis: Redis, cfg: CallerConfig, tasks: impl Into<Tasks>) -> Self {
+        let tasks = tasks.into();
         let reply_key = cfg.keys.reply_stream(&cfg.caller_id);
         // Loaded on every (re)connect, so EVALSHA rarely meets NOSCRIPT.
         redis.register_script(&scripts::ENQUEUE);
@@ -201,16 +205,16 @@ impl Caller {
             reading: std::sync::atomic::AtomicBool::new(false),
             meters: RwLock::new(HashMap::new()),
             in_flight_gauge: metrics::gauge!(metric_names::CALLS_IN_FLIGHT),
-            shutdown,
+            tasks,
             cfg,
         });
         // With Redis switched off every call fails at once; there is
         // nothing to read or keep alive.
         if inner.redis.is_enabled() {
             // The reader owns the blocking connection; it ends on shutdown.
-            tokio::spawn(read_replies(inner.clone()));
+            inner.tasks.spawn(read_replies(inner.clone()));
             // Keeps the reply stream's TTL fresh; ends on shutdown.
-            tokio::spawn(keep_alive(inner.clone()));
+            inner.tasks.spawn(keep_alive(inner.clone()));
         }
         Self { inner }
     }
@@ -257,7 +261,7 @@ impl Caller {
             .push(backlog.clone());
         let inner = self.inner.clone();
         // Refreshes one topic's backlog figure until shutdown.
-        tokio::spawn(async move {
+        self.inner.tasks.spawn(async move {
             let admin = Admin::new(
                 inner.redis.clone(),
                 inner.cfg.keys.clone(),
@@ -270,7 +274,7 @@ impl Caller {
                         .set(stats.backlog as f64);
                 }
                 tokio::select! {
-                    _ = inner.shutdown.cancelled() => return,
+                    _ = inner.tasks.stopping() => return,
                     _ = tokio::time::sleep(inner.cfg.backlog_refresh) => {}
                 }
             }
@@ -328,7 +332,7 @@ impl Caller {
         body: Bytes,
         opts: CallOptions,
     ) -> Result<Reply, CallError> {
-        if self.inner.shutdown.is_cancelled() {
+        if self.inner.tasks.is_stopping() {
             return Err(CallError::ShuttingDown);
         }
         self.check_backlog(topic)?;
@@ -504,7 +508,7 @@ async fn read_replies(inner: Arc<Inner>) {
     let mut last_id = "0-0".to_owned();
     let block_ms = inner.cfg.block.as_millis() as u64;
     loop {
-        if inner.shutdown.is_cancelled() {
+        if inner.tasks.is_stopping() {
             return;
         }
         let conn = inner
@@ -521,7 +525,7 @@ async fn read_replies(inner: Arc<Inner>) {
                 let delay = backoff.delay(attempt);
                 attempt = attempt.saturating_add(1);
                 tokio::select! {
-                    _ = inner.shutdown.cancelled() => return,
+                    _ = inner.tasks.stopping() => return,
                     _ = tokio::time::sleep(delay) => continue,
                 }
             }
@@ -536,7 +540,7 @@ async fn read_replies(inner: Arc<Inner>) {
                 .arg(&inner.reply_key)
                 .arg(&last_id);
             let read = tokio::select! {
-                _ = inner.shutdown.cancelled() => return,
+                _ = inner.tasks.stopping() => return,
                 r = cmd.query_async::<Value>(&mut conn) => r,
             };
             match read {
@@ -577,7 +581,7 @@ async fn read_replies(inner: Arc<Inner>) {
                     let delay = backoff.delay(attempt);
                     attempt = attempt.saturating_add(1);
                     tokio::select! {
-                        _ = inner.shutdown.cancelled() => return,
+                        _ = inner.tasks.stopping() => return,
                         _ = tokio::time::sleep(delay) => {}
                     }
                     break;
@@ -617,7 +621,7 @@ async fn keep_alive(inner: Arc<Inner>) {
             .pipe::<()>(&pipe, inner.redis.config().command_timeout)
             .await;
         tokio::select! {
-            _ = inner.shutdown.cancelled() => return,
+            _ = inner.tasks.stopping() => return,
             _ = tokio::time::sleep(every) => {}
         }
     }

@@ -24,6 +24,7 @@ use std::time::Duration;
 use holdfast_redis::{Redis, RedisError, redis};
 use metrics::Key;
 
+use crate::exposition::Exposition;
 use crate::layout;
 use crate::registry::RegistrySnapshot;
 
@@ -53,16 +54,8 @@ return out
 
 static READ: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(READ_SCRIPT));
 
-/// The kind of a metric family.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// Monotonic total, summed over instances.
-    Counter,
-    /// Current value per instance.
-    Gauge,
-    /// Fixed buckets, summed over instances.
-    Histogram,
-}
+/// The kind of a metric family (the exposition's `# TYPE`).
+pub use crate::exposition::MetricKind as Kind;
 
 /// One series of a histogram, summed over instances.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -510,33 +503,32 @@ pub fn histogram_quantile(q: f64, cumulative: &[(f64, f64)]) -> f64 {
 
 /// Renders a snapshot in Prometheus text format 0.0.4.
 pub fn render(snapshot: &Snapshot) -> String {
-    let mut out = String::with_capacity(64 * 1024);
+    let mut out = Exposition::with_capacity(64 * 1024);
+    fn labelled(labels: &Labels) -> Vec<(&str, &str)> {
+        labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    }
     for (name, family) in &snapshot.families {
-        let help = snapshot.help.get(name);
+        let help = snapshot.help.get(name).map(String::as_str);
         match family {
-            Family::Counter(series) => {
-                header(&mut out, name, help.map(String::as_str), "counter");
+            Family::Counter(series) | Family::Gauge(series) => {
+                out.family(name, family.kind(), help);
                 for (labels, value) in series {
-                    sample(&mut out, name, "", labels, None, *value);
-                }
-            }
-            Family::Gauge(series) => {
-                header(&mut out, name, help.map(String::as_str), "gauge");
-                for (labels, value) in series {
-                    sample(&mut out, name, "", labels, None, *value);
+                    out.sample(name, "", labelled(labels), *value);
                 }
             }
             Family::Histogram(series) => {
-                header(&mut out, name, help.map(String::as_str), "histogram");
+                out.family(name, Kind::Histogram, help);
                 let mut le = String::new();
                 for (labels, h) in series {
+                    let pairs = labelled(labels);
                     for (bound, count) in h.cumulative() {
                         le.clear();
                         layout::format_value(bound, &mut le);
-                        sample(&mut out, name, "_bucket", labels, Some(("le", &le)), count);
+                        let with_le = pairs.iter().copied().chain([("le", le.as_str())]);
+                        out.sample(name, "_bucket", with_le, count);
                     }
-                    sample(&mut out, name, "_sum", labels, None, h.sum);
-                    sample(&mut out, name, "_count", labels, None, h.count);
+                    out.sample(name, "_sum", pairs.iter().copied(), h.sum);
+                    out.sample(name, "_count", pairs, h.count);
                 }
             }
         }
@@ -554,65 +546,21 @@ pub fn render(snapshot: &Snapshot) -> String {
         let help = format!(
             "Quantiles of {name} estimated from its buckets by linear interpolation (as histogram_quantile)."
         );
-        header(&mut out, &qname, Some(&help), "gauge");
+        out.family(&qname, Kind::Gauge, Some(&help));
         let mut qtext = String::new();
         for (labels, h) in series {
+            let pairs = labelled(labels);
             let cumulative = h.cumulative();
             for q in QUANTILES {
                 qtext.clear();
                 layout::format_value(q, &mut qtext);
                 let value = histogram_quantile(q, &cumulative);
-                sample(
-                    &mut out,
-                    &qname,
-                    "",
-                    labels,
-                    Some(("quantile", &qtext)),
-                    value,
-                );
+                let with_q = pairs.iter().copied().chain([("quantile", qtext.as_str())]);
+                out.sample(&qname, "", with_q, value);
             }
         }
     }
-    out
-}
-
-fn header(out: &mut String, name: &str, help: Option<&str>, kind: &str) {
-    if let Some(help) = help {
-        out.push_str("# HELP ");
-        out.push_str(name);
-        out.push(' ');
-        layout::escape_help(help, out);
-        out.push('\n');
-    }
-    out.push_str("# TYPE ");
-    out.push_str(name);
-    out.push(' ');
-    out.push_str(kind);
-    out.push('\n');
-}
-
-fn sample(
-    out: &mut String,
-    name: &str,
-    suffix: &str,
-    labels: &Labels,
-    extra: Option<(&str, &str)>,
-    value: f64,
-) {
-    out.push_str(name);
-    out.push_str(suffix);
-    if !labels.is_empty() || extra.is_some() {
-        out.push('{');
-        let pairs = labels
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .chain(extra);
-        out.push_str(&layout::encode_labels(pairs));
-        out.push('}');
-    }
-    out.push(' ');
-    layout::format_value(value, out);
-    out.push('\n');
+    out.into_text()
 }
 
 #[cfg(test)]

@@ -16,6 +16,9 @@
 //! Counters and histograms of every instance add into the same fields, so
 //! Redis already holds the sum over instances; gauges stay per instance.
 
+pub(crate) use crate::exposition::format_value;
+use crate::exposition::write_labels;
+
 /// `P:metrics:` for a prefix.
 pub(crate) fn root(prefix: &str) -> String {
     format!("{prefix}:metrics:")
@@ -41,41 +44,11 @@ pub(crate) fn seq_key(prefix: &str, instance: &str) -> String {
     format!("{prefix}:metrics:seq:{instance}")
 }
 
-/// Escapes a label value: backslash, double quote and newline.
-pub(crate) fn escape_label_value(value: &str, out: &mut String) {
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
-/// Escapes a help text: backslash and newline.
-pub(crate) fn escape_help(help: &str, out: &mut String) {
-    for c in help.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
-/// Renders label pairs as `a="x",b="y"` (in the given order).
+/// Renders label pairs as `a="x",b="y"` (in the given order), escaped as
+/// in the exposition format, so a hash field reads back as Prometheus text.
 pub(crate) fn encode_labels<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
     let mut out = String::new();
-    for (i, (name, value)) in labels.into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(name);
-        out.push_str("=\"");
-        escape_label_value(value, &mut out);
-        out.push('"');
-    }
+    write_labels(labels, &mut out);
     out
 }
 
@@ -142,20 +115,6 @@ pub(crate) fn parse_labels(text: &str) -> Option<Vec<(String, String)>> {
         }
     }
     Some(labels)
-}
-
-/// Formats a number as Prometheus text does (`+Inf`, `-Inf`, `NaN`).
-pub(crate) fn format_value(value: f64, out: &mut String) {
-    use std::fmt::Write;
-    if value.is_nan() {
-        out.push_str("NaN");
-    } else if value == f64::INFINITY {
-        out.push_str("+Inf");
-    } else if value == f64::NEG_INFINITY {
-        out.push_str("-Inf");
-    } else {
-        let _ = write!(out, "{value}");
-    }
 }
 
 /// Parses a number written by [`format_value`] or by Redis.

@@ -17,11 +17,13 @@
 #![warn(missing_docs)]
 
 pub mod aggregate;
+pub mod exposition;
 mod layout;
 pub mod otel;
 pub mod registry;
 pub mod sink;
 
+pub use exposition::{Exposition, MetricKind};
 pub use registry::SinkRegistry;
 
 use std::io::IsTerminal;

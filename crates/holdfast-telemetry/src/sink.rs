@@ -124,11 +124,16 @@ pub struct SinkConfig {
     pub instance: String,
 }
 
+impl SinkConfig {
+    /// Time between flushes unless configured otherwise.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+}
+
 impl Default for SinkConfig {
     fn default() -> Self {
         Self {
-            prefix: "hf".to_owned(),
-            interval: Duration::from_secs(5),
+            prefix: holdfast_core::Keys::DEFAULT_PREFIX.to_owned(),
+            interval: Self::DEFAULT_INTERVAL,
             ttl: Duration::from_secs(30 * 60),
             gauge_ttl: None,
             instance: default_instance(),

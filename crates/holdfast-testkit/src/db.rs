@@ -17,6 +17,10 @@
 //! Both drop the schema or database when the test ends, also when it
 //! panics: the test runs as a task of its own, so that its panic comes back
 //! as a value, the database is dropped, and the panic is raised again.
+//!
+//! [`on_every_engine!`](crate::on_every_engine) turns an `async fn(T)` into
+//! one `#[tokio::test]` per engine through either way in (or a wrapper of
+//! the caller's own, such as one that starts the api role on the database).
 
 use std::future::Future;
 
@@ -53,6 +57,46 @@ impl Engine {
     }
 }
 
+/// Makes one `#[tokio::test]` per engine for each named test: a module
+/// `<test>` with the tests `sqlite`, `postgres` and `mysql`, each calling
+/// `runner(Engine::…, <test>)`.
+///
+/// `runner` is an absolute path (`crate::…` or `holdfast_testkit::…`, as it
+/// is used from inside the new module) to an async function of an
+/// [`Engine`] and the test, such as [`run`] or [`run_on_empty`]; each test
+/// is an `async fn` in the module where the macro is called.
+///
+/// ```ignore
+/// holdfast_testkit::on_every_engine!(holdfast_testkit::db::run =>
+///     a_user_round_trips_through_create_read_update_and_delete,
+/// );
+///
+/// async fn a_user_round_trips_through_create_read_update_and_delete(db: TestDb) {
+///     // …
+/// }
+/// ```
+#[macro_export]
+macro_rules! on_every_engine {
+    ($runner:path => $($test:ident),* $(,)?) => {$(
+        mod $test {
+            #[tokio::test]
+            async fn sqlite() {
+                $runner($crate::db::Engine::Sqlite, super::$test).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                $runner($crate::db::Engine::Postgres, super::$test).await;
+            }
+
+            #[tokio::test]
+            async fn mysql() {
+                $runner($crate::db::Engine::MySql, super::$test).await;
+            }
+        }
+    )*};
+}
+
 /// What a test gets: a migrated, empty store and the URL it was opened
 /// with (to open a second store on the same database).
 #[derive(Clone)]
@@ -86,8 +130,13 @@ pub struct EmptyDatabase {
 
 enum Cleanup {
     Nothing,
-    PostgresSchema { admin_url: String, schema: String },
-    MySqlDatabase { admin_url: String, database: String },
+    /// A statement the engine's server runs as its administrator: drops
+    /// the schema or database.
+    Drop {
+        engine: Engine,
+        admin_url: String,
+        statement: String,
+    },
 }
 
 impl EmptyDatabase {
@@ -98,60 +147,44 @@ impl EmptyDatabase {
     /// If the configured server cannot be reached or refuses to create the
     /// schema or database.
     pub async fn create(engine: Engine) -> Option<EmptyDatabase> {
+        // The name is ours (t_ and hex digits), never outside input, so it
+        // may stand in the statements below as it is.
         let name = format!("t_{:016x}", fastrand::u64(..));
-        let database = match engine {
+        let (admin_url, create_statement, drop_statement, url) = match engine {
             Engine::Sqlite => {
                 let dir = tempfile::tempdir().expect("temporary directory");
-                EmptyDatabase {
+                return Some(EmptyDatabase {
                     url: DatabaseUrl::sqlite_file(&dir.path().join("holdfast.db")),
                     cleanup: Cleanup::Nothing,
                     _dir: Some(dir),
-                }
+                });
             }
             Engine::Postgres => {
                 let admin_url = server_url(POSTGRES_VAR, "postgres")?;
-                let mut admin = sqlx::PgConnection::connect(&admin_url)
-                    .await
-                    .expect("connect to the PostgreSQL test server");
-                // The name is ours (t_ and hex digits), never outside input.
-                sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {name}")))
-                    .execute(&mut admin)
-                    .await
-                    .expect("create a test schema");
-                admin.close().await.ok();
                 let separator = if admin_url.contains('?') { '&' } else { '?' };
                 let url = format!("{admin_url}{separator}options[search_path]={name}");
-                EmptyDatabase {
-                    url: DatabaseUrl::parse(&url).expect("url"),
-                    cleanup: Cleanup::PostgresSchema {
-                        admin_url,
-                        schema: name,
-                    },
-                    _dir: None,
-                }
+                let create_statement = format!("CREATE SCHEMA {name}");
+                let drop_statement = format!("DROP SCHEMA {name} CASCADE");
+                (admin_url, create_statement, drop_statement, url)
             }
             Engine::MySql => {
                 let admin_url = server_url(MYSQL_VAR, "mysql")?;
-                let mut admin = sqlx::MySqlConnection::connect(&admin_url)
-                    .await
-                    .expect("connect to the MySQL test server");
-                sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut admin)
-                    .await
-                    .expect("create a test database");
-                admin.close().await.ok();
                 let url = with_database(&admin_url, &name);
-                EmptyDatabase {
-                    url: DatabaseUrl::parse(&url).expect("url"),
-                    cleanup: Cleanup::MySqlDatabase {
-                        admin_url,
-                        database: name,
-                    },
-                    _dir: None,
-                }
+                let create_statement = format!("CREATE DATABASE {name}");
+                let drop_statement = format!("DROP DATABASE {name}");
+                (admin_url, create_statement, drop_statement, url)
             }
         };
-        Some(database)
+        execute_as_admin(engine, &admin_url, create_statement).await;
+        Some(EmptyDatabase {
+            url: DatabaseUrl::parse(&url).expect("url"),
+            cleanup: Cleanup::Drop {
+                engine,
+                admin_url,
+                statement: drop_statement,
+            },
+            _dir: None,
+        })
     }
 
     /// The URL to open the database with.
@@ -164,33 +197,46 @@ impl EmptyDatabase {
     /// # Panics
     /// If the server cannot be reached or refuses the drop.
     pub async fn drop_database(self) {
-        match self.cleanup {
-            Cleanup::Nothing => {}
-            Cleanup::PostgresSchema { admin_url, schema } => {
-                let mut admin = sqlx::PgConnection::connect(&admin_url)
-                    .await
-                    .expect("connect to drop the schema");
-                sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-                    .execute(&mut admin)
-                    .await
-                    .expect("drop the test schema");
-                admin.close().await.ok();
-            }
-            Cleanup::MySqlDatabase {
-                admin_url,
-                database,
-            } => {
-                let mut admin = sqlx::MySqlConnection::connect(&admin_url)
-                    .await
-                    .expect("connect to drop the database");
-                sqlx::query(AssertSqlSafe(format!("DROP DATABASE {database}")))
-                    .execute(&mut admin)
-                    .await
-                    .expect("drop the test database");
-                admin.close().await.ok();
-            }
+        if let Cleanup::Drop {
+            engine,
+            admin_url,
+            statement,
+        } = self.cleanup
+        {
+            execute_as_admin(engine, &admin_url, statement).await;
         }
     }
+}
+
+/// Runs `statement` on a connection of its own to the server of `engine`
+/// at `admin_url` (creating or dropping a test's schema or database).
+///
+/// # Panics
+/// If the server cannot be reached or refuses the statement, and for
+/// SQLite, which has no server.
+async fn execute_as_admin(engine: Engine, admin_url: &str, statement: String) {
+    let outcome = match engine {
+        Engine::Postgres => execute_once::<sqlx::PgConnection>(admin_url, &statement).await,
+        Engine::MySql => execute_once::<sqlx::MySqlConnection>(admin_url, &statement).await,
+        Engine::Sqlite => unreachable!("SQLite has no server to administer"),
+    };
+    if let Err(error) = outcome {
+        panic!("the {engine:?} test server did not run `{statement}`: {error}");
+    }
+}
+
+/// Connects to `url`, runs `statement` and closes the connection again.
+async fn execute_once<C>(url: &str, statement: &str) -> Result<(), sqlx::Error>
+where
+    C: Connection,
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+{
+    let mut connection = C::connect(url).await?;
+    sqlx::raw_sql(AssertSqlSafe(statement.to_owned()))
+        .execute(&mut connection)
+        .await?;
+    connection.close().await.ok();
+    Ok(())
 }
 
 /// A database made for one test, migrated, with a store open on it.

@@ -12,27 +12,54 @@
 //! [`LocalRedis`]) on a port the kernel hands out, in its own temporary
 //! directory; dropping it kills the server and removes the directory.
 //!
+//! The parts, each one copy for every test binary of the workspace:
+//! - here: the private redis-server, a ready supervised handle onto it
+//!   ([`ready_redis`]), [`quick_redis_config`], [`wait_until`] and
+//!   [`join_all`];
+//! - [`net`]: free ports and a server that never answers;
+//! - `db` (feature `db`): a fresh database per test and engine, and
+//!   [`on_every_engine!`](crate::on_every_engine) to run a test on each;
+//! - `http` (feature `http`): problem details, JSON bodies and headers;
+//! - `prometheus` (feature `prometheus`): samples of Prometheus text and
+//!   the check with Python's reference parser;
+//! - `roles` (feature `roles`): the api, ingress, worker and exporter roles
+//!   started in-process on free ports.
+//!
 //! Tests are silent unless `TEST_LOG` is set: see [`init_tracing`].
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "db")]
 pub mod db;
+#[cfg(feature = "http")]
+pub mod http;
+pub mod net;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
+#[cfg(feature = "roles")]
+pub mod roles;
 
 use std::future::Future;
-use std::net::{Ipv4Addr, TcpListener};
 use std::sync::Once;
 use std::time::Duration;
 
+use holdfast_redis::{Redis, RedisConfig};
+use tokio_util::sync::CancellationToken;
+
 pub use holdfast_redis::local::{LocalRedis, LocalRedisOptions};
+pub use net::free_port;
 
 /// How often [`wait_until`] checks its condition.
 const WAIT_POLL_INTERVAL: Duration = Duration::from_millis(20);
 
+/// How long [`ready_redis`] waits for its first connection.
+const READY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A Redis configuration for `url` that notices a lost connection within
 /// 200 ms and reconnects within 200 ms, so tests that kill and restart
 /// Redis do not wait on the production backoff.
-pub fn quick_redis_config(url: String) -> holdfast_redis::RedisConfig {
-    let mut cfg = holdfast_redis::RedisConfig::new(url);
+pub fn quick_redis_config(url: String) -> RedisConfig {
+    let mut cfg = RedisConfig::new(url);
     cfg.health_interval = Duration::from_millis(200);
     cfg.reconnect_backoff =
         holdfast_resilience::Backoff::new(Duration::from_millis(20), Duration::from_millis(200));
@@ -70,6 +97,18 @@ async fn start_or_panic(options: LocalRedisOptions) -> LocalRedis {
     }
 }
 
+/// A supervised handle on `config`'s server that is connected already; it
+/// stops when `shutdown` is cancelled.
+///
+/// # Panics
+/// If the configuration is refused, or the handle is not connected within
+/// 5 seconds.
+pub async fn ready_redis(config: RedisConfig, shutdown: CancellationToken) -> Redis {
+    let redis = Redis::start(config, shutdown).expect("redis client starts");
+    assert!(redis.wait_ready(READY_TIMEOUT).await, "redis not ready");
+    redis
+}
+
 /// Installs a tracing subscriber that writes through the test harness
 /// (so output is captured per test), once per process, and only when the
 /// `TEST_LOG` environment variable is set. The filter comes from `RUST_LOG`
@@ -89,21 +128,6 @@ pub fn init_tracing() {
             .with_test_writer()
             .try_init();
     });
-}
-
-/// A port on 127.0.0.1 that was free a moment ago (the kernel picked it
-/// and the listener is closed again), for tests that need an address
-/// nothing listens on, or must bind one themselves.
-///
-/// # Panics
-/// If no loopback port can be bound at all.
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap_or_else(|error| panic!("could not bind a free port on 127.0.0.1: {error}"));
-    listener
-        .local_addr()
-        .unwrap_or_else(|error| panic!("bound listener has no local address: {error}"))
-        .port()
 }
 
 /// Polls `condition` every 20 ms until it returns `true`.
@@ -128,4 +152,23 @@ where
         }
         tokio::time::sleep(WAIT_POLL_INTERVAL).await;
     }
+}
+
+/// Runs `futures` side by side, each as a task of its own, and returns
+/// their outputs in order, like `futures::future::join_all` without the
+/// dependency.
+///
+/// # Panics
+/// When one of them panics (after the ones before it have finished).
+pub async fn join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let tasks: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut outputs = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        outputs.push(task.await.expect("task panicked"));
+    }
+    outputs
 }

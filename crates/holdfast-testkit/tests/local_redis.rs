@@ -31,6 +31,14 @@ async fn get(url: &str, key: &str) -> redis::RedisResult<Option<String>> {
         .await
 }
 
+/// Checks that `server` answers `value` for `key`.
+async fn assert_holds(server: &LocalRedis, key: &str, value: &str) {
+    assert_eq!(
+        get(&server.url(), key).await.expect("GET"),
+        Some(value.to_owned())
+    );
+}
+
 fn process_exists(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
@@ -48,10 +56,7 @@ async fn a_started_server_answers_ping_and_set_get() {
     set(&server.url(), "greeting", "hello").await.expect("SET");
 
     assert_eq!(pong, "PONG");
-    assert_eq!(
-        get(&server.url(), "greeting").await.expect("GET"),
-        Some("hello".to_owned())
-    );
+    assert_holds(&server, "greeting", "hello").await;
     assert_ne!(server.port(), 6379);
     assert_eq!(
         server.url(),
@@ -80,10 +85,7 @@ async fn a_server_killed_with_sigkill_restarts_on_the_same_port_with_its_aof_dat
 
     assert_eq!(server.port(), port);
     assert_ne!(server.pid(), Some(old_pid));
-    assert_eq!(
-        get(&server.url(), "survivor").await.expect("GET"),
-        Some("still here".to_owned())
-    );
+    assert_holds(&server, "survivor", "still here").await;
 }
 
 #[tokio::test]
@@ -96,10 +98,7 @@ async fn a_gracefully_stopped_server_restarts_with_its_aof_data() {
     assert_eq!(server.pid(), None);
     server.restart().await.expect("restart");
 
-    assert_eq!(
-        get(&server.url(), "kept").await.expect("GET"),
-        Some("yes".to_owned())
-    );
+    assert_holds(&server, "kept", "yes").await;
 }
 
 #[tokio::test]

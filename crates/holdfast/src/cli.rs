@@ -7,7 +7,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use holdfast_services::api::DatabaseUrl;
+use holdfast_core::Keys;
+use holdfast_redis::RedisConfig;
+use holdfast_services::api::{ApiSettings, DatabaseUrl};
+use holdfast_services::exporter::ExporterSettings;
+use holdfast_services::ingress::IngressSettings;
+use holdfast_services::worker::WorkerSettings;
+use holdfast_streams::WorkerConfig;
+use holdfast_telemetry::sink::SinkConfig;
 
 /// holdfast: services on Redis that keep working when things break.
 #[derive(Parser, Debug)]
@@ -55,13 +62,13 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct RedisArgs {
     /// Redis URL: redis://[user:password@]host:port[/db].
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379/")]
+    #[arg(long, env = "REDIS_URL", default_value = RedisConfig::DEFAULT_URL)]
     pub redis_url: String,
     /// Set to false to run without Redis (calls then fail with 503).
     #[arg(long, env = "REDIS_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
     pub redis_enabled: bool,
     /// Prefix of every key holdfast writes.
-    #[arg(long, env = "HOLDFAST_KEY_PREFIX", default_value = "hf")]
+    #[arg(long, env = "HOLDFAST_KEY_PREFIX", default_value = Keys::DEFAULT_PREFIX)]
     pub key_prefix: String,
     /// Partitions per topic (callers and workers must agree).
     #[arg(long, env = "HOLDFAST_PARTITIONS", default_value_t = 1)]
@@ -73,7 +80,7 @@ pub struct RedisArgs {
 pub struct MetricsSinkArgs {
     /// How often this process adds its metrics to the aggregates in Redis
     /// that `holdfast exporter` serves.
-    #[arg(long, env = "HOLDFAST_METRICS_FLUSH_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, env = "HOLDFAST_METRICS_FLUSH_INTERVAL", default_value = duration_text(SinkConfig::DEFAULT_INTERVAL), value_parser = parse_duration)]
     pub metrics_flush_interval: Duration,
     /// Keep this process's metrics out of Redis (its own /metrics still
     /// serves them).
@@ -84,7 +91,7 @@ pub struct MetricsSinkArgs {
 impl Default for MetricsSinkArgs {
     fn default() -> Self {
         Self {
-            metrics_flush_interval: Duration::from_secs(5),
+            metrics_flush_interval: SinkConfig::DEFAULT_INTERVAL,
             no_metrics_sink: false,
         }
     }
@@ -98,27 +105,32 @@ pub struct IngressArgs {
     #[command(flatten)]
     pub metrics: MetricsSinkArgs,
     /// Public listener.
-    #[arg(long, env = "HOLDFAST_LISTEN", default_value = "0.0.0.0:5009")]
+    #[arg(long, env = "HOLDFAST_LISTEN", default_value_t = IngressSettings::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
     /// Admin listener (/health*, /metrics).
-    #[arg(long, env = "HOLDFAST_ADMIN_LISTEN", default_value = "0.0.0.0:5011")]
+    #[arg(long, env = "HOLDFAST_ADMIN_LISTEN", default_value_t = IngressSettings::DEFAULT_ADMIN_LISTEN)]
     pub admin_listen: SocketAddr,
     /// Topic of weather requests.
-    #[arg(long, env = "HOLDFAST_TOPIC", default_value = "weather")]
+    #[arg(long, env = "HOLDFAST_TOPIC", default_value = IngressSettings::DEFAULT_TOPIC)]
     pub topic: String,
     /// Deadline of requests that send no x-timeout-ms header.
-    #[arg(long, env = "HOLDFAST_DEFAULT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "HOLDFAST_DEFAULT_TIMEOUT", default_value = duration_text(IngressSettings::DEFAULT_TIMEOUT), value_parser = parse_duration)]
     pub default_timeout: Duration,
     /// Backlog (lag + pending) beyond which requests get 429; 0 disables.
-    #[arg(long, env = "HOLDFAST_BACKLOG_LIMIT", default_value_t = 10_000)]
+    #[arg(long, env = "HOLDFAST_BACKLOG_LIMIT", default_value_t = IngressSettings::DEFAULT_BACKLOG_LIMIT)]
     pub backlog_limit: u64,
     /// Largest request body in bytes.
-    #[arg(long, env = "HOLDFAST_BODY_LIMIT", default_value_t = 64 * 1024)]
+    #[arg(long, env = "HOLDFAST_BODY_LIMIT", default_value_t = IngressSettings::DEFAULT_BODY_LIMIT)]
     pub body_limit: usize,
 }
 
-/// Default database of `holdfast api`: an SQLite file under `./data`.
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/holdfast.db?mode=rwc";
+/// Default database of `holdfast api`: the SQLite file
+/// [`ApiSettings::DEFAULT_DATABASE_FILE`], as a URL.
+pub fn default_database_url() -> String {
+    DatabaseUrl::sqlite_file(std::path::Path::new(ApiSettings::DEFAULT_DATABASE_FILE))
+        .expose()
+        .to_owned()
+}
 
 /// `holdfast api`.
 #[derive(Args, Debug, Clone)]
@@ -128,27 +140,27 @@ pub struct ApiArgs {
     #[command(flatten)]
     pub metrics: MetricsSinkArgs,
     /// Public listener (the API and /health*).
-    #[arg(long, env = "HOLDFAST_LISTEN", default_value = "0.0.0.0:5020")]
+    #[arg(long, env = "HOLDFAST_LISTEN", default_value_t = ApiSettings::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
     /// Admin listener (/health*, /metrics).
-    #[arg(long, env = "HOLDFAST_ADMIN_LISTEN", default_value = "0.0.0.0:5021")]
+    #[arg(long, env = "HOLDFAST_ADMIN_LISTEN", default_value_t = ApiSettings::DEFAULT_ADMIN_LISTEN)]
     pub admin_listen: SocketAddr,
     /// The source of truth: sqlite://, postgres:// or mysql:// (the
     /// directory of an SQLite file is created when missing).
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, value_parser = parse_database_url)]
+    #[arg(long, env = "DATABASE_URL", default_value = default_database_url(), value_parser = parse_database_url)]
     pub database_url: DatabaseUrl,
     /// Artificial delay before every product read from the database (demos).
-    #[arg(long, env = "HOLDFAST_PRODUCTS_DB_DELAY", default_value = "0ms", value_parser = parse_duration)]
+    #[arg(long, env = "HOLDFAST_PRODUCTS_DB_DELAY", default_value = duration_text(ApiSettings::DEFAULT_PRODUCTS_DB_DELAY), value_parser = parse_duration)]
     pub products_db_delay: Duration,
     /// How long a cached value is fresh.
-    #[arg(long, env = "HOLDFAST_CACHE_TTL", default_value = "360s", value_parser = parse_duration)]
+    #[arg(long, env = "HOLDFAST_CACHE_TTL", default_value = duration_text(ApiSettings::DEFAULT_CACHE_TTL), value_parser = parse_duration)]
     pub cache_ttl: Duration,
     /// Products (the first ids, and the first list page) loaded into the
     /// cache at start, in the background; 0 switches the warm-up off.
-    #[arg(long, env = "HOLDFAST_WARM_PRODUCTS", default_value_t = holdfast_services::api::DEFAULT_WARM_PRODUCTS)]
+    #[arg(long, env = "HOLDFAST_WARM_PRODUCTS", default_value_t = holdfast_services::api::ApiSettings::DEFAULT_WARM_PRODUCTS)]
     pub warm_products: u32,
     /// Largest request body in bytes.
-    #[arg(long, env = "HOLDFAST_BODY_LIMIT", default_value_t = 64 * 1024)]
+    #[arg(long, env = "HOLDFAST_BODY_LIMIT", default_value_t = ApiSettings::DEFAULT_BODY_LIMIT)]
     pub body_limit: usize,
 }
 
@@ -160,31 +172,31 @@ pub struct WorkerArgs {
     #[command(flatten)]
     pub metrics: MetricsSinkArgs,
     /// Admin listener (/health*, /metrics).
-    #[arg(long, env = "HOLDFAST_ADMIN_LISTEN", default_value = "0.0.0.0:5010")]
+    #[arg(long, env = "HOLDFAST_ADMIN_LISTEN", default_value_t = WorkerSettings::DEFAULT_ADMIN_LISTEN)]
     pub admin_listen: SocketAddr,
     /// Topic to serve.
-    #[arg(long, env = "HOLDFAST_TOPIC", default_value = "weather")]
+    #[arg(long, env = "HOLDFAST_TOPIC", default_value = WorkerSettings::DEFAULT_TOPIC)]
     pub topic: String,
     /// Requests handled at once ("terminals").
-    #[arg(long, env = "HOLDFAST_CONCURRENCY", default_value_t = 16)]
+    #[arg(long, env = "HOLDFAST_CONCURRENCY", default_value_t = WorkerConfig::DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
     /// Consumer name in the group (default: host-pid-random).
     #[arg(long, env = "HOLDFAST_CONSUMER_NAME")]
     pub consumer_name: Option<String>,
     /// Simulated processing time of the weather handler.
-    #[arg(long, env = "HOLDFAST_PROCESSING_TIME", default_value = "50ms", value_parser = parse_duration)]
+    #[arg(long, env = "HOLDFAST_PROCESSING_TIME", default_value = duration_text(WorkerSettings::DEFAULT_PROCESSING_TIME), value_parser = parse_duration)]
     pub processing_time: Duration,
     /// An entry idle this long with a dead consumer is claimed.
-    #[arg(long, env = "HOLDFAST_CLAIM_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, env = "HOLDFAST_CLAIM_TIMEOUT", default_value = duration_text(WorkerConfig::DEFAULT_CLAIM_TIMEOUT), value_parser = parse_duration)]
     pub claim_timeout: Duration,
     /// Deliveries before an entry becomes a dead letter.
-    #[arg(long, env = "HOLDFAST_MAX_DELIVERIES", default_value_t = 3)]
+    #[arg(long, env = "HOLDFAST_MAX_DELIVERIES", default_value_t = WorkerConfig::DEFAULT_MAX_DELIVERIES)]
     pub max_deliveries: u32,
     /// How long shutdown waits for requests in progress.
-    #[arg(long, env = "HOLDFAST_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "HOLDFAST_DRAIN_TIMEOUT", default_value = duration_text(WorkerConfig::DEFAULT_DRAIN_TIMEOUT), value_parser = parse_duration)]
     pub drain_timeout: Duration,
     /// With a backlog and nothing consumed this long, report not ready.
-    #[arg(long, env = "HOLDFAST_STALL_AFTER", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = "HOLDFAST_STALL_AFTER", default_value = duration_text(WorkerConfig::DEFAULT_STALL_AFTER), value_parser = parse_duration)]
     pub stall_after: Duration,
 }
 
@@ -194,7 +206,7 @@ pub struct ExporterArgs {
     #[command(flatten)]
     pub redis: RedisArgs,
     /// Listener for /metrics and /health*.
-    #[arg(long, env = "HOLDFAST_LISTEN", default_value = "0.0.0.0:9121")]
+    #[arg(long, env = "HOLDFAST_LISTEN", default_value_t = ExporterSettings::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
     /// Topics to report, comma-separated, each with --partitions partitions
     /// (default: every topic found under the key prefix, with SCAN).
@@ -211,25 +223,25 @@ pub struct UpArgs {
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
     /// Ingress listener.
-    #[arg(long, env = "HOLDFAST_LISTEN", default_value = "127.0.0.1:5009")]
+    #[arg(long, env = "HOLDFAST_LISTEN", default_value_t = loopback(IngressSettings::DEFAULT_PORT))]
     pub listen: SocketAddr,
     /// Ingress admin listener.
-    #[arg(long, default_value = "127.0.0.1:5011")]
+    #[arg(long, default_value_t = loopback(IngressSettings::DEFAULT_ADMIN_PORT))]
     pub admin_listen: SocketAddr,
     /// Admin listener of the first worker (the second takes a free port).
-    #[arg(long, default_value = "127.0.0.1:5010")]
+    #[arg(long, default_value_t = loopback(WorkerSettings::DEFAULT_ADMIN_PORT))]
     pub worker_admin_listen: SocketAddr,
     /// Workers to start.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
     /// Simulated processing time of the weather handler.
-    #[arg(long, env = "HOLDFAST_PROCESSING_TIME", default_value = "50ms", value_parser = parse_duration)]
+    #[arg(long, env = "HOLDFAST_PROCESSING_TIME", default_value = duration_text(WorkerSettings::DEFAULT_PROCESSING_TIME), value_parser = parse_duration)]
     pub processing_time: Duration,
     /// Api listener.
-    #[arg(long, default_value = "127.0.0.1:5020")]
+    #[arg(long, default_value_t = loopback(ApiSettings::DEFAULT_PORT))]
     pub api_listen: SocketAddr,
     /// Api admin listener.
-    #[arg(long, default_value = "127.0.0.1:5021")]
+    #[arg(long, default_value_t = loopback(ApiSettings::DEFAULT_ADMIN_PORT))]
     pub api_admin_listen: SocketAddr,
     /// Database of the api (default: an SQLite file in a temporary
     /// directory, removed on exit).
@@ -237,7 +249,7 @@ pub struct UpArgs {
     pub database_url: Option<DatabaseUrl>,
     /// Artificial delay before product reads from the database, so the
     /// demo shows the cache's effect.
-    #[arg(long, default_value = "1500ms", value_parser = parse_duration)]
+    #[arg(long, default_value = duration_text(UP_PRODUCTS_DB_DELAY), value_parser = parse_duration)]
     pub products_db_delay: Duration,
 }
 
@@ -249,7 +261,7 @@ pub enum DeadLetterCommand {
         #[command(flatten)]
         redis: RedisArgs,
         /// Topic.
-        #[arg(long, default_value = "weather")]
+        #[arg(long, default_value = WorkerSettings::DEFAULT_TOPIC)]
         topic: String,
         /// Most letters per partition.
         #[arg(long, default_value_t = 100)]
@@ -260,7 +272,7 @@ pub enum DeadLetterCommand {
         #[command(flatten)]
         redis: RedisArgs,
         /// Topic.
-        #[arg(long, default_value = "weather")]
+        #[arg(long, default_value = WorkerSettings::DEFAULT_TOPIC)]
         topic: String,
         /// Dead-letter ids to replay (default: all).
         #[arg(long = "id")]
@@ -274,7 +286,7 @@ pub enum DeadLetterCommand {
         #[command(flatten)]
         redis: RedisArgs,
         /// Topic.
-        #[arg(long, default_value = "weather")]
+        #[arg(long, default_value = WorkerSettings::DEFAULT_TOPIC)]
         topic: String,
     },
 }
@@ -351,6 +363,26 @@ pub fn parse_database_url(raw: &str) -> Result<DatabaseUrl, String> {
 
 pub use holdfast_core::parse_duration;
 
+/// The product read delay `holdfast up` gives its api, so the demo shows
+/// what the cache saves.
+pub const UP_PRODUCTS_DB_DELAY: Duration = Duration::from_millis(1500);
+
+/// `port` on the loopback interface: `holdfast up` serves this machine only.
+pub const fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), port)
+}
+
+/// A duration as a flag's default is written (`250ms`, `5s`), read back by
+/// [`parse_duration`] as the same value, so a default written once as a
+/// `Duration` constant shows in `--help` as people write it.
+pub fn duration_text(duration: Duration) -> String {
+    if duration.subsec_nanos() == 0 {
+        format!("{}s", duration.as_secs())
+    } else {
+        format!("{}ms", duration.as_millis())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,9 +393,24 @@ mod tests {
         let Command::Api(args) = cli.command else {
             panic!("not the api command");
         };
-        assert_eq!(args.database_url.expose(), DEFAULT_DATABASE_URL);
+        assert_eq!(
+            args.database_url.expose(),
+            "sqlite://./data/holdfast.db?mode=rwc"
+        );
         assert_eq!(args.products_db_delay, Duration::ZERO);
         assert!(parse_database_url("redis://localhost").is_err());
+    }
+
+    #[test]
+    fn durations_written_as_defaults_read_back_as_the_same_value() {
+        for duration in [
+            Duration::ZERO,
+            Duration::from_millis(50),
+            Duration::from_millis(1500),
+            Duration::from_secs(360),
+        ] {
+            assert_eq!(parse_duration(&duration_text(duration)), Ok(duration));
+        }
     }
 
     #[test]

@@ -9,12 +9,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use axum::Router;
 use axum::extract::Path;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::{Json, Router};
 use clap::Args;
+use holdfast_core::{PROBLEM_JSON, Problem};
 use holdfast_load::{HealthCheck, LoadReport, LoadSpec, Mode, Stop};
 use tokio_util::sync::CancellationToken;
 
@@ -279,11 +280,17 @@ async fn status(Path(code): Path<u16>) -> axum::response::Response {
         return (StatusCode::BAD_REQUEST, "not a status code").into_response();
     };
     if code >= 400 {
-        let body = format!(r#"{{"type":"about:blank","title":"status {code}","status":{code}}}"#);
+        let problem = Problem::new(
+            code,
+            "requested_status",
+            format!("status {code}"),
+            "the path asked for this status",
+        );
+        // The header replaces the one `Json` sets.
         (
             status,
-            [(header::CONTENT_TYPE, "application/problem+json")],
-            body,
+            [(header::CONTENT_TYPE, PROBLEM_JSON)],
+            Json(problem),
         )
             .into_response()
     } else {

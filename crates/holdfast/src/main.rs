@@ -32,11 +32,13 @@ fn main() -> Result<()> {
 
 async fn run(cli: cli::Cli) -> Result<()> {
     let shutdown = CancellationToken::new();
+    let forced_exit = ForcedExit::default();
     // Cancels the token on the first SIGINT or SIGTERM; a second signal
-    // exits at once for people who really mean it.
-    tokio::spawn(watch_signals(shutdown.clone()));
+    // exits at once for people who really mean it. It lives as long as the
+    // process, which exits when `run` returns.
+    tokio::spawn(watch_signals(shutdown.clone(), forced_exit.clone()));
     match cli.command {
-        cli::Command::Up(args) => roles::up(args, shutdown).await,
+        cli::Command::Up(args) => roles::up(args, shutdown, forced_exit).await,
         cli::Command::Api(args) => roles::api(args, shutdown).await,
         cli::Command::Ingress(args) => roles::ingress(args, shutdown).await,
         cli::Command::Worker(args) => roles::worker(args, shutdown).await,
@@ -49,11 +51,36 @@ async fn run(cli: cli::Cli) -> Result<()> {
     }
 }
 
-/// Pid of the private redis-server `holdfast up` started, if any, so a
-/// forced exit can stop it too.
-pub static PRIVATE_REDIS_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+/// The processes this one started that a forced exit (a second signal,
+/// which skips every destructor) must kill first: the private redis-server
+/// of `holdfast up`. Handed to whoever starts such a process and to the
+/// signal watcher; clones share the list.
+#[derive(Clone, Debug, Default)]
+pub struct ForcedExit {
+    pids: std::sync::Arc<std::sync::Mutex<Vec<u32>>>,
+}
 
-async fn watch_signals(shutdown: CancellationToken) {
+impl ForcedExit {
+    /// Kill process `pid` if this process is forced to exit.
+    pub fn kill_on_exit(&self, pid: u32) {
+        self.pids
+            .lock()
+            .expect("forced-exit list poisoned")
+            .push(pid);
+    }
+
+    /// Sends SIGKILL to every process on the list.
+    fn kill_all(&self) {
+        for &pid in self.pids.lock().expect("forced-exit list poisoned").iter() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+async fn watch_signals(shutdown: CancellationToken, forced_exit: ForcedExit) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
@@ -72,12 +99,6 @@ async fn watch_signals(shutdown: CancellationToken) {
         _ = int.recv() => {}
     }
     tracing::warn!("second signal: exiting now");
-    let pid = PRIVATE_REDIS_PID.load(std::sync::atomic::Ordering::Relaxed);
-    if pid != 0 {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
+    forced_exit.kill_all();
     std::process::exit(130);
 }

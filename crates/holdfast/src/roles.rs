@@ -29,17 +29,26 @@ struct Sink {
 }
 
 impl Sink {
+    /// Starts the sink of a role started with `args`.
+    fn for_role(args: &RedisArgs, metrics: &MetricsSinkArgs) -> Result<Option<Sink>> {
+        Self::start(redis_config(args), &args.key_prefix, metrics)
+    }
+
     /// Starts the sink unless it is switched off or Redis is disabled.
-    fn start(redis: &RedisArgs, metrics: &MetricsSinkArgs) -> Result<Option<Sink>> {
-        if metrics.no_metrics_sink || !redis.redis_enabled {
+    fn start(
+        redis: RedisConfig,
+        key_prefix: &str,
+        metrics: &MetricsSinkArgs,
+    ) -> Result<Option<Sink>> {
+        if metrics.no_metrics_sink || !redis.enabled {
             return Ok(None);
         }
         // Its own Redis handle, stopped only after the last flush.
         let redis_stop = CancellationToken::new();
-        let handle = Redis::start(redis_config(redis), redis_stop.clone())
+        let handle = Redis::start(redis, redis_stop.clone())
             .context("invalid Redis settings for the metrics sink")?;
         let cfg = holdfast_telemetry::sink::SinkConfig {
-            prefix: redis.key_prefix.clone(),
+            prefix: key_prefix.to_owned(),
             interval: metrics
                 .metrics_flush_interval
                 .max(Duration::from_millis(100)),
@@ -156,7 +165,7 @@ pub async fn ingress(args: IngressArgs, shutdown: CancellationToken) -> Result<(
         )
     })?;
     tracing::info!(port = ingress.port(), admin_port = ?ingress.admin_port(), "ingress listening");
-    let sink = Sink::start(&args.redis, &args.metrics)?;
+    let sink = Sink::for_role(&args.redis, &args.metrics)?;
     let result = ingress.run_until_stopped(shutdown).await;
     Sink::finish(sink).await;
     Ok(result?)
@@ -171,7 +180,7 @@ pub async fn api(args: ApiArgs, shutdown: CancellationToken) -> Result<()> {
         )
     })?;
     tracing::info!(port = api.port(), admin_port = ?api.admin_port(), "api listening");
-    let sink = Sink::start(&args.redis, &args.metrics)?;
+    let sink = Sink::for_role(&args.redis, &args.metrics)?;
     let result = api.run_until_stopped(shutdown).await;
     Sink::finish(sink).await;
     Ok(result?)
@@ -188,7 +197,7 @@ pub async fn worker(args: WorkerArgs, shutdown: CancellationToken) -> Result<()>
         )
     })?;
     tracing::info!(admin_port = role.admin_port(), %consumer, topic = %args.topic, "worker started");
-    let sink = Sink::start(&args.redis, &args.metrics)?;
+    let sink = Sink::for_role(&args.redis, &args.metrics)?;
     let result = role.run_until_stopped(shutdown).await;
     Sink::finish(sink).await;
     Ok(result?)
@@ -226,8 +235,15 @@ pub async fn exporter(args: ExporterArgs, shutdown: CancellationToken) -> Result
     Ok(())
 }
 
-/// `holdfast up`: the demo stack in one process.
-pub async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
+/// `holdfast up`: the demo stack in one process. Its roles are built from
+/// the library settings types, so they run with the same defaults as the
+/// role commands; only what `up` changes (loopback listeners, the demo's
+/// database and delay, the processing time) is set here.
+pub async fn up(
+    args: UpArgs,
+    shutdown: CancellationToken,
+    forced_exit: crate::ForcedExit,
+) -> Result<()> {
     let mut private = None;
     let redis_url = match &args.redis_url {
         Some(url) => url.clone(),
@@ -245,36 +261,22 @@ pub async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
             if let Some(pid) = server.pid() {
                 // A second Ctrl-C exits at once, skipping destructors: it
                 // must not leave this redis-server behind.
-                crate::PRIVATE_REDIS_PID.store(pid, std::sync::atomic::Ordering::Relaxed);
+                forced_exit.kill_on_exit(pid);
             }
             private = Some(server);
             url
         }
     };
-    let redis_args = RedisArgs {
-        redis_url: redis_url.clone(),
-        redis_enabled: true,
-        key_prefix: "hf".into(),
-        partitions: 1,
-    };
-    let ingress_args = IngressArgs {
-        redis: redis_args.clone(),
-        metrics: args.metrics.clone(),
-        listen: args.listen,
-        admin_listen: args.admin_listen,
-        topic: "weather".into(),
-        default_timeout: Duration::from_secs(10),
-        backlog_limit: 10_000,
-        body_limit: 64 * 1024,
-    };
-    let ingress = Ingress::build(ingress_settings(&ingress_args)?)
-        .await
-        .with_context(|| {
-            format!(
-                "could not bind {} or {} (is another holdfast running?)",
-                args.listen, args.admin_listen
-            )
-        })?;
+    let redis = RedisConfig::new(redis_url.clone());
+    let mut ingress_settings = IngressSettings::new(redis.clone());
+    ingress_settings.listen = args.listen;
+    ingress_settings.admin_listen = Some(args.admin_listen);
+    let ingress = Ingress::build(ingress_settings).await.with_context(|| {
+        format!(
+            "could not bind {} or {} (is another holdfast running?)",
+            args.listen, args.admin_listen
+        )
+    })?;
     // Without DATABASE_URL the demo gets a fresh SQLite file of its own,
     // removed on exit, so runs never share or leave state.
     let (database_url, scratch_dir) = match &args.database_url {
@@ -287,18 +289,12 @@ pub async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
             )
         }
     };
-    let api_args = ApiArgs {
-        redis: redis_args.clone(),
-        metrics: args.metrics.clone(),
-        listen: args.api_listen,
-        admin_listen: args.api_admin_listen,
-        database_url,
-        products_db_delay: args.products_db_delay,
-        cache_ttl: Duration::from_secs(360),
-        warm_products: holdfast_services::api::DEFAULT_WARM_PRODUCTS,
-        body_limit: 64 * 1024,
-    };
-    let api = Api::build(api_settings(&api_args)).await.with_context(|| {
+    let mut api_settings = ApiSettings::new(redis.clone());
+    api_settings.listen = args.api_listen;
+    api_settings.admin_listen = Some(args.api_admin_listen);
+    api_settings.database_url = database_url;
+    api_settings.products_db_delay = args.products_db_delay;
+    let api = Api::build(api_settings).await.with_context(|| {
         format!(
             "could not start the api on {} or {} (is another holdfast running?)",
             args.api_listen, args.api_admin_listen
@@ -310,20 +306,14 @@ pub async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
         if n > 0 {
             admin.set_port(0);
         }
-        let worker_args = WorkerArgs {
-            redis: redis_args.clone(),
-            metrics: args.metrics.clone(),
-            admin_listen: admin,
-            topic: "weather".into(),
-            concurrency: 16,
-            consumer_name: None,
-            processing_time: args.processing_time,
-            claim_timeout: Duration::from_secs(5),
-            max_deliveries: 3,
-            drain_timeout: Duration::from_secs(30),
-            stall_after: Duration::from_secs(60),
-        };
-        let role = WorkerRole::build(worker_settings(&worker_args)?)
+        let mut worker_settings = WorkerSettings::new(
+            redis.clone(),
+            Keys::default(),
+            topic(WorkerSettings::DEFAULT_TOPIC)?,
+        );
+        worker_settings.admin_listen = admin;
+        worker_settings.processing_time = args.processing_time;
+        let role = WorkerRole::build(worker_settings)
             .await
             .with_context(|| format!("could not bind {admin}"))?;
         workers.push(role);
@@ -391,13 +381,13 @@ pub async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
     );
     println!(
         "       products 1-{} were warmed into the cache at start: their first read is already a hit",
-        holdfast_services::api::DEFAULT_WARM_PRODUCTS
+        ApiSettings::DEFAULT_WARM_PRODUCTS
     );
     println!("Press Ctrl-C to stop.");
 
     // One sink for the whole process: every role records into the same
     // process-wide registry.
-    let sink = Sink::start(&redis_args, &args.metrics)?;
+    let sink = Sink::start(redis, Keys::DEFAULT_PREFIX, &args.metrics)?;
 
     // The ingress and the api drain first, together, while the workers
     // still answer what the ingress has in flight; then the workers drain.

@@ -9,8 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use holdfast_cache::{CacheConfig, LoadError, ReadThrough};
-use holdfast_redis::{Redis, RedisConfig};
-use holdfast_resilience::Backoff;
+use holdfast_redis::Redis;
 use holdfast_testkit::LocalRedis;
 use tokio_util::sync::CancellationToken;
 
@@ -45,17 +44,11 @@ pub async fn env_on(server: LocalRedis) -> TestEnv {
 }
 
 /// A second, independent handle on the same server, as another instance
-/// of the api would have.
+/// of the api would have. It reconnects quickly, so "after restart" tests
+/// do not wait on the production backoff.
 pub async fn handle(server: &LocalRedis, shutdown: &CancellationToken) -> Redis {
-    let mut cfg = RedisConfig::new(server.url());
-    // Reconnect quickly so "after restart" tests do not wait on backoff.
-    cfg.reconnect_backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(200));
-    let redis = Redis::start(cfg, shutdown.clone()).unwrap();
-    assert!(
-        redis.wait_ready(Duration::from_secs(5)).await,
-        "redis not ready"
-    );
-    redis
+    let cfg = holdfast_testkit::quick_redis_config(server.url());
+    holdfast_testkit::ready_redis(cfg, shutdown.clone()).await
 }
 
 impl TestEnv {
@@ -70,6 +63,23 @@ impl TestEnv {
 
     pub fn cache(&self, cfg: CacheConfig) -> ReadThrough {
         ReadThrough::new(self.redis.clone(), "widgets", cfg)
+    }
+
+    /// A cache with `cfg` whose key `key` was just loaded with `value`,
+    /// and the loader that counted that load.
+    pub async fn cache_holding(
+        &self,
+        cfg: CacheConfig,
+        key: &str,
+        value: u32,
+    ) -> (ReadThrough, Loader) {
+        let cache = self.cache(cfg);
+        let loader = Loader::new();
+        cache
+            .get(key, loader.value(value))
+            .await
+            .expect("the first load fills the cache");
+        (cache, loader)
     }
 }
 

@@ -61,14 +61,13 @@ async fn a_hundred_concurrent_reads_of_a_cold_key_call_the_loader_once() {
 #[tokio::test]
 async fn a_stale_key_whose_loader_fails_is_served_stale_within_max_stale_and_fails_past_it() {
     let env = env().await;
-    let cache = env.cache(CacheConfig {
+    let config = CacheConfig {
         ttl: Duration::from_millis(100),
         ttl_jitter: 0.0,
         max_stale: Duration::from_millis(600),
         ..env.config()
-    });
-    let loader = Loader::new();
-    cache.get("k", loader.value(7u32)).await.unwrap();
+    };
+    let (cache, loader) = env.cache_holding(config, "k", 7).await;
 
     tokio::time::sleep(Duration::from_millis(250)).await;
     let stale = cache.get("k", loader.failing::<u32>()).await.unwrap();
@@ -90,14 +89,13 @@ async fn a_stale_key_whose_loader_fails_is_served_stale_within_max_stale_and_fai
 async fn a_slow_loader_on_a_stale_key_answers_stale_at_the_soft_timeout_and_refreshes_in_the_background()
  {
     let env = env().await;
-    let cache = env.cache(CacheConfig {
+    let config = CacheConfig {
         ttl: Duration::from_millis(1000),
         ttl_jitter: 0.0,
         soft_timeout: Duration::from_millis(100),
         ..env.config()
-    });
-    let loader = Loader::new();
-    cache.get("k", loader.value(1u32)).await.unwrap();
+    };
+    let (cache, loader) = env.cache_holding(config, "k", 1).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
 
     let started = Instant::now();
@@ -155,15 +153,14 @@ async fn not_found_is_cached_for_the_negative_ttl() {
 #[tokio::test]
 async fn invalidate_makes_the_next_read_load_again() {
     let env = env().await;
-    let cache = env.cache(CacheConfig {
+    let config = CacheConfig {
         l1: Some(L1Config {
             capacity: 100,
             ttl: Duration::from_secs(10),
         }),
         ..env.config()
-    });
-    let loader = Loader::new();
-    cache.get("k", loader.value(1u32)).await.unwrap();
+    };
+    let (cache, loader) = env.cache_holding(config, "k", 1).await;
 
     cache.invalidate("k").await;
     let after = cache.get("k", loader.value(2u32)).await.unwrap();
@@ -228,9 +225,7 @@ async fn an_invalidate_on_one_instance_drops_the_other_instances_l1_entry() {
 async fn with_redis_killed_reads_answer_from_the_loader_quickly_and_the_cache_returns_after_restart()
  {
     let mut env = env().await;
-    let cache = env.cache(env.config());
-    let loader = Loader::new();
-    cache.get("k", loader.value(1u32)).await.unwrap();
+    let (cache, loader) = env.cache_holding(env.config(), "k", 1).await;
     assert_eq!(cache.state(), CacheState::Ready);
 
     env.server.kill9().await;

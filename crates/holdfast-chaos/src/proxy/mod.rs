@@ -5,7 +5,7 @@
 //!
 //! - [`Proxy::start`] binds the listener and spawns the *accept loop*
 //!   (this file). Every accepted connection gets a *connection task*
-//!   ([`conn`]) that dials the upstream and runs two *pumps*, one per
+//!   (`conn`) that dials the upstream and runs two *pumps*, one per
 //!   direction, as two futures of that one task.
 //! - The current fault set lives in a [`tokio::sync::watch`] channel owned by
 //!   the proxy. Pumps consult it once per chunk and `select!` on its change
@@ -50,6 +50,10 @@ use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
+// The faults a proxy plays live in `crate::faults::network`, next to the
+// scenario kind that carries them; here is where the proxy's users look.
+pub use crate::faults::network::{Direction, Fault};
+
 /// Backlog of the listening socket.
 const LISTEN_BACKLOG: u32 = 1024;
 
@@ -65,116 +69,6 @@ pub struct FaultId(pub u64);
 impl std::fmt::Display for FaultId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)
-    }
-}
-
-/// Which way of a connection a fault applies to.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// Both ways.
-    #[default]
-    Both,
-    /// Client to server.
-    Upstream,
-    /// Server to client.
-    Downstream,
-}
-
-impl Direction {
-    /// Whether a fault with this direction applies to bytes flowing `flow`
-    /// (`flow` is [`Direction::Upstream`] or [`Direction::Downstream`]).
-    pub fn applies_to(self, flow: Direction) -> bool {
-        self == Direction::Both || self == flow
-    }
-}
-
-/// A network fault the proxy injects. See the [module docs](self) for how
-/// several faults compose.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Fault {
-    /// Each chunk is delayed by `ms` ± `jitter_ms` (uniform, never below
-    /// zero), order kept.
-    Latency {
-        /// Mean delay, milliseconds.
-        ms: u64,
-        /// Half-width of the uniform jitter, milliseconds.
-        #[serde(default)]
-        jitter_ms: u64,
-        /// Which way is delayed.
-        #[serde(default)]
-        direction: Direction,
-    },
-    /// At most this many bytes per second (per connection and direction).
-    /// Zero is treated as one.
-    Bandwidth {
-        /// Rate limit.
-        bytes_per_sec: u64,
-        /// Which way is limited.
-        #[serde(default)]
-        direction: Direction,
-    },
-    /// Accept and hold: connections stay open and nothing is forwarded
-    /// until the fault is removed. Data is **held unread** (in the kernel
-    /// buffers, so the sender eventually blocks), not dropped: when the
-    /// fault is removed, held connections resume and what was sent during
-    /// the blackhole is delivered, late but intact. New connections are
-    /// accepted, dialled upstream and held too.
-    Blackhole {
-        /// Which way is held.
-        #[serde(default)]
-        direction: Direction,
-    },
-    /// Live connections are closed with a TCP RST (`SO_LINGER` 0) on the
-    /// client side (the upstream side is closed normally), and new
-    /// connections are reset right after accept, until removed.
-    ResetPeer,
-    /// Each connection is closed after forwarding this many bytes in the
-    /// direction (for [`Direction::Both`], the sum of both ways). Bytes are
-    /// counted per connection **from the moment the connection sees the
-    /// fault**: from its start for connections opened after the fault was
-    /// added, from when it was added for live ones.
-    CloseAfter {
-        /// Budget of bytes forwarded before the close.
-        bytes: u64,
-        /// Which way is counted.
-        #[serde(default)]
-        direction: Direction,
-    },
-    /// Writes are split into chunks of at most `max_bytes` (zero is treated
-    /// as one) with `delay_us` between them. Tokio's timer rounds a non-zero
-    /// delay up to about a millisecond.
-    Slice {
-        /// Largest write.
-        max_bytes: usize,
-        /// Pause between two writes, microseconds.
-        #[serde(default)]
-        delay_us: u64,
-        /// Which way is sliced.
-        #[serde(default)]
-        direction: Direction,
-    },
-    /// The listener stops accepting: the listening socket is closed, so new
-    /// connections are refused (`ECONNREFUSED`), and live connections are
-    /// closed. When the fault is removed the same address is bound again.
-    Down,
-}
-
-impl Fault {
-    /// Checks the values a caller may get wrong (a zero rate or slice
-    /// size). [`Proxy::add`] accepts such faults anyway and clamps them; the
-    /// control API rejects them with this message.
-    pub fn validate(&self) -> Result<(), String> {
-        match self {
-            Fault::Bandwidth {
-                bytes_per_sec: 0, ..
-            } => Err("bandwidth needs bytes_per_sec of at least 1".to_owned()),
-            Fault::Slice { max_bytes: 0, .. } => {
-                Err("slice needs max_bytes of at least 1".to_owned())
-            }
-            _ => Ok(()),
-        }
     }
 }
 

@@ -5,13 +5,10 @@
 //!
 //! A test binary of its own: it installs the process-wide subscriber.
 
-#[allow(dead_code)]
-#[path = "../http/helpers.rs"]
-mod helpers;
-
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use holdfast_testkit::roles::ingress::{NEW_YORK, TestIngress, spawn_ingress};
 use opentelemetry::trace::{SpanId, TraceId, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use tracing_subscriber::filter::LevelFilter;
@@ -66,12 +63,8 @@ async fn spans_of(exporter: &InMemorySpanExporter, trace: TraceId) -> (SpanData,
     }
 }
 
-async fn forecast(app: &helpers::TestApp, traceparent: Option<&str>) -> reqwest::Response {
-    let mut req = app
-        .client
-        .post(format!("{}/WeatherForecast/city", app.base))
-        .header("content-type", "application/json")
-        .body(helpers::NEW_YORK);
+async fn forecast(app: &TestIngress, traceparent: Option<&str>) -> reqwest::Response {
+    let mut req = app.forecast_request(NEW_YORK, None);
     if let Some(tp) = traceparent {
         req = req.header("traceparent", tp);
     }
@@ -83,7 +76,7 @@ async fn forecast(app: &helpers::TestApp, traceparent: Option<&str>) -> reqwest:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_span_is_a_child_of_the_ingress_span_across_the_stream() {
     let exporter = exporter();
-    let app = helpers::spawn_app(|_| {}).await;
+    let app = spawn_ingress(|_| {}).await;
     app.spawn_worker().await;
 
     // A client's trace context: the ingress span continues it.

@@ -1,6 +1,6 @@
 //! What the store tests need besides a fresh database per test (that is
-//! `holdfast_testkit::db`): a lock held from outside the store, and
-//! servers that are down or never answer.
+//! `holdfast_testkit::db`) and servers that are down or never answer (that
+//! is `holdfast_testkit::net`): a lock held from outside the store.
 
 use holdfast_store::Backend;
 use holdfast_testkit::db::TestDb;
@@ -68,28 +68,4 @@ impl UsersLock {
             }
         }
     }
-}
-
-/// A local TCP port with nothing listening on it.
-pub fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address").port()
-}
-
-/// A server that accepts connections and never says a word, like a
-/// database host whose process is stopped (SIGSTOP) or a black-holing
-/// proxy. Dropping the handle stops it.
-pub async fn silent_server() -> (u16, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a free port");
-    let port = listener.local_addr().expect("local address").port();
-    // Keeps every accepted socket open until the test aborts the task.
-    let task = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
-    (port, task)
 }

@@ -1,12 +1,14 @@
 //! The store against real databases: SQLite always, PostgreSQL and MariaDB
 //! when `HOLDFAST_TEST_POSTGRES_URL` / `HOLDFAST_TEST_MYSQL_URL` are set.
 //!
-//! Each test below is an `async fn(TestDb)`; [`on_every_engine!`] makes one
-//! `#[tokio::test]` per engine for it (`<test>::sqlite`, `<test>::postgres`,
-//! `<test>::mysql`), each on its own fresh, migrated database.
+//! Each test below is an `async fn(TestDb)`;
+//! `holdfast_testkit::on_every_engine!` makes one `#[tokio::test]` per
+//! engine for it (`<test>::sqlite`, `<test>::postgres`, `<test>::mysql`),
+//! each on its own fresh, migrated database.
 
 mod helpers;
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use holdfast_store::seed::{DEFAULT_PRODUCTS, DEFAULT_USERS, seed_product, seed_user};
@@ -15,31 +17,10 @@ use holdfast_store::{
     StoreOptions, UpdateUser, User, UserName,
 };
 use holdfast_testkit::db::{Engine, TestDatabase, TestDb};
+use holdfast_testkit::join_all;
+use holdfast_testkit::net::SilentServer;
 
-macro_rules! on_every_engine {
-    ($($test:ident),* $(,)?) => {$(
-        mod $test {
-            use holdfast_testkit::db::{run, Engine};
-
-            #[tokio::test]
-            async fn sqlite() {
-                run(Engine::Sqlite, super::$test).await;
-            }
-
-            #[tokio::test]
-            async fn postgres() {
-                run(Engine::Postgres, super::$test).await;
-            }
-
-            #[tokio::test]
-            async fn mysql() {
-                run(Engine::MySql, super::$test).await;
-            }
-        }
-    )*};
-}
-
-on_every_engine!(
+holdfast_testkit::on_every_engine!(holdfast_testkit::db::run =>
     migrations_apply_twice_and_from_two_processes_harmlessly,
     every_engine_ends_with_the_same_tables_and_columns,
     seeding_twice_inserts_the_rows_once,
@@ -511,7 +492,7 @@ async fn the_full_seed_is_the_same_on_every_engine_and_idempotent() {
     }
 
     // Act
-    let seeded = futures_join_all(databases.iter().map(|(engine, database)| {
+    let seeded = join_all(databases.iter().map(|(engine, database)| {
         let store = database.db.store.clone();
         let engine = *engine;
         async move {
@@ -568,21 +549,6 @@ async fn the_full_seed_is_the_same_on_every_engine_and_idempotent() {
     }
 }
 
-/// Polls futures side by side and collects their outputs in order, like
-/// `futures::future::join_all`, without the dependency.
-async fn futures_join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let tasks: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
-    let mut outputs = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        outputs.push(task.await.expect("task panicked"));
-    }
-    outputs
-}
-
 #[tokio::test]
 async fn the_backend_follows_the_url() {
     for engine in Engine::ALL {
@@ -605,74 +571,84 @@ fn quick_to_give_up() -> StoreOptions {
     }
 }
 
-#[tokio::test]
-async fn a_postgres_server_that_is_down_is_unavailable_within_three_seconds() {
-    // Arrange
-    let port = helpers::closed_port();
-    let url = DatabaseUrl::parse(&format!("postgres://postgres@127.0.0.1:{port}/test")).unwrap();
-    let store = Store::open(&url, StoreOptions::default()).await.unwrap();
+/// The URL of a database on a local port where nothing listens, as
+/// `user@` of `scheme`.
+fn down_server_url(scheme_and_user: &str) -> DatabaseUrl {
+    let port = holdfast_testkit::free_port();
+    DatabaseUrl::parse(&format!("{scheme_and_user}@127.0.0.1:{port}/test")).unwrap()
+}
 
-    // Act
+/// Runs `operation` and measures it.
+async fn timed<T>(operation: impl Future<Output = T>) -> (T, Duration) {
     let started = Instant::now();
-    let result = store.product(1).await;
-    let took = started.elapsed();
+    let outcome = operation.await;
+    (outcome, started.elapsed())
+}
 
-    // Assert
+/// Checks that `result` failed as `db_unavailable` within three seconds,
+/// and returns the error for further checks.
+fn assert_unavailable_within_three_seconds<T: std::fmt::Debug>(
+    result: Result<T, StoreError>,
+    took: Duration,
+) -> StoreError {
     let err = result.unwrap_err();
     assert!(took < Duration::from_secs(3), "took {took:?}");
     assert_eq!(err.code(), "db_unavailable", "{err:?}");
+    err
+}
+
+#[tokio::test]
+async fn a_postgres_server_that_is_down_is_unavailable_within_three_seconds() {
+    // Arrange
+    let url = down_server_url("postgres://postgres");
+    let store = Store::open(&url, StoreOptions::default()).await.unwrap();
+
+    // Act
+    let (result, took) = timed(store.product(1)).await;
+
+    // Assert
+    let err = assert_unavailable_within_three_seconds(result, took);
     assert!(err.is_retryable());
 }
 
 #[tokio::test]
 async fn a_mysql_server_that_is_down_is_unavailable_within_three_seconds() {
     // Arrange
-    let port = helpers::closed_port();
-    let url = DatabaseUrl::parse(&format!("mysql://root@127.0.0.1:{port}/test")).unwrap();
+    let url = down_server_url("mysql://root");
     let store = Store::open(&url, quick_to_give_up()).await.unwrap();
 
     // Act
-    let started = Instant::now();
-    let result = store.product(1).await;
-    let took = started.elapsed();
+    let (result, took) = timed(store.product(1)).await;
 
     // Assert
-    let err = result.unwrap_err();
-    assert!(took < Duration::from_secs(3), "took {took:?}");
-    assert_eq!(err.code(), "db_unavailable", "{err:?}");
+    let err = assert_unavailable_within_three_seconds(result, took);
     assert!(err.is_retryable());
 }
 
 #[tokio::test]
 async fn connecting_eagerly_to_a_database_that_is_down_fails_within_three_seconds() {
     // Arrange
-    let port = helpers::closed_port();
-    let url = DatabaseUrl::parse(&format!("postgres://postgres@127.0.0.1:{port}/test")).unwrap();
+    let url = down_server_url("postgres://postgres");
 
     // Act
-    let started = Instant::now();
-    let result = Store::connect(&url, quick_to_give_up()).await;
-    let took = started.elapsed();
+    let (result, took) = timed(Store::connect(&url, quick_to_give_up())).await;
 
     // Assert
-    let err = result.unwrap_err();
-    assert!(took < Duration::from_secs(3), "took {took:?}");
-    assert_eq!(err.code(), "db_unavailable", "{err:?}");
+    assert_unavailable_within_three_seconds(result, took);
 }
 
 #[tokio::test]
 async fn a_server_that_accepts_but_never_answers_fails_within_three_seconds_not_a_hang() {
-    let outcomes = futures_join_all(["postgres", "mysql"].map(|scheme| async move {
+    let outcomes = join_all(["postgres", "mysql"].map(|scheme| async move {
         // Arrange
-        let (port, server) = helpers::silent_server().await;
+        let server = SilentServer::start().await;
+        let port = server.port();
         let url = DatabaseUrl::parse(&format!("{scheme}://root@127.0.0.1:{port}/test")).unwrap();
         let store = Store::open(&url, StoreOptions::default()).await.unwrap();
 
         // Act
-        let started = Instant::now();
-        let result = store.user(1).await;
-        let took = started.elapsed();
-        server.abort();
+        let (result, took) = timed(store.user(1)).await;
+        drop(server);
         (scheme, result, took)
     }))
     .await;
@@ -718,7 +694,7 @@ async fn an_in_memory_sqlite_database_keeps_its_data_across_connections() {
 
     // Act
     store.seed_with(20, 2).await.unwrap();
-    let reads = futures_join_all((1..=20).map(|id| {
+    let reads = join_all((1..=20).map(|id| {
         let store = store.clone();
         async move { store.user(id).await.unwrap() }
     }))

@@ -1,18 +1,24 @@
 //! Shared set-up: a private redis-server, a supervised handle, callers and
-//! workers with short timeouts so recovery paths run in test time.
+//! workers with short timeouts so recovery paths run in test time, and the
+//! waits and raw entries the tests arrange and observe with.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use holdfast_core::{Keys, Topic};
+use holdfast_core::{Keys, Reply, ReplyStatus, RequestId, Topic};
 use holdfast_redis::{Redis, RedisConfig};
 use holdfast_streams::{
-    Caller, CallerConfig, Handler, HandlerError, Request, Worker, WorkerConfig, WorkerStatus,
+    Admin, CallError, CallOptions, Caller, CallerConfig, Handler, HandlerError, Request, Worker,
+    WorkerConfig, WorkerStatus,
 };
 use holdfast_testkit::LocalRedis;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// How long a test waits for a dead letter or a job's status.
+const PATIENCE: Duration = Duration::from_secs(5);
 
 pub struct TestEnv {
     pub server: LocalRedis,
@@ -32,11 +38,8 @@ pub async fn env() -> TestEnv {
     holdfast_testkit::init_tracing();
     let server = holdfast_testkit::redis().await;
     let shutdown = CancellationToken::new();
-    let redis = Redis::start(RedisConfig::new(server.url()), shutdown.clone()).unwrap();
-    assert!(
-        redis.wait_ready(Duration::from_secs(5)).await,
-        "redis not ready"
-    );
+    let redis =
+        holdfast_testkit::ready_redis(RedisConfig::new(server.url()), shutdown.clone()).await;
     TestEnv {
         server,
         redis,
@@ -77,6 +80,78 @@ impl TestEnv {
         let status = worker.status();
         let handle = tokio::spawn(worker.run(stop.clone()));
         (stop, status, handle)
+    }
+
+    /// The admin view of this test's topic (one partition).
+    pub fn admin(&self) -> Admin {
+        Admin::new(self.redis.clone(), self.keys.clone(), 1)
+    }
+
+    /// Sends a call with `body` on a task of its own, to be awaited later.
+    pub fn spawn_call(
+        &self,
+        caller: &Caller,
+        body: Bytes,
+        options: CallOptions,
+    ) -> JoinHandle<Result<Reply, CallError>> {
+        let caller = caller.clone();
+        let topic = self.topic.clone();
+        tokio::spawn(async move { caller.call(&topic, body, options).await })
+    }
+
+    /// Calls the topic with `body` and checks that the reply is `ok`.
+    pub async fn call_ok(&self, caller: &Caller, body: Bytes, options: CallOptions) -> Reply {
+        let reply = caller
+            .call(&self.topic, body, options)
+            .await
+            .expect("the call is answered");
+        assert_eq!(reply.status, ReplyStatus::Ok);
+        reply
+    }
+
+    /// Writes an entry with `fields` straight into the request stream, as
+    /// someone with `redis-cli` might; returns its id.
+    pub async fn add_raw_entry(&self, fields: &[(&str, &str)]) -> String {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(self.keys.request_stream(&self.topic, 0)).arg("*");
+        for (field, value) in fields {
+            cmd.arg(*field).arg(*value);
+        }
+        self.redis.cmd(&cmd).await.expect("XADD")
+    }
+
+    /// Waits until the topic holds `count` dead letters.
+    pub async fn wait_for_dead_letters(&self, count: usize, what: &str) {
+        let admin = self.admin();
+        holdfast_testkit::wait_until(PATIENCE, what, || {
+            let admin = admin.clone();
+            let topic = self.topic.clone();
+            async move { admin.dead_letters(&topic, 10).await.unwrap().len() == count }
+        })
+        .await;
+    }
+
+    /// Waits until the job `id` has the status `status`.
+    pub async fn wait_for_job(&self, caller: &Caller, id: &RequestId, status: &str, what: &str) {
+        holdfast_testkit::wait_until(PATIENCE, what, || {
+            let caller = caller.clone();
+            let topic = self.topic.clone();
+            async move {
+                caller
+                    .job(&topic, id)
+                    .await
+                    .unwrap()
+                    .is_some_and(|j| j.status == status)
+            }
+        })
+        .await;
+    }
+}
+
+/// Checks that every call of `calls` was answered `ok`.
+pub async fn assert_all_ok(calls: impl IntoIterator<Item = JoinHandle<Result<Reply, CallError>>>) {
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap().status, ReplyStatus::Ok);
     }
 }
 

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use holdfast_core::{Keys, ReplyStatus};
-use holdfast_streams::{Admin, CallError, CallOptions, HandlerError, handler_fn};
+use holdfast_streams::{CallError, CallOptions, HandlerError, handler_fn};
 use redis::Value;
 
-use helpers::{Echo, env};
+use helpers::{Echo, assert_all_ok, env};
 
 fn opts(ms: u64) -> CallOptions {
     CallOptions::json(Duration::from_millis(ms))
@@ -70,18 +70,8 @@ async fn many_concurrent_calls_each_get_their_own_reply() {
             assert_eq!(reply.body, body);
         }
     });
-    futures_join_all(calls).await;
+    holdfast_testkit::join_all(calls).await;
     assert_eq!(caller.in_flight(), 0);
-}
-
-async fn futures_join_all<F: Future<Output = ()> + Send + 'static>(futs: impl Iterator<Item = F>) {
-    let mut set = tokio::task::JoinSet::new();
-    for f in futs {
-        set.spawn(f);
-    }
-    while let Some(r) = set.join_next().await {
-        r.unwrap();
-    }
 }
 
 #[tokio::test]
@@ -118,18 +108,8 @@ async fn a_request_past_its_deadline_is_answered_expired_without_running_the_han
     let echo = Echo::new(Duration::ZERO);
     let _w = env.spawn_worker(env.worker_config(), echo.clone());
 
-    holdfast_testkit::wait_until(Duration::from_secs(5), "job expired", || {
-        let caller = caller.clone();
-        let topic = env.topic.clone();
-        async move {
-            caller
-                .job(&topic, &id)
-                .await
-                .unwrap()
-                .is_some_and(|j| j.status == "expired")
-        }
-    })
-    .await;
+    env.wait_for_job(&caller, &id, "expired", "job expired")
+        .await;
     assert_eq!(echo.runs(), 0);
 }
 
@@ -153,29 +133,18 @@ async fn a_handler_that_always_fails_ends_in_dead_letters_and_the_caller_hears_d
     let _w = env.spawn_worker(cfg, handler);
     let caller = env.caller();
 
-    let poison = {
-        let caller = caller.clone();
-        let topic = env.topic.clone();
-        tokio::spawn(async move {
-            caller
-                .call(&topic, Bytes::from_static(b"poison"), opts(10_000))
-                .await
-        })
-    };
+    let poison = env.spawn_call(&caller, Bytes::from_static(b"poison"), opts(10_000));
     // The worker keeps serving others meanwhile.
     for _ in 0..5 {
-        let r = caller
-            .call(&env.topic, Bytes::from_static(b"fine"), opts(3000))
-            .await
-            .unwrap();
-        assert_eq!(r.status, ReplyStatus::Ok);
+        env.call_ok(&caller, Bytes::from_static(b"fine"), opts(3000))
+            .await;
     }
     let reply = poison.await.unwrap().unwrap();
 
     assert_eq!(reply.status, ReplyStatus::Dead);
     assert_eq!(reply.code.as_deref(), Some("max_deliveries"));
     assert_eq!(attempts.load(Ordering::SeqCst), 3);
-    let admin = Admin::new(env.redis.clone(), env.keys.clone(), 1);
+    let admin = env.admin();
     let letters = admin.dead_letters(&env.topic, 10).await.unwrap();
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].code.as_deref(), Some("max_deliveries"));
@@ -212,93 +181,47 @@ async fn a_rejected_request_is_answered_error_once() {
 #[tokio::test]
 async fn a_malformed_entry_becomes_a_dead_letter_with_its_reason() {
     let env = env().await;
-    let stream = env.keys.request_stream(&env.topic, 0);
     let echo = Echo::new(Duration::ZERO);
     let _w = env.spawn_worker(env.worker_config(), echo.clone());
     let caller = env.caller();
     // What someone might type into redis-cli.
-    let _: String = env
-        .redis
-        .cmd(
-            redis::cmd("XADD")
-                .arg(&stream)
-                .arg("*")
-                .arg("hello")
-                .arg("world"),
-        )
-        .await
-        .unwrap();
-    let _: String = env
-        .redis
-        .cmd(
-            redis::cmd("XADD")
-                .arg(&stream)
-                .arg("*")
-                .arg("v")
-                .arg("1")
-                .arg("id")
-                .arg("not-a-uuid")
-                .arg("kind")
-                .arg("call"),
-        )
-        .await
-        .unwrap();
+    env.add_raw_entry(&[("hello", "world")]).await;
+    env.add_raw_entry(&[("v", "1"), ("id", "not-a-uuid"), ("kind", "call")])
+        .await;
 
-    let admin = Admin::new(env.redis.clone(), env.keys.clone(), 1);
-    holdfast_testkit::wait_until(Duration::from_secs(5), "two dead letters", || {
-        let admin = admin.clone();
-        let topic = env.topic.clone();
-        async move { admin.dead_letters(&topic, 10).await.unwrap().len() == 2 }
-    })
-    .await;
-    let letters = admin.dead_letters(&env.topic, 10).await.unwrap();
+    env.wait_for_dead_letters(2, "two dead letters").await;
+    let letters = env.admin().dead_letters(&env.topic, 10).await.unwrap();
     assert_eq!(letters[0].code.as_deref(), Some("missing_field"));
     assert!(letters[0].reason.as_deref().unwrap().contains("`v`"));
     assert_eq!(letters[1].code.as_deref(), Some("invalid_field"));
     // The worker is not stuck.
-    let reply = caller
-        .call(&env.topic, Bytes::from_static(b"x"), opts(3000))
-        .await
-        .unwrap();
-    assert_eq!(reply.status, ReplyStatus::Ok);
+    env.call_ok(&caller, Bytes::from_static(b"x"), opts(3000))
+        .await;
     assert_eq!(echo.runs(), 1);
 }
 
 #[tokio::test]
 async fn an_entry_with_a_foreign_reply_key_is_dead_lettered_not_written_to() {
     let env = env().await;
-    let stream = env.keys.request_stream(&env.topic, 0);
     let _w = env.spawn_worker(env.worker_config(), Echo::new(Duration::ZERO));
     let _: () = env
         .redis
         .cmd(redis::cmd("SET").arg("victim").arg("keep"))
         .await
         .unwrap();
-    let fields = [
-        ("v", "1".to_string()),
-        ("id", holdfast_core::RequestId::new().to_string()),
-        ("kind", "call".into()),
-        ("reply_to", "victim".into()),
-        (
-            "deadline_ms",
-            (holdfast_core::Deadline::now_unix_ms() + 10_000).to_string(),
-        ),
-        ("body", "x".into()),
-    ];
-    let mut cmd = redis::cmd("XADD");
-    cmd.arg(&stream).arg("*");
-    for (k, v) in fields {
-        cmd.arg(k).arg(v);
-    }
-    let _: String = env.redis.cmd(&cmd).await.unwrap();
-
-    let admin = Admin::new(env.redis.clone(), env.keys.clone(), 1);
-    holdfast_testkit::wait_until(Duration::from_secs(5), "dead letter", || {
-        let admin = admin.clone();
-        let topic = env.topic.clone();
-        async move { admin.dead_letters(&topic, 10).await.unwrap().len() == 1 }
-    })
+    let id = holdfast_core::RequestId::new().to_string();
+    let deadline_ms = (holdfast_core::Deadline::now_unix_ms() + 10_000).to_string();
+    env.add_raw_entry(&[
+        ("v", "1"),
+        ("id", &id),
+        ("kind", "call"),
+        ("reply_to", "victim"),
+        ("deadline_ms", &deadline_ms),
+        ("body", "x"),
+    ])
     .await;
+
+    env.wait_for_dead_letters(1, "dead letter").await;
     let victim: String = env
         .redis
         .cmd(redis::cmd("GET").arg("victim"))
@@ -326,15 +249,7 @@ async fn entries_left_by_a_dead_consumer_are_claimed_and_answered_before_the_dea
         .await
         .unwrap();
     let calls: Vec<_> = (0..5)
-        .map(|i| {
-            let caller = caller.clone();
-            let topic = env.topic.clone();
-            tokio::spawn(async move {
-                caller
-                    .call(&topic, Bytes::from(format!("{i}")), opts(5000))
-                    .await
-            })
-        })
+        .map(|i| env.spawn_call(&caller, Bytes::from(format!("{i}")), opts(5000)))
         .collect();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let taken: Value = env
@@ -356,10 +271,7 @@ async fn entries_left_by_a_dead_consumer_are_claimed_and_answered_before_the_dea
 
     let started = Instant::now();
     let _w = env.spawn_worker(env.worker_config(), Echo::new(Duration::ZERO));
-    for call in calls {
-        let reply = call.await.unwrap().unwrap();
-        assert_eq!(reply.status, ReplyStatus::Ok);
-    }
+    assert_all_ok(calls).await;
     assert!(started.elapsed() < Duration::from_secs(4));
 }
 
@@ -402,39 +314,23 @@ async fn trimming_never_drops_undelivered_or_pending_entries() {
     cfg.claim_timeout = Duration::from_secs(30);
     let _w = env.spawn_worker(cfg, handler);
     // Two held requests occupy both terminals; the rest wait undelivered.
-    let mut held = Vec::new();
-    for _ in 0..2 {
-        let caller = caller.clone();
-        let topic = env.topic.clone();
-        held.push(tokio::spawn(async move {
-            caller
-                .call(&topic, Bytes::from_static(b"hold"), opts(20_000))
-                .await
-        }));
-    }
+    let held: Vec<_> = (0..2)
+        .map(|_| env.spawn_call(&caller, Bytes::from_static(b"hold"), opts(20_000)))
+        .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut waiting = Vec::new();
-    for _ in 0..20 {
-        let caller = caller.clone();
-        let topic = env.topic.clone();
-        waiting.push(tokio::spawn(async move {
-            caller
-                .call(&topic, Bytes::from_static(b"later"), opts(20_000))
-                .await
-        }));
-    }
+    let waiting: Vec<_> = (0..20)
+        .map(|_| env.spawn_call(&caller, Bytes::from_static(b"later"), opts(20_000)))
+        .collect();
     // Several trim rounds pass while entries are pending and undelivered.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let admin = Admin::new(env.redis.clone(), env.keys.clone(), 1);
+    let admin = env.admin();
     let stats = admin.topic_stats(&env.topic).await.unwrap();
     assert_eq!(stats.pending, 2);
     assert_eq!(stats.lag, 20);
     assert!(stats.length >= 22);
 
     gate.add_permits(2);
-    for h in held.into_iter().chain(waiting) {
-        assert_eq!(h.await.unwrap().unwrap().status, ReplyStatus::Ok);
-    }
+    assert_all_ok(held.into_iter().chain(waiting)).await;
     // Once everything is handled, the trim removes it.
     holdfast_testkit::wait_until(Duration::from_secs(5), "stream trimmed", || {
         let admin = admin.clone();
@@ -458,18 +354,7 @@ async fn a_job_is_queued_and_its_result_kept_by_id() {
     );
 
     let _w = env.spawn_worker(env.worker_config(), Echo::new(Duration::ZERO));
-    holdfast_testkit::wait_until(Duration::from_secs(5), "job done", || {
-        let caller = caller.clone();
-        let topic = env.topic.clone();
-        async move {
-            caller
-                .job(&topic, &id)
-                .await
-                .unwrap()
-                .is_some_and(|j| j.status == "done")
-        }
-    })
-    .await;
+    env.wait_for_job(&caller, &id, "done", "job done").await;
     let job = caller.job(&env.topic, &id).await.unwrap().unwrap();
     assert_eq!(job.result.as_deref(), Some(&b"work"[..]));
     assert!(job.worker.is_some());
@@ -518,14 +403,7 @@ async fn a_worker_carries_on_after_redis_restarts_without_its_data() {
     let mut env = env().await;
     let _w = env.spawn_worker(env.worker_config(), Echo::new(Duration::ZERO));
     let caller = env.caller();
-    assert_eq!(
-        caller
-            .call(&env.topic, Bytes::new(), opts(3000))
-            .await
-            .unwrap()
-            .status,
-        ReplyStatus::Ok
-    );
+    env.call_ok(&caller, Bytes::new(), opts(3000)).await;
 
     env.server.kill9().await;
     env.server.restart().await.unwrap();
@@ -547,11 +425,7 @@ async fn a_draining_worker_finishes_and_acknowledges_what_it_holds() {
     let (stop, status, handle) = env.spawn_worker(env.worker_config(), echo.clone());
     let caller = env.caller();
     let calls: Vec<_> = (0..4)
-        .map(|_| {
-            let caller = caller.clone();
-            let topic = env.topic.clone();
-            tokio::spawn(async move { caller.call(&topic, Bytes::new(), opts(5000)).await })
-        })
+        .map(|_| env.spawn_call(&caller, Bytes::new(), opts(5000)))
         .collect();
     holdfast_testkit::wait_until(Duration::from_secs(3), "all four in hand", || {
         let status = status.clone();
@@ -562,37 +436,21 @@ async fn a_draining_worker_finishes_and_acknowledges_what_it_holds() {
     stop.cancel();
     handle.await.unwrap();
 
-    for call in calls {
-        assert_eq!(call.await.unwrap().unwrap().status, ReplyStatus::Ok);
-    }
-    let admin = Admin::new(env.redis.clone(), env.keys.clone(), 1);
-    assert_eq!(admin.topic_stats(&env.topic).await.unwrap().pending, 0);
+    assert_all_ok(calls).await;
+    assert_eq!(
+        env.admin().topic_stats(&env.topic).await.unwrap().pending,
+        0
+    );
     assert_eq!(echo.runs(), 4);
 }
 
 #[tokio::test]
 async fn dead_letters_can_be_replayed_and_purged() {
     let env = env().await;
-    let stream = env.keys.request_stream(&env.topic, 0);
-    let _: String = env
-        .redis
-        .cmd(
-            redis::cmd("XADD")
-                .arg(&stream)
-                .arg("*")
-                .arg("junk")
-                .arg("1"),
-        )
-        .await
-        .unwrap();
+    env.add_raw_entry(&[("junk", "1")]).await;
     let (stop, _, handle) = env.spawn_worker(env.worker_config(), Echo::new(Duration::ZERO));
-    let admin = Admin::new(env.redis.clone(), env.keys.clone(), 1);
-    holdfast_testkit::wait_until(Duration::from_secs(5), "dead letter", || {
-        let admin = admin.clone();
-        let topic = env.topic.clone();
-        async move { admin.dead_letters(&topic, 10).await.unwrap().len() == 1 }
-    })
-    .await;
+    let admin = env.admin();
+    env.wait_for_dead_letters(1, "dead letter").await;
     stop.cancel();
     handle.await.unwrap();
 
@@ -607,12 +465,7 @@ async fn dead_letters_can_be_replayed_and_purged() {
     assert_eq!(admin.topic_stats(&env.topic).await.unwrap().lag, 1);
     // Still garbage: it comes back as a dead letter, and purge removes it.
     let _w = env.spawn_worker(env.worker_config(), Echo::new(Duration::ZERO));
-    holdfast_testkit::wait_until(Duration::from_secs(5), "dead again", || {
-        let admin = admin.clone();
-        let topic = env.topic.clone();
-        async move { admin.dead_letters(&topic, 10).await.unwrap().len() == 1 }
-    })
-    .await;
+    env.wait_for_dead_letters(1, "dead again").await;
     assert_eq!(admin.purge(&env.topic).await.unwrap(), 1);
     assert_eq!(admin.dead_letters(&env.topic, 10).await.unwrap().len(), 0);
 }
@@ -627,14 +480,7 @@ async fn an_entry_read_while_shutdown_begins_is_still_handled_and_acknowledged()
     let echo = Echo::new(Duration::ZERO);
     let (stop, _status, handle) = env.spawn_worker(cfg, echo.clone());
     let caller = env.caller();
-    assert_eq!(
-        caller
-            .call(&env.topic, Bytes::new(), opts(3000))
-            .await
-            .unwrap()
-            .status,
-        ReplyStatus::Ok
-    );
+    env.call_ok(&caller, Bytes::new(), opts(3000)).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     stop.cancel();
@@ -646,8 +492,10 @@ async fn an_entry_read_while_shutdown_begins_is_still_handled_and_acknowledged()
 
     assert_eq!(reply.status, ReplyStatus::Ok);
     assert_eq!(echo.runs(), 2);
-    let admin = Admin::new(env.redis.clone(), env.keys.clone(), 1);
-    assert_eq!(admin.topic_stats(&env.topic).await.unwrap().pending, 0);
+    assert_eq!(
+        env.admin().topic_stats(&env.topic).await.unwrap().pending,
+        0
+    );
 }
 
 #[tokio::test]
@@ -657,15 +505,7 @@ async fn a_handler_still_running_during_the_drain_keeps_its_claim() {
     let slow = Echo::new(Duration::from_millis(2000));
     let (stop, status, handle) = env.spawn_worker(env.worker_config(), slow.clone());
     let caller = env.caller();
-    let call = {
-        let caller = caller.clone();
-        let topic = env.topic.clone();
-        tokio::spawn(async move {
-            caller
-                .call(&topic, Bytes::from_static(b"x"), opts(8000))
-                .await
-        })
-    };
+    let call = env.spawn_call(&caller, Bytes::from_static(b"x"), opts(8000));
     holdfast_testkit::wait_until(Duration::from_secs(3), "the slow worker took it", || {
         let status = status.clone();
         async move { status.active() == 1 }

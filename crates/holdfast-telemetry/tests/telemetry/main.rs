@@ -8,10 +8,11 @@ use holdfast_redis::redis;
 use holdfast_telemetry::SinkRegistry;
 use holdfast_telemetry::aggregate;
 use holdfast_telemetry::sink::{Flusher, MetricsSink};
+use holdfast_testkit::prometheus::{parse_with_prometheus_client, value_of};
 use holdfast_testkit::wait_until;
 use tokio_util::sync::CancellationToken;
 
-use helpers::{connect, fast_config, parse_with_prometheus_client, record, sample};
+use helpers::{connect, fast_config, record};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_show_summed_counters_and_both_gauges_until_one_dies() {
@@ -44,20 +45,20 @@ async fn two_instances_show_summed_counters_and_both_gauges_until_one_dies() {
         let redis = redis.clone();
         async move {
             let text = aggregate::scrape(&redis, "t").await.unwrap_or_default();
-            sample(&text, r#"t_requests_total{route="/a"}"#) == Some(7.0)
-                && sample(&text, r#"t_active{instance="a"}"#) == Some(1.0)
-                && sample(&text, r#"t_active{instance="b"}"#) == Some(2.0)
+            value_of(&text, r#"t_requests_total{route="/a"}"#) == Some(7.0)
+                && value_of(&text, r#"t_active{instance="a"}"#) == Some(1.0)
+                && value_of(&text, r#"t_active{instance="b"}"#) == Some(2.0)
         }
     })
     .await;
     let text = aggregate::scrape(&env.redis, "t").await.unwrap();
     assert_eq!(
-        sample(&text, "t_latency_seconds_count"),
+        value_of(&text, "t_latency_seconds_count"),
         Some(2.0),
         "{text}"
     );
     assert_eq!(
-        sample(&text, r#"t_latency_seconds_bucket{le="0.005"}"#),
+        value_of(&text, r#"t_latency_seconds_bucket{le="0.005"}"#),
         Some(2.0),
         "{text}"
     );
@@ -93,12 +94,12 @@ async fn two_instances_show_summed_counters_and_both_gauges_until_one_dies() {
     );
     let text = aggregate::scrape(&env.redis, "t").await.unwrap();
     assert_eq!(
-        sample(&text, r#"t_requests_total{route="/a"}"#),
+        value_of(&text, r#"t_requests_total{route="/a"}"#),
         Some(17.0),
         "{text}"
     );
     assert_eq!(
-        sample(&text, r#"t_active{instance="a"}"#),
+        value_of(&text, r#"t_active{instance="a"}"#),
         Some(1.0),
         "{text}"
     );
@@ -156,17 +157,17 @@ async fn no_counter_increment_is_lost_while_redis_is_down_for_three_intervals() 
 
     let text = aggregate::scrape(&env.redis, "t").await.unwrap();
     assert_eq!(
-        sample(&text, r#"t_events_total{kind="x"}"#),
+        value_of(&text, r#"t_events_total{kind="x"}"#),
         Some(total as f64),
         "{text}"
     );
     assert_eq!(
-        sample(&text, "t_work_seconds_count"),
+        value_of(&text, "t_work_seconds_count"),
         Some(total as f64),
         "{text}"
     );
     assert_eq!(
-        sample(&text, r#"t_work_seconds_bucket{le="0.01"}"#),
+        value_of(&text, r#"t_work_seconds_bucket{le="0.01"}"#),
         Some(total as f64),
         "{text}"
     );
@@ -202,7 +203,7 @@ async fn a_flush_whose_reply_was_lost_is_not_counted_twice() {
     assert!(next.applied && !next.retried, "{next:?}");
 
     let text = aggregate::scrape(&env.redis, "t").await.unwrap();
-    assert_eq!(sample(&text, "t_once_total"), Some(6.0), "{text}");
+    assert_eq!(value_of(&text, "t_once_total"), Some(6.0), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,21 +235,27 @@ async fn label_values_and_help_are_escaped_and_a_real_parser_reads_them_back() {
     };
     let odd = samples
         .iter()
-        .find(|s| s["name"] == "t_odd_total")
+        .find(|s| s.name == "t_odd_total")
         .expect("counter parsed");
-    assert_eq!(odd["labels"]["v"], nasty);
-    assert_eq!(odd["help"], "Help with a back\\slash\nand a newline.");
+    assert_eq!(odd.labels.get("v").map(String::as_str), Some(nasty));
+    assert_eq!(odd.help, "Help with a back\\slash\nand a newline.");
     let level = samples
         .iter()
-        .find(|s| s["name"] == "t_odd_level")
+        .find(|s| s.name == "t_odd_level")
         .expect("gauge parsed");
-    assert_eq!(level["labels"]["instance"], "i\"1");
-    assert_eq!(level["labels"]["v"], nasty);
+    assert_eq!(
+        level.labels.get("instance").map(String::as_str),
+        Some("i\"1")
+    );
+    assert_eq!(level.labels.get("v").map(String::as_str), Some(nasty));
     let p99 = samples
         .iter()
-        .find(|s| s["name"] == "t_odd_seconds_quantile" && s["labels"]["quantile"] == "0.99")
+        .find(|s| {
+            s.name == "t_odd_seconds_quantile"
+                && s.labels.get("quantile").map(String::as_str) == Some("0.99")
+        })
         .expect("quantile parsed");
-    let p99: f64 = p99["value"].as_str().unwrap().parse().unwrap();
+    let p99: f64 = p99.value.parse().unwrap();
     assert!((0.1..=0.25).contains(&p99), "{p99}");
 }
 
@@ -310,5 +317,5 @@ async fn ten_thousand_series_are_flushed_and_scraped_whole() {
             .count(),
         1_000
     );
-    assert_eq!(sample(&text, r#"t_many_total{n="8999"}"#), Some(1.0));
+    assert_eq!(value_of(&text, r#"t_many_total{n="8999"}"#), Some(1.0));
 }

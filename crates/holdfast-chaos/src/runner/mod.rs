@@ -1,0 +1,368 @@
+//! Runs a scenario: starts the stack, runs the loads, plays the faults,
+//! watches every role's health, then checks the invariants and writes the
+//! report.
+//!
+//! The loads are open-model (fixed rates, latency measured from when each
+//! request was due), so a stall shows as latency and errors rather than as
+//! fewer requests. Three run at once: calls (`POST /WeatherForecast/city`,
+//! with a deadline), jobs (`POST /jobs/weather`, each with its own
+//! idempotency key) and cache reads (`GET /api/products/1`); see the `loads` module.
+//! The faults are played by [`crate::faults`], and what the run is held to
+//! is measured by [`crate::invariants`].
+
+mod events;
+mod loads;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::Mutex as AsyncMutex;
+use tokio_util::sync::CancellationToken;
+
+use self::events::{Clock, Events, unix_ms, watch_health};
+use self::loads::Finished;
+use crate::faults::SharedStack;
+use crate::invariants;
+use crate::report::{FaultWindow, InvariantResult, RunReport};
+use crate::scenario::{FaultStep, Scenario};
+use crate::stack::{Stack, StackError};
+
+/// What to run and where to write.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The CI form: shorter load and faults.
+    pub short: bool,
+    /// Where each run gets a directory of its own.
+    pub report_dir: PathBuf,
+    /// The `holdfast` binary that runs the roles.
+    pub bin: PathBuf,
+    /// Print events and figures to stderr as they happen.
+    pub live: bool,
+}
+
+/// A finished run.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// The report.
+    pub report: RunReport,
+    /// `report.json`.
+    pub json_path: PathBuf,
+    /// `report.html`.
+    pub html_path: PathBuf,
+}
+
+/// Why a run could not be made (a failed invariant is not an error: it is
+/// in the report).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The stack did not start.
+    #[error("the stack did not start: {0}")]
+    Stack(#[from] StackError),
+    /// A load could not run.
+    #[error("load {name}: {source}")]
+    Load {
+        /// Which load.
+        name: String,
+        /// Why.
+        source: holdfast_load::LoadError,
+    },
+    /// A load's task ended without a report.
+    #[error("load {name} stopped: {message}")]
+    LoadPanicked {
+        /// Which load.
+        name: String,
+        /// What the runtime said.
+        message: String,
+    },
+    /// Writing the report failed.
+    #[error("writing the report in {}: {source}", dir.display())]
+    Report {
+        /// The run's directory.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Stopped by a signal.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// Runs `scenario` and writes its report; a failed invariant is in the
+/// report's `passed`, not an error.
+pub async fn run(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    shutdown: CancellationToken,
+) -> Result<RunOutcome, RunError> {
+    let dir = opts
+        .report_dir
+        .join(format!("{}-{}", scenario.name, unix_ms()));
+    std::fs::create_dir_all(&dir).map_err(|source| RunError::Report {
+        dir: dir.clone(),
+        source,
+    })?;
+    if opts.live {
+        eprintln!(
+            "chaos: {} ({}), starting the stack; logs in {}",
+            scenario.name,
+            if opts.short {
+                "short form"
+            } else {
+                "full form"
+            },
+            dir.join("logs").display()
+        );
+    }
+    let stack = Stack::start(&opts.bin, &scenario.stack, &dir).await?;
+    let result = run_on(scenario, opts, &dir, stack, shutdown).await;
+    if let Err(e) = &result
+        && opts.live
+    {
+        eprintln!(
+            "chaos: run failed: {e}; logs in {}",
+            dir.join("logs").display()
+        );
+    }
+    result
+}
+
+async fn run_on(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    dir: &Path,
+    stack: Stack,
+    shutdown: CancellationToken,
+) -> Result<RunOutcome, RunError> {
+    let clock = Clock::now();
+    let events = Events::new(clock, opts.live);
+    events.push(
+        "runner",
+        format!(
+            "stack ready: ingress {}, api {}, redis port {}",
+            stack.ingress_url,
+            stack.api_url,
+            stack.redis.port()
+        ),
+    );
+    // The health watchers go on while the jobs settle, until the
+    // invariants are measured; the guard ends them on an early return too.
+    let watchers = CancellationToken::new();
+    let _end_watchers = watchers.clone().drop_guard();
+    for role in stack.roles() {
+        tokio::spawn(watch_health(
+            role.name.clone(),
+            format!("http://{}/health", role.admin),
+            events.clone(),
+            watchers.clone(),
+        ));
+    }
+
+    // Cancelled when the loads end (or fail, or the run is interrupted):
+    // it also ends the faults still playing and the live status line.
+    let stop_loads = shutdown.child_token();
+    let loads = loads::start(scenario, opts.short, &stack, clock, &stop_loads);
+    let status = opts
+        .live
+        .then(|| loads::print_status(&loads, clock, stop_loads.clone()));
+    let stack: SharedStack = Arc::new(AsyncMutex::new(stack));
+    let faults: Vec<_> = scenario
+        .faults
+        .iter()
+        .map(|step| {
+            tokio::spawn(play_fault(
+                step.clone(),
+                opts.short,
+                clock,
+                stack.clone(),
+                events.clone(),
+                stop_loads.clone(),
+            ))
+        })
+        .collect();
+    let finished = loads::finish(loads, &stop_loads).await?;
+    stop_loads.cancel();
+    let mut windows = Vec::new();
+    for fault in faults {
+        if let Ok(Some(window)) = fault.await {
+            windows.push(window);
+        }
+    }
+    if let Some(status) = status {
+        let _ = status.await;
+    }
+    if shutdown.is_cancelled() {
+        watchers.cancel();
+        stop_stack(stack).await;
+        return Err(RunError::Interrupted);
+    }
+    let load_end_s = clock.seconds();
+
+    restart_killed_workers(&stack, &events).await;
+    let mut checked = check_jobs(scenario, opts.live, &stack, &finished).await;
+    watchers.cancel();
+    checked.extend(check_answers(scenario, &finished, &windows));
+    let series: Vec<_> = finished
+        .iter()
+        .map(|load| loads::series_of(load, &clock))
+        .collect();
+    let rates: Vec<f64> = finished.iter().map(|load| load.rate).collect();
+    invariants::measure_recoveries(&mut windows, &series, &rates, load_end_s);
+    checked.extend(invariants::max_recovery_seconds(
+        &windows,
+        load_end_s,
+        scenario.limits.recovery,
+    ));
+
+    stop_stack(stack).await;
+    let report = RunReport {
+        scenario: scenario.name.clone(),
+        description: scenario.description.clone(),
+        passed: checked.iter().all(|i| i.ok),
+        short: opts.short,
+        started_at_unix_ms: clock.start_unix_ms,
+        duration_s: load_end_s,
+        invariants: checked,
+        faults: windows,
+        events: events.take(),
+        loads: series,
+    };
+    write_report(dir, report)
+}
+
+/// Plays one step of the timeline on the run's clock, unless `cancel`
+/// comes first; its window on the timeline if it was played.
+async fn play_fault(
+    step: FaultStep,
+    short: bool,
+    clock: Clock,
+    stack: SharedStack,
+    events: Events,
+    cancel: CancellationToken,
+) -> Option<FaultWindow> {
+    let (at, lasts) = step.window(short);
+    let label = step.label();
+    tokio::select! {
+        _ = tokio::time::sleep_until((clock.start + at).into()) => {}
+        _ = cancel.cancelled() => return None,
+    }
+    let start_s = clock.seconds();
+    step.action
+        .play(&label, &stack, &events, clock.start + at + lasts, &cancel)
+        .await;
+    Some(FaultWindow {
+        name: label,
+        kind: step.action.kind(),
+        start_s,
+        end_s: Some(clock.seconds()),
+        recovery_s: None,
+    })
+}
+
+/// Every worker runs again before the jobs are counted.
+async fn restart_killed_workers(stack: &SharedStack, events: &Events) {
+    let mut stack = stack.lock().await;
+    for i in 0..stack.workers.len() {
+        if !stack.workers[i].is_running() {
+            let _ = stack.restart_worker(i).await;
+            events.push(&stack.workers[i].name.clone(), "restarted after the load");
+        }
+    }
+}
+
+/// The invariants on jobs, when the jobs load ran: none lost, none applied
+/// twice.
+async fn check_jobs(
+    scenario: &Scenario,
+    live: bool,
+    stack: &SharedStack,
+    finished: &[Finished],
+) -> Vec<InvariantResult> {
+    let Some(ids) = finished
+        .iter()
+        .find(|load| load.name == loads::JOBS)
+        .and_then(|load| load.watch.job_ids())
+    else {
+        return Vec::new();
+    };
+    let (ingress_url, redis_url) = {
+        let stack = stack.lock().await;
+        (stack.ingress_url.clone(), stack.redis.url())
+    };
+    if live {
+        eprintln!(
+            "chaos: load done; waiting for {} accepted jobs to finish",
+            ids.len()
+        );
+    }
+    vec![
+        invariants::accepted_jobs_lost(
+            &ingress_url,
+            ids,
+            scenario.load.settle,
+            scenario.stack.durability,
+        )
+        .await,
+        invariants::duplicate_effects(&redis_url).await,
+    ]
+}
+
+/// The invariants on what the loads were answered: in time, explained,
+/// and (for cache reads) available while the faults played.
+fn check_answers(
+    scenario: &Scenario,
+    finished: &[Finished],
+    windows: &[FaultWindow],
+) -> Vec<InvariantResult> {
+    let late = finished.iter().map(|load| load.watch.past_deadline()).sum();
+    let mut checked = vec![
+        invariants::answers_past_deadline(
+            late,
+            scenario.load.deadline,
+            scenario.limits.deadline_grace,
+        ),
+        invariants::unexplained_answers(finished.iter().map(|load| &load.report)),
+    ];
+    if let Some(reads) = finished.iter().find(|load| load.name == loads::CACHE_READS) {
+        checked.push(invariants::read_availability_during_faults(
+            &reads.watch.samples(),
+            windows,
+            scenario.limits.read_availability_percent,
+        ));
+    }
+    checked
+}
+
+async fn stop_stack(stack: SharedStack) {
+    match Arc::try_unwrap(stack) {
+        Ok(stack) => stack.into_inner().stop().await,
+        Err(shared) => {
+            // A fault task still holds it: stop what can be stopped.
+            let mut stack = shared.lock().await;
+            for w in &mut stack.workers {
+                w.kill9().await;
+            }
+        }
+    }
+}
+
+fn write_report(dir: &Path, report: RunReport) -> Result<RunOutcome, RunError> {
+    let failed = |source| RunError::Report {
+        dir: dir.to_owned(),
+        source,
+    };
+    let json_path = dir.join("report.json");
+    let html_path = dir.join("report.html");
+    let json = serde_json::to_string_pretty(&report).map_err(|e| failed(e.into()))?;
+    std::fs::write(&json_path, json).map_err(failed)?;
+    std::fs::write(&html_path, crate::report_page::render_html(&report)).map_err(failed)?;
+    std::fs::write(
+        dir.join("chart.svg"),
+        crate::report_page::render_svg(&report),
+    )
+    .map_err(failed)?;
+    Ok(RunOutcome {
+        report,
+        json_path,
+        html_path,
+    })
+}

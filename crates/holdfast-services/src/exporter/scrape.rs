@@ -1,0 +1,298 @@
+//! One scrape: `INFO` and topic discovery in a first pipeline, then the
+//! topic figures and the flushed aggregates side by side, written through
+//! the one Prometheus text writer.
+
+use std::time::Instant;
+
+use holdfast_core::{Deadline, Keys, Topic, metric_names as names};
+use holdfast_redis::redis::{self, Value};
+use holdfast_redis::{Redis, RedisError};
+use holdfast_streams::value;
+use holdfast_telemetry::exposition::{Exposition, MetricKind as Kind};
+use tokio::sync::Semaphore;
+
+use super::help;
+use super::info::{Info, render_info};
+use super::topics::{
+    Partition, PartitionFigures, partition_figures, raw_stream_key, render_topics,
+};
+
+/// Scrapes computed at once; further ones wait for a permit. Each scrape
+/// costs Redis a few pipelines, so several Prometheus servers (or a person
+/// refreshing a browser) cannot multiply that load without bound.
+const MAX_CONCURRENT_SCRAPES: usize = 4;
+
+/// Keys examined per `SCAN` call: large enough that discovery takes few
+/// round trips, small enough that each call blocks Redis for well under a
+/// millisecond.
+const SCAN_COUNT: usize = 1000;
+
+/// Topic partitions reported at most, so a keyspace full of look-alike keys
+/// cannot make one scrape unbounded.
+const MAX_PARTITIONS: usize = 10_000;
+
+/// The metric aggregates flushed to Redis by every role, as Prometheus
+/// text, read and rendered by the telemetry crate.
+async fn scrape_aggregates(redis: &Redis, prefix: &str) -> Result<String, RedisError> {
+    holdfast_telemetry::aggregate::scrape(redis, prefix).await
+}
+
+/// Computes one exposition from Redis.
+pub struct Scraper {
+    redis: Redis,
+    keys: Keys,
+    topics: Option<Vec<Topic>>,
+    partitions: u16,
+    /// See [`MAX_CONCURRENT_SCRAPES`]; never closed.
+    scrapes: Semaphore,
+}
+
+impl Scraper {
+    /// Reports the topics under `keys`: those in `topics` with `partitions`
+    /// partitions each, or every topic found when `topics` is `None`.
+    pub fn new(redis: Redis, keys: Keys, topics: Option<Vec<Topic>>, partitions: u16) -> Self {
+        Self {
+            redis,
+            keys,
+            topics,
+            partitions: partitions.max(1),
+            scrapes: Semaphore::new(MAX_CONCURRENT_SCRAPES),
+        }
+    }
+
+    /// The exposition: the flushed aggregates, Redis essentials and topic
+    /// figures, or only `holdfast_redis_up 0` when Redis does not answer.
+    pub async fn render(&self) -> String {
+        // The semaphore is never closed, so acquiring cannot fail.
+        let _permit = self.scrapes.acquire().await;
+        let started = Instant::now();
+        let timeout = self.redis.config().command_timeout;
+        let pattern = self.keys.request_stream_pattern();
+        let mut out = Exposition::default();
+
+        let mut first = redis::pipe();
+        first.ignore_errors().cmd("INFO");
+        if self.topics.is_none() {
+            first
+                .cmd("SCAN")
+                .arg(0)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT);
+        }
+        let replies: Vec<Value> = match self.redis.pipe(&first, timeout).await {
+            Ok(replies) => replies,
+            Err(err) => {
+                tracing::debug!(error = %err, "redis did not answer the scrape");
+                out.single(
+                    names::EXPORTER_REDIS_UP,
+                    Kind::Gauge,
+                    help(names::EXPORTER_REDIS_UP),
+                    0.0,
+                );
+                return out.into_text();
+            }
+        };
+        let mut replies = replies.into_iter();
+        let info = replies.next();
+        let first_scan = replies.next();
+
+        let (aggregates, topics) = tokio::join!(
+            scrape_aggregates(&self.redis, self.keys.prefix()),
+            self.topic_figures(first_scan, &pattern)
+        );
+
+        let mut success = Vec::new();
+        match aggregates {
+            Ok(text) => {
+                out.push_text(&text);
+                if !text.is_empty() && !text.ends_with('\n') {
+                    out.push_text("\n");
+                }
+                success.push(("aggregates", 1.0));
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "could not read the flushed metric aggregates");
+                success.push(("aggregates", 0.0));
+            }
+        }
+        out.single(
+            names::EXPORTER_REDIS_UP,
+            Kind::Gauge,
+            help(names::EXPORTER_REDIS_UP),
+            1.0,
+        );
+        match info.as_ref().and_then(text_of) {
+            Some(info) => render_info(&mut out, &Info::parse(&info)),
+            None => tracing::warn!("redis answered INFO with an error; its figures are missing"),
+        }
+        match topics {
+            Ok(topics) => {
+                render_topics(&mut out, &topics);
+                success.push(("topics", 1.0));
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "could not read the topic streams");
+                success.push(("topics", 0.0));
+            }
+        }
+        out.family(
+            names::EXPORTER_SCRAPE_SUCCESS,
+            Kind::Gauge,
+            help(names::EXPORTER_SCRAPE_SUCCESS),
+        );
+        for (part, ok) in success {
+            out.sample(names::EXPORTER_SCRAPE_SUCCESS, "", [("part", part)], ok);
+        }
+        out.single(
+            names::EXPORTER_SCRAPE_DURATION,
+            Kind::Gauge,
+            help(names::EXPORTER_SCRAPE_DURATION),
+            started.elapsed().as_secs_f64(),
+        );
+        out.into_text()
+    }
+
+    /// The partitions to report, sorted: named ones, or those discovered by
+    /// `SCAN`, starting from the first page the caller already fetched.
+    async fn partitions(
+        &self,
+        first_scan: Option<Value>,
+        pattern: &str,
+    ) -> Result<Vec<Partition>, RedisError> {
+        let mut found: Vec<(String, u16)> = Vec::new();
+        if let Some(topics) = &self.topics {
+            for topic in topics {
+                for partition in 0..self.partitions {
+                    found.push((topic.as_str().to_owned(), partition));
+                }
+            }
+        } else {
+            let mut page = first_scan;
+            loop {
+                let (cursor, keys) = match page.as_ref().map(scan_page) {
+                    Some(Some(parsed)) => parsed,
+                    _ => {
+                        return Err(RedisError::Server(redis::RedisError::from((
+                            redis::ErrorKind::UnexpectedReturnType,
+                            "SCAN answered with something other than a page",
+                        ))));
+                    }
+                };
+                for key in keys {
+                    if let Some((topic, partition)) = self.keys.parse_request_stream(&key) {
+                        found.push((topic.to_owned(), partition));
+                    }
+                }
+                if cursor == "0" || found.len() >= MAX_PARTITIONS {
+                    break;
+                }
+                page = Some(
+                    self.redis
+                        .cmd(
+                            redis::cmd("SCAN")
+                                .arg(&cursor)
+                                .arg("MATCH")
+                                .arg(pattern)
+                                .arg("COUNT")
+                                .arg(SCAN_COUNT),
+                        )
+                        .await?,
+                );
+            }
+        }
+        // SCAN may return a key more than once.
+        found.sort();
+        found.dedup();
+        if found.len() > MAX_PARTITIONS {
+            tracing::warn!(
+                found = found.len(),
+                reported = MAX_PARTITIONS,
+                "too many topic partitions; reporting the first ones only"
+            );
+            found.truncate(MAX_PARTITIONS);
+        }
+        Ok(found
+            .into_iter()
+            .map(|(topic, partition)| Partition {
+                request_stream: raw_stream_key(self.keys.prefix(), &topic, partition, "req"),
+                dead_letter_stream: raw_stream_key(self.keys.prefix(), &topic, partition, "dead"),
+                topic,
+                partition,
+            })
+            .collect())
+    }
+
+    async fn topic_figures(
+        &self,
+        first_scan: Option<Value>,
+        pattern: &str,
+    ) -> Result<Vec<(Partition, PartitionFigures)>, RedisError> {
+        let partitions = self.partitions(first_scan, pattern).await?;
+        if partitions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for p in &partitions {
+            pipe.cmd("XLEN")
+                .arg(&p.request_stream)
+                .cmd("XLEN")
+                .arg(&p.dead_letter_stream)
+                .cmd("XINFO")
+                .arg("GROUPS")
+                .arg(&p.request_stream)
+                .cmd("XPENDING")
+                .arg(&p.request_stream)
+                .arg(Keys::GROUP);
+        }
+        let replies: Vec<Value> = self
+            .redis
+            .pipe(&pipe, self.redis.config().command_timeout)
+            .await?;
+        let now_ms = Deadline::now_unix_ms();
+        Ok(partitions
+            .into_iter()
+            .zip(replies.chunks_exact(4))
+            .filter_map(|(p, replies)| {
+                let figures = partition_figures(replies, now_ms);
+                if figures.is_none() {
+                    tracing::debug!(key = %p.request_stream, "not a stream; skipped");
+                }
+                Some((p, figures?))
+            })
+            .collect())
+    }
+}
+
+/// The cursor and keys of a `SCAN` reply.
+pub(super) fn scan_page(v: &Value) -> Option<(String, Vec<String>)> {
+    let Value::Array(parts) = v else {
+        return None;
+    };
+    let cursor = text_of(parts.first()?)?;
+    let keys = match parts.get(1)? {
+        Value::Array(keys) => keys.iter().filter_map(text_of).collect(),
+        _ => return None,
+    };
+    Some((cursor, keys))
+}
+
+/// The millisecond part of a stream entry id.
+pub(super) fn id_ms(id: &str) -> Option<u64> {
+    id.split('-').next()?.parse().ok()
+}
+
+pub(super) fn non_negative(v: &Value) -> Option<u64> {
+    value::int(v).and_then(|i| u64::try_from(i).ok())
+}
+
+pub(super) fn text_of(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::VerbatimString { text, .. } => Some(text.clone()),
+        _ => None,
+    }
+}

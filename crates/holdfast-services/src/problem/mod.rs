@@ -1,0 +1,203 @@
+//! One error type for HTTP, rendered as `application/problem+json`.
+//!
+//! Every error a client sees has a stable `code`, a short `title` and a
+//! `detail` for people; internals (Redis error text, panics) are logged,
+//! never sent. The body is [`holdfast_core::Problem`], the workspace's one
+//! problem type, so `holdfast load` and the other tools read what the roles
+//! write.
+//!
+//! - this file: [`ApiError`] and how it is rendered, the [`ApiJson`]
+//!   extractor, and the middleware that gives bare errors a body;
+//! - `mapping`: how every library error a handler meets becomes an
+//!   [`ApiError`] (`From` impls, so handlers use `?`), in one place, which
+//!   is where to look for "which status does this failure get";
+//! - [`responses`]: the same errors as reusable OpenAPI responses.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+pub use holdfast_core::{PROBLEM_JSON, Problem};
+
+mod mapping;
+pub mod responses;
+
+/// An HTTP error with a stable code.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    detail: String,
+    retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    /// An error with the given status, code and detail.
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Adds a `Retry-After` header (rounded up to whole seconds).
+    pub fn retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    /// 400 with a code.
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, detail)
+    }
+
+    /// 404.
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", detail)
+    }
+
+    /// 409 with a code: the request contradicts the current state.
+    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, detail)
+    }
+
+    /// 422 with a code: well-formed, but refused.
+    pub fn unprocessable(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+    }
+
+    /// 503 with `Retry-After`.
+    pub fn unavailable(code: &'static str, detail: impl Into<String>, after: Duration) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, detail).retry_after(after)
+    }
+
+    /// 500 `internal`; what went wrong belongs in the log, not in `detail`.
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail)
+    }
+
+    /// 503 `shutting_down`: this instance is draining, another one may
+    /// answer at once.
+    pub fn shutting_down() -> Self {
+        Self::unavailable(
+            "shutting_down",
+            "this instance is shutting down",
+            Duration::from_secs(1),
+        )
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let title = self.status.canonical_reason().unwrap_or("Error");
+        let body = Problem::new(self.status.as_u16(), self.code, title, self.detail);
+        let mut response = (self.status, Json(body)).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(after) = self.retry_after {
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        response
+    }
+}
+
+/// `Json<T>` whose rejections are problem details.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let Json(value) = Json::<T>::from_request(req, state).await?;
+        Ok(ApiJson(value))
+    }
+}
+
+/// Gives bare error responses (axum's 404 and 405, a timeout's empty 504)
+/// a problem body, so clients see one error format everywhere.
+pub async fn bare_errors_as_problems(req: Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    if response.headers().contains_key(header::CONTENT_TYPE) {
+        return response;
+    }
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => "timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        _ => "error",
+    };
+    let mut problem =
+        ApiError::new(status, code, status.canonical_reason().unwrap_or("error")).into_response();
+    for (name, value) in response.headers() {
+        if name != header::CONTENT_LENGTH {
+            problem.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    problem
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    problem
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_api_error_is_sent_as_problem_details_with_its_retry_after() {
+        let err = ApiError::unavailable(
+            "db_unavailable",
+            "the database is not answering",
+            Duration::from_millis(1200),
+        );
+
+        let response = err.into_response();
+
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "type": "https://holdfast.invalid/problems/db_unavailable",
+                "title": "Service Unavailable",
+                "status": 503,
+                "detail": "the database is not answering",
+                "code": "db_unavailable",
+            })
+        );
+    }
+}

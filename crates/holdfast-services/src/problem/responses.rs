@@ -1,0 +1,118 @@
+//! The problem answers of an operation as reusable OpenAPI responses.
+//!
+//! An operation lists the statuses it can fail with by name
+//! (`responses((status = 200, …), BadRequest, NotFound, ServiceUnavailable)`)
+//! instead of repeating the body, media type and headers of each. Every one
+//! is a [`Problem`] sent as [`PROBLEM_JSON`]; 429 and 503 also state their
+//! `Retry-After`. What is particular to one operation (which codes it
+//! sends) belongs in that operation's own description.
+//!
+//! A document that uses these must list [`Problem`] among its schemas.
+
+use std::collections::BTreeMap;
+
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{IntoResponses, ToSchema};
+
+use super::{PROBLEM_JSON, Problem};
+
+/// A problem details answer with HTTP status `STATUS`; use the aliases
+/// below.
+pub struct ProblemResponse<const STATUS: u16>;
+
+/// 400: the request cannot be read (bad id, query, header or JSON).
+pub type BadRequest = ProblemResponse<400>;
+/// 404: no such thing.
+pub type NotFound = ProblemResponse<404>;
+/// 409: the request contradicts what is stored.
+pub type Conflict = ProblemResponse<409>;
+/// 413: the body is over the listener's limit.
+pub type PayloadTooLarge = ProblemResponse<413>;
+/// 422: well-formed, but refused.
+pub type UnprocessableEntity = ProblemResponse<422>;
+/// 429: too much is waiting; with `Retry-After`.
+pub type TooManyRequests = ProblemResponse<429>;
+/// 502: something behind this service answered unusably.
+pub type BadGateway = ProblemResponse<502>;
+/// 503: a dependency is unavailable, or this instance is overloaded or
+/// shutting down; with `Retry-After`.
+pub type ServiceUnavailable = ProblemResponse<503>;
+/// 504: no answer before the deadline.
+pub type GatewayTimeout = ProblemResponse<504>;
+
+impl<const STATUS: u16> ProblemResponse<STATUS> {
+    /// What the status means in holdfast's services, for the document.
+    fn description() -> &'static str {
+        match STATUS {
+            400 => "The request cannot be read: a bad id, query, header or JSON syntax",
+            404 => "No such resource (`not_found`)",
+            409 => "The request contradicts what is stored; nothing changed",
+            413 => "The body is larger than the listener accepts (`body_too_large`)",
+            422 => {
+                "Well-formed, but refused: an invalid or unknown field, or a reference to something unknown"
+            }
+            429 => "Too many requests are waiting (`backlog_full`); try again after `Retry-After`",
+            502 => "Something behind this service answered unusably",
+            503 => {
+                "A dependency is unavailable, or this instance is overloaded or shutting down; try again after `Retry-After`"
+            }
+            504 => "No answer before the deadline",
+            _ => "Problem details",
+        }
+    }
+
+    /// Whether the answer carries `Retry-After`.
+    fn retries_after() -> bool {
+        matches!(STATUS, 429 | 503)
+    }
+}
+
+impl<const STATUS: u16> IntoResponses for ProblemResponse<STATUS> {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let body = ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name(Problem::name())))
+            .build();
+        let mut response = ResponseBuilder::new()
+            .description(Self::description())
+            .content(PROBLEM_JSON, body);
+        if Self::retries_after() {
+            let seconds = ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1));
+            response = response.header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(Some(seconds))
+                    .description(Some("Seconds to wait before trying again"))
+                    .build(),
+            );
+        }
+        BTreeMap::from([(STATUS.to_string(), response.build().into())])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_response_documents_its_status_body_and_retry_after() {
+        let unavailable = ServiceUnavailable::responses();
+        let not_found = NotFound::responses();
+
+        let RefOr::T(unavailable) = &unavailable["503"] else {
+            panic!("503 is inline");
+        };
+        let RefOr::T(not_found) = &not_found["404"] else {
+            panic!("404 is inline");
+        };
+        assert!(unavailable.content.contains_key(PROBLEM_JSON));
+        assert!(unavailable.headers.contains_key("Retry-After"));
+        assert!(not_found.content.contains_key(PROBLEM_JSON));
+        assert!(not_found.headers.is_empty());
+    }
+}

@@ -1,0 +1,50 @@
+//! The schema: migrations per engine, and the column listing that lets
+//! the tests check that all three engines end with the same tables.
+
+use super::{Pools, Store, with_pool};
+use crate::StoreError;
+use crate::options::Backend;
+use crate::sql::statements;
+
+impl Store {
+    /// Applies the migrations of this engine that have not run yet. Safe to
+    /// call on every start and from several processes at once (sqlx takes a
+    /// database lock on PostgreSQL and MySQL; SQLite serializes writers).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+        static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+        static MYSQL: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
+
+        let run = async {
+            let result = match &self.inner.pool {
+                Pools::Sqlite(pool) => SQLITE.run(pool).await,
+                Pools::Postgres(pool) => POSTGRES.run(pool).await,
+                Pools::MySql(pool) => MYSQL.run(pool).await,
+            };
+            result.map_err(|err| sqlx::Error::Migrate(Box::new(err)))
+        };
+        self.call_within("migrate", self.inner.options.maintenance_timeout, run)
+            .await?;
+        tracing::info!(backend = %self.backend(), "database migrations applied");
+        Ok(())
+    }
+
+    /// The column names of `table`, in order, as the engine reports them:
+    /// for checking that every engine ended with the same schema.
+    pub async fn table_columns(&self, table: &str) -> Result<Vec<String>, StoreError> {
+        // Each engine lists a table's columns its own way.
+        let sql = statements(self.backend());
+        let list_columns = match self.backend() {
+            Backend::Sqlite => sql.sqlite_columns,
+            Backend::Postgres => sql.postgres_columns,
+            Backend::MySql => sql.mysql_columns,
+        };
+        self.call("table_columns", async {
+            with_pool!(self, |pool, _sql| sqlx::query_scalar(list_columns)
+                .bind(table)
+                .fetch_all(pool)
+                .await)
+        })
+        .await
+    }
+}
