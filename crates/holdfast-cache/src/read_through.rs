@@ -24,15 +24,15 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use holdfast_redis::{ConnState, Redis, redis};
+use holdfast_resilience::Tasks;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
-use holdfast_resilience::Tasks;
 
 use crate::config::CacheConfig;
 use crate::error::{CacheError, LoadError};
@@ -112,6 +112,10 @@ type FlightOutcome = Result<Arc<dyn Any + Send + Sync>, LoadError>;
 struct Flight {
     outcome: watch::Receiver<Option<FlightOutcome>>,
     id: u64,
+    /// Whether a reader of this flight found Redis usable (a miss, not a
+    /// bypass): only then does the loaded value go to Redis, so a read that
+    /// went around the cache never fills it behind the next reader's back.
+    fill: Arc<AtomicBool>,
 }
 
 /// A cloneable read-through cache for one entity (users, products, ...).
@@ -419,15 +423,20 @@ impl ReadThrough {
                     .single_flight_joins
                     .fetch_add(1, Ordering::Relaxed);
                 inner.meters.single_flight_joins.increment(1);
+                if !bypass {
+                    flight.fill.store(true, Ordering::SeqCst);
+                }
                 flight.outcome.clone()
             } else {
                 let (sender, receiver) = watch::channel(None);
                 let id = inner.next_flight_id.fetch_add(1, Ordering::Relaxed);
+                let fill = Arc::new(AtomicBool::new(!bypass));
                 flights.insert(
                     full_key.clone(),
                     Flight {
                         outcome: receiver.clone(),
                         id,
+                        fill: fill.clone(),
                     },
                 );
                 // The load runs as a task of its own so that it outlives a
@@ -444,7 +453,7 @@ impl ReadThrough {
                         id,
                     },
                     epoch: inner.epoch.load(Ordering::SeqCst),
-                    bypass,
+                    fill,
                 };
                 inner.redis.tasks().spawn(task.run(load(), sender));
                 receiver
@@ -579,7 +588,8 @@ struct LoadTask {
     inner: Arc<Inner>,
     guard: FlightGuard,
     epoch: u64,
-    bypass: bool,
+    /// See [`Flight::fill`].
+    fill: Arc<AtomicBool>,
 }
 
 impl LoadTask {
@@ -616,7 +626,7 @@ impl LoadTask {
             inner.l1_put(key, value.clone(), fresh_for).await;
         }
         sender.send_replace(Some(Ok(value.clone())));
-        if !current || self.bypass && inner.redis.state() != ConnState::Ready {
+        if !current || !self.fill.load(Ordering::SeqCst) {
             return;
         }
         let (bytes, keep_ms) = match inner.encode(value.as_ref().as_ref(), fresh_for) {

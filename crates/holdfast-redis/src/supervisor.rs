@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use holdfast_core::{Deadline, metric_names};
-use holdfast_resilience::backoff::Backoff;
 use holdfast_resilience::Tasks;
+use holdfast_resilience::backoff::Backoff;
 use holdfast_resilience::breaker::{BreakerConfig, CircuitBreaker};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, FromRedisValue, RedisResult};

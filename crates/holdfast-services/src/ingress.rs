@@ -93,7 +93,7 @@ impl IngressSettings {
     pub const DEFAULT_LISTEN: SocketAddr = every_interface(Self::DEFAULT_PORT);
     /// The admin listener unless configured otherwise: every interface.
     pub const DEFAULT_ADMIN_LISTEN: SocketAddr = every_interface(Self::DEFAULT_ADMIN_PORT);
-    /// The topic of weather requests: the seed demo's.
+    /// The topic of weather requests: the weather demo's.
     pub const DEFAULT_TOPIC: &str = crate::weather::TOPIC;
     /// Deadline of a request that names none.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -5,7 +5,7 @@
 //!   cache, with `source` and `X-Cache` on every cached read;
 //! - [`ingress`]: the HTTP front door that turns requests into stream calls
 //!   and jobs;
-//! - [`worker`]: a stream worker role with the seed weather handler and an
+//! - [`worker`]: a stream worker role with the weather demo's handler and an
 //!   admin listener;
 //! - [`exporter`]: one Prometheus endpoint for what lives in Redis: the
 //!   metric aggregates every role flushes, Redis essentials and topics;
@@ -13,7 +13,7 @@
 //!   middleware stack, `application/problem+json` errors (and their
 //!   OpenAPI responses), health endpoints and `/metrics`;
 //! - [`start`]: why a role could not start;
-//! - [`weather`]: the seed demo's domain (request validation and a
+//! - [`weather`]: the weather demo's domain (request validation and a
 //!   deterministic fake forecast).
 
 #![warn(missing_docs)]

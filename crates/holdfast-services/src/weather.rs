@@ -1,4 +1,5 @@
-//! The seed demo's domain: a weather forecast for a city.
+//! The weather demo's domain: a weather forecast for a city, the service
+//! the ingress and the workers carry over the streams.
 //!
 //! Input is parsed, not validated: [`WeatherRequest`] can only hold a city
 //! and location that passed [`TryFrom`]. The forecast is fake but
@@ -13,7 +14,7 @@ use holdfast_streams::{Handler, HandlerError, Request};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// The topic of the seed demo's weather requests, where the ingress sends
+/// The topic of the weather demo's requests, where the ingress sends
 /// them and the workers serve them unless told otherwise.
 pub const TOPIC: &str = "weather";
 

@@ -113,7 +113,7 @@ pub struct WorkerRole<H> {
 }
 
 impl WorkerRole<WeatherHandler> {
-    /// The weather worker of the seed demo.
+    /// The weather demo's worker.
     /// Requests with an idempotency key record their effect once per key
     /// in an [`EffectLedger`], which `holdfast chaos` reads to count
     /// duplicated effects.

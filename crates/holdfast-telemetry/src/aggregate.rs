@@ -505,7 +505,10 @@ pub fn histogram_quantile(q: f64, cumulative: &[(f64, f64)]) -> f64 {
 pub fn render(snapshot: &Snapshot) -> String {
     let mut out = Exposition::with_capacity(64 * 1024);
     fn labelled(labels: &Labels) -> Vec<(&str, &str)> {
-        labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+        labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
     }
     for (name, family) in &snapshot.families {
         let help = snapshot.help.get(name).map(String::as_str);

@@ -35,7 +35,7 @@ pub enum Command {
     Api(ApiArgs),
     /// HTTP front door that calls workers over Redis Streams.
     Ingress(IngressArgs),
-    /// Stream worker for a topic (the seed weather handler).
+    /// Stream worker for a topic (the weather demo's handler).
     Worker(WorkerArgs),
     /// Prometheus endpoint for what lives in Redis: the metrics every role
     /// flushes, Redis essentials and every topic's backlog.

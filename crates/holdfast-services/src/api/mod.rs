@@ -244,18 +244,19 @@ pub fn router(state: ApiState, stack_cfg: &StackConfig) -> Router {
         .with_state(state)
         .split_for_parts();
     let app = api
-        .route_layer(axum::middleware::from_fn(seed_request_metrics))
+        .route_layer(axum::middleware::from_fn(demo_request_metrics))
         .merge(health_routes(health))
         .merge(SwaggerUi::new("/swagger-ui").url("/api-docs/openapi.json", openapi));
     stack(app, stack_cfg)
 }
 
-/// Records the metrics demo's request figures under the seed's names:
+/// Records the metrics demo's request figures under the names the
+/// reproduced store service used:
 /// `api_request_duration_seconds{endpoint,method}` for every answered
 /// request and `api_errors_total{endpoint}` for those answered with a 4xx
 /// or 5xx. The endpoint is the route template (`/api/users/{id}`), never
 /// the concrete path, so the label stays low-cardinality.
-async fn seed_request_metrics(
+async fn demo_request_metrics(
     matched: Option<MatchedPath>,
     request: Request,
     next: Next,

@@ -1,5 +1,5 @@
 //! Products: one by id and pages of the list, both through the products
-//! cache (reads only; products change through the seed).
+//! cache (reads only; products are the seeded demo data and change only when the database is seeded).
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};

@@ -2,11 +2,12 @@
 //! start-up (the warm-up), over HTTP against a real redis-server and
 //! SQLite.
 //!
-//! A module per kind of fault: [`redis_faults`] (wrong password, killed, down at
-//! start, a long downtime), [`database`] (down behind a cached product),
-//! [`users_side`] (never answers), [`instances`] (a write seen by another
-//! instance, through Redis or the L1 broadcast), [`cache`] (one database
-//! query for a hundred cold reads, and the cache metrics) and [`warm_up`].
+//! A module per kind of fault: [`redis_faults`] (wrong password, killed,
+//! down at start, a long downtime), [`database`] (down behind a cached
+//! product), [`users_side`] (never answers), [`instances`] (a write seen by
+//! another instance, through Redis or the L1 broadcast), [`cache`] (one
+//! database query for a hundred cold reads, and the cache metrics) and
+//! [`warm_up`].
 
 mod cache;
 mod database;
