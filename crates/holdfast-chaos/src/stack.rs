@@ -2,10 +2,16 @@
 //! where the scenario asks for them, and the holdfast roles as child
 //! processes of the `holdfast` binary (workers, ingress, api), each on free
 //! loopback ports with its log in the run's directory.
+//!
+//! The stack says what each role runs with in typed form ([`RoleLaunch`]);
+//! the binary, through [`RoleCommandLine`], writes that as its own command
+//! line from the same argument types its parser reads, so the flags a role
+//! is started with cannot drift from the flags it accepts.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use holdfast_redis::local::{LocalRedis, LocalRedisOptions};
@@ -17,6 +23,10 @@ use crate::scenario::{Durability, StackSpec};
 /// Longest wait for a role to answer `/health/ready` at start.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a stopping worker of the stack finishes what it holds: short,
+/// since a scenario stops its stack only after the load has ended.
+const WORKER_DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Grace between SIGTERM and SIGKILL when the stack stops.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -27,6 +37,94 @@ pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test"
 /// The MySQL or MariaDB a `database = "mysql"` scenario uses when
 /// `HOLDFAST_CHAOS_MYSQL_URL` is not set.
 pub const DEFAULT_MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
+
+/// What a role process of the stack runs with, in typed form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleLaunch {
+    /// A stream worker.
+    Worker(WorkerLaunch),
+    /// The HTTP ingress.
+    Ingress(IngressLaunch),
+    /// The cached api.
+    Api(ApiLaunch),
+}
+
+/// A worker of the stack; what is not named keeps the role's default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerLaunch {
+    /// Redis (or the proxy in front of it).
+    pub redis_url: String,
+    /// The admin listener.
+    pub admin: SocketAddr,
+    /// Its consumer name, kept across restarts so it finds its own pending
+    /// entries.
+    pub consumer_name: String,
+    /// How long before an idle entry is claimed.
+    pub claim_timeout: Duration,
+    /// The weather handler's simulated work.
+    pub processing_time: Duration,
+    /// How long a stopping worker finishes what it holds.
+    pub drain_timeout: Duration,
+}
+
+/// The ingress of the stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngressLaunch {
+    /// Redis (or the proxy in front of it).
+    pub redis_url: String,
+    /// The public listener.
+    pub listen: SocketAddr,
+    /// The admin listener.
+    pub admin: SocketAddr,
+}
+
+/// The api of the stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiLaunch {
+    /// Redis (or the proxy in front of it).
+    pub redis_url: String,
+    /// The public listener.
+    pub listen: SocketAddr,
+    /// The admin listener.
+    pub admin: SocketAddr,
+    /// Its database (or the proxy in front of it).
+    pub database_url: String,
+    /// How long a cached value is fresh.
+    pub cache_ttl: Duration,
+}
+
+/// Writes a role's launch as the arguments of the `holdfast` binary. The
+/// binary implements it with its own argument types and their parser, so a
+/// renamed flag fails to compile or fails the binary's round-trip test.
+pub trait RoleCommandLine: Send + Sync + std::fmt::Debug {
+    /// The arguments, subcommand first (`worker --redis-url …`).
+    ///
+    /// # Errors
+    /// The arguments could not be made (the environment holds a value the
+    /// role's parser refuses); the text says why.
+    fn command_line(&self, launch: &RoleLaunch) -> Result<Vec<String>, String>;
+}
+
+/// How the stack starts role processes: which binary, and how to write
+/// their command lines.
+#[derive(Debug, Clone)]
+pub struct Launcher {
+    /// The `holdfast` binary.
+    pub bin: PathBuf,
+    /// Its command lines.
+    pub command_line: Arc<dyn RoleCommandLine>,
+}
+
+impl Launcher {
+    fn args(&self, role: &str, launch: &RoleLaunch) -> Result<Vec<String>, StackError> {
+        self.command_line
+            .command_line(launch)
+            .map_err(|reason| StackError::CommandLine {
+                role: role.to_owned(),
+                reason,
+            })
+    }
+}
 
 /// Why the stack could not start.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +148,14 @@ pub enum StackError {
         role: String,
         /// Its log file.
         log: PathBuf,
+    },
+    /// A role's command line could not be written.
+    #[error("the command line of {role}: {reason}")]
+    CommandLine {
+        /// The role.
+        role: String,
+        /// Why.
+        reason: String,
     },
     /// The database URL cannot be put behind a proxy.
     #[error("database URL {0:?} has no host:port to put a proxy in front of")]
@@ -167,7 +273,11 @@ pub struct Stack {
 impl Stack {
     /// Starts Redis, the proxies and the roles, and waits until every role
     /// is ready. `dir` receives the logs (and the SQLite file).
-    pub async fn start(bin: &Path, spec: &StackSpec, dir: &Path) -> Result<Stack, StackError> {
+    pub async fn start(
+        launcher: &Launcher,
+        spec: &StackSpec,
+        dir: &Path,
+    ) -> Result<Stack, StackError> {
         let logs = dir.join("logs");
         std::fs::create_dir_all(&logs).map_err(io("creating the log directory"))?;
         let redis = LocalRedis::start(LocalRedisOptions {
@@ -202,69 +312,56 @@ impl Stack {
 
         let mut workers = Vec::new();
         for i in 1..=spec.workers {
+            let name = format!("worker-{i}");
             let admin = port_addr()?;
-            workers.push(Role {
-                name: format!("worker-{i}"),
+            let launch = RoleLaunch::Worker(WorkerLaunch {
+                redis_url: redis_url.clone(),
                 admin,
-                args: vec![
-                    "worker".into(),
-                    "--redis-url".into(),
-                    redis_url.clone(),
-                    "--admin-listen".into(),
-                    admin.to_string(),
-                    "--consumer-name".into(),
-                    format!("worker-{i}"),
-                    "--claim-timeout".into(),
-                    format!("{}ms", spec.claim_timeout.as_millis()),
-                    "--processing-time".into(),
-                    format!("{}ms", spec.processing_time.as_millis()),
-                    "--drain-timeout".into(),
-                    "3s".into(),
-                ],
-                log: logs.join(format!("worker-{i}.log")),
+                consumer_name: name.clone(),
+                claim_timeout: spec.claim_timeout,
+                processing_time: spec.processing_time,
+                drain_timeout: WORKER_DRAIN_TIMEOUT,
+            });
+            workers.push(Role {
+                args: launcher.args(&name, &launch)?,
+                log: logs.join(format!("{name}.log")),
+                name,
+                admin,
                 child: None,
             });
         }
         let ingress_listen = port_addr()?;
         let ingress_admin = port_addr()?;
+        let launch = RoleLaunch::Ingress(IngressLaunch {
+            redis_url: redis_url.clone(),
+            listen: ingress_listen,
+            admin: ingress_admin,
+        });
         let ingress = Role {
             name: "ingress".into(),
             admin: ingress_admin,
-            args: vec![
-                "ingress".into(),
-                "--redis-url".into(),
-                redis_url.clone(),
-                "--listen".into(),
-                ingress_listen.to_string(),
-                "--admin-listen".into(),
-                ingress_admin.to_string(),
-            ],
+            args: launcher.args("ingress", &launch)?,
             log: logs.join("ingress.log"),
             child: None,
         };
         let api_listen = port_addr()?;
         let api_admin = port_addr()?;
+        let launch = RoleLaunch::Api(ApiLaunch {
+            redis_url,
+            listen: api_listen,
+            admin: api_admin,
+            database_url,
+            cache_ttl: spec.cache_ttl,
+        });
         let api = Role {
             name: "api".into(),
             admin: api_admin,
-            args: vec![
-                "api".into(),
-                "--redis-url".into(),
-                redis_url,
-                "--listen".into(),
-                api_listen.to_string(),
-                "--admin-listen".into(),
-                api_admin.to_string(),
-                "--database-url".into(),
-                database_url,
-                "--cache-ttl".into(),
-                format!("{}ms", spec.cache_ttl.as_millis()),
-            ],
+            args: launcher.args("api", &launch)?,
             log: logs.join("api.log"),
             child: None,
         };
         let mut stack = Stack {
-            bin: bin.to_owned(),
+            bin: launcher.bin.clone(),
             redis,
             redis_proxy,
             database_proxy,
@@ -276,7 +373,7 @@ impl Stack {
             password: spec.redis_password.clone(),
         };
         for role in stack.roles_mut() {
-            role.spawn(bin)?;
+            role.spawn(&launcher.bin)?;
         }
         let client = reqwest::Client::new();
         for role in stack.roles() {

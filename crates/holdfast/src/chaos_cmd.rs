@@ -7,6 +7,10 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 use holdfast_chaos::runner::{RunOptions, run as run_scenario};
 use holdfast_chaos::scenario::{BUILT_IN, Scenario};
+use holdfast_chaos::stack::{Launcher, RoleCommandLine, RoleLaunch};
+use holdfast_services::api::DatabaseUrl;
+
+use crate::cli::{ApiArgs, IngressArgs, WorkerArgs};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -92,7 +96,10 @@ pub async fn run(cmd: ChaosCommand, shutdown: CancellationToken) -> Result<()> {
             let opts = RunOptions {
                 short,
                 report_dir,
-                bin: std::env::current_exe().context("finding the holdfast binary")?,
+                launcher: Launcher {
+                    bin: std::env::current_exe().context("finding the holdfast binary")?,
+                    command_line: std::sync::Arc::new(CliCommandLines),
+                },
                 live: true,
             };
             let outcome = run_scenario(&scenario, &opts, shutdown).await?;
@@ -153,5 +160,46 @@ pub async fn run(cmd: ChaosCommand, shutdown: CancellationToken) -> Result<()> {
                 std::process::exit(1);
             }
         }
+    }
+}
+
+/// The stack's role processes get their command lines from the argument
+/// types of this binary: each role's defaults, with what the stack sets
+/// written over them.
+#[derive(Debug)]
+struct CliCommandLines;
+
+impl RoleCommandLine for CliCommandLines {
+    fn command_line(&self, launch: &RoleLaunch) -> Result<Vec<String>, String> {
+        let refused = |err: clap::Error| err.to_string();
+        Ok(match launch {
+            RoleLaunch::Worker(worker) => {
+                let mut args = WorkerArgs::defaults().map_err(refused)?;
+                args.redis.redis_url.clone_from(&worker.redis_url);
+                args.admin_listen = worker.admin;
+                args.consumer_name = Some(worker.consumer_name.clone());
+                args.claim_timeout = worker.claim_timeout;
+                args.processing_time = worker.processing_time;
+                args.drain_timeout = worker.drain_timeout;
+                args.command_line()
+            }
+            RoleLaunch::Ingress(ingress) => {
+                let mut args = IngressArgs::defaults().map_err(refused)?;
+                args.redis.redis_url.clone_from(&ingress.redis_url);
+                args.listen = ingress.listen;
+                args.admin_listen = ingress.admin;
+                args.command_line()
+            }
+            RoleLaunch::Api(api) => {
+                let mut args = ApiArgs::defaults().map_err(refused)?;
+                args.redis.redis_url.clone_from(&api.redis_url);
+                args.listen = api.listen;
+                args.admin_listen = api.admin;
+                args.database_url = DatabaseUrl::parse(&api.database_url)
+                    .map_err(|err| format!("database URL: {err}"))?;
+                args.cache_ttl = api.cache_ttl;
+                args.command_line()
+            }
+        })
     }
 }

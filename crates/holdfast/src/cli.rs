@@ -59,7 +59,7 @@ pub enum Command {
 }
 
 /// How to reach Redis.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, PartialEq)]
 pub struct RedisArgs {
     /// Redis URL: redis://[user:password@]host:port[/db].
     #[arg(long, env = "REDIS_URL", default_value = RedisConfig::DEFAULT_URL)]
@@ -76,7 +76,7 @@ pub struct RedisArgs {
 }
 
 /// Where this process's metrics go besides its own `/metrics`.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, PartialEq)]
 pub struct MetricsSinkArgs {
     /// How often this process adds its metrics to the aggregates in Redis
     /// that `holdfast exporter` serves.
@@ -98,7 +98,7 @@ impl Default for MetricsSinkArgs {
 }
 
 /// `holdfast ingress`.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, PartialEq)]
 pub struct IngressArgs {
     #[command(flatten)]
     pub redis: RedisArgs,
@@ -133,7 +133,7 @@ pub fn default_database_url() -> String {
 }
 
 /// `holdfast api`.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, PartialEq)]
 pub struct ApiArgs {
     #[command(flatten)]
     pub redis: RedisArgs,
@@ -165,7 +165,7 @@ pub struct ApiArgs {
 }
 
 /// `holdfast worker`.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, PartialEq)]
 pub struct WorkerArgs {
     #[command(flatten)]
     pub redis: RedisArgs,
@@ -383,6 +383,154 @@ pub fn duration_text(duration: Duration) -> String {
     }
 }
 
+// Command lines: a role's arguments written back as the flags that parse to
+// them. The chaos stack starts every role process through these, and the
+// round-trip test below holds them to the parser, so a renamed flag or
+// field fails to compile or fails that test, never a scenario at run time.
+
+fn flag(out: &mut Vec<String>, name: &str, value: impl ToString) {
+    out.push(name.to_owned());
+    out.push(value.to_string());
+}
+
+impl RedisArgs {
+    fn push_flags(&self, out: &mut Vec<String>) {
+        flag(out, "--redis-url", &self.redis_url);
+        flag(out, "--redis-enabled", self.redis_enabled);
+        flag(out, "--key-prefix", &self.key_prefix);
+        flag(out, "--partitions", self.partitions);
+    }
+}
+
+impl MetricsSinkArgs {
+    fn push_flags(&self, out: &mut Vec<String>) {
+        flag(
+            out,
+            "--metrics-flush-interval",
+            duration_text(self.metrics_flush_interval),
+        );
+        if self.no_metrics_sink {
+            out.push("--no-metrics-sink".to_owned());
+        }
+    }
+}
+
+/// The arguments of `holdfast <command>` with nothing given but what the
+/// environment sets: the defaults a role would start with.
+fn defaults_of<T>(
+    command: &str,
+    pick: impl FnOnce(Command) -> Option<T>,
+) -> Result<T, clap::Error> {
+    let cli = Cli::try_parse_from(["holdfast", command])?;
+    pick(cli.command).ok_or_else(|| {
+        clap::Error::raw(
+            clap::error::ErrorKind::InvalidSubcommand,
+            format!("{command} parsed as another command"),
+        )
+    })
+}
+
+impl WorkerArgs {
+    /// What `holdfast worker` runs with when given no flags.
+    pub fn defaults() -> Result<Self, clap::Error> {
+        defaults_of("worker", |c| match c {
+            Command::Worker(args) => Some(args),
+            _ => None,
+        })
+    }
+
+    /// The command line (`worker --redis-url …`) that parses to these
+    /// arguments.
+    pub fn command_line(&self) -> Vec<String> {
+        let mut out = vec!["worker".to_owned()];
+        self.redis.push_flags(&mut out);
+        self.metrics.push_flags(&mut out);
+        flag(&mut out, "--admin-listen", self.admin_listen);
+        flag(&mut out, "--topic", &self.topic);
+        flag(&mut out, "--concurrency", self.concurrency);
+        if let Some(name) = &self.consumer_name {
+            flag(&mut out, "--consumer-name", name);
+        }
+        flag(
+            &mut out,
+            "--processing-time",
+            duration_text(self.processing_time),
+        );
+        flag(
+            &mut out,
+            "--claim-timeout",
+            duration_text(self.claim_timeout),
+        );
+        flag(&mut out, "--max-deliveries", self.max_deliveries);
+        flag(
+            &mut out,
+            "--drain-timeout",
+            duration_text(self.drain_timeout),
+        );
+        flag(&mut out, "--stall-after", duration_text(self.stall_after));
+        out
+    }
+}
+
+impl IngressArgs {
+    /// What `holdfast ingress` runs with when given no flags.
+    pub fn defaults() -> Result<Self, clap::Error> {
+        defaults_of("ingress", |c| match c {
+            Command::Ingress(args) => Some(args),
+            _ => None,
+        })
+    }
+
+    /// The command line (`ingress --redis-url …`) that parses to these
+    /// arguments.
+    pub fn command_line(&self) -> Vec<String> {
+        let mut out = vec!["ingress".to_owned()];
+        self.redis.push_flags(&mut out);
+        self.metrics.push_flags(&mut out);
+        flag(&mut out, "--listen", self.listen);
+        flag(&mut out, "--admin-listen", self.admin_listen);
+        flag(&mut out, "--topic", &self.topic);
+        flag(
+            &mut out,
+            "--default-timeout",
+            duration_text(self.default_timeout),
+        );
+        flag(&mut out, "--backlog-limit", self.backlog_limit);
+        flag(&mut out, "--body-limit", self.body_limit);
+        out
+    }
+}
+
+impl ApiArgs {
+    /// What `holdfast api` runs with when given no flags.
+    pub fn defaults() -> Result<Self, clap::Error> {
+        defaults_of("api", |c| match c {
+            Command::Api(args) => Some(args),
+            _ => None,
+        })
+    }
+
+    /// The command line (`api --redis-url …`) that parses to these
+    /// arguments.
+    pub fn command_line(&self) -> Vec<String> {
+        let mut out = vec!["api".to_owned()];
+        self.redis.push_flags(&mut out);
+        self.metrics.push_flags(&mut out);
+        flag(&mut out, "--listen", self.listen);
+        flag(&mut out, "--admin-listen", self.admin_listen);
+        flag(&mut out, "--database-url", self.database_url.expose());
+        flag(
+            &mut out,
+            "--products-db-delay",
+            duration_text(self.products_db_delay),
+        );
+        flag(&mut out, "--cache-ttl", duration_text(self.cache_ttl));
+        flag(&mut out, "--warm-products", self.warm_products);
+        flag(&mut out, "--body-limit", self.body_limit);
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,6 +559,87 @@ mod tests {
         ] {
             assert_eq!(parse_duration(&duration_text(duration)), Ok(duration));
         }
+    }
+
+    fn parsed(command_line: Vec<String>) -> Command {
+        Cli::try_parse_from(std::iter::once("holdfast".to_owned()).chain(command_line))
+            .expect("a written command line parses")
+            .command
+    }
+
+    fn redis_args() -> RedisArgs {
+        RedisArgs {
+            redis_url: "redis://:secret@127.0.0.1:7001/2".into(),
+            redis_enabled: false,
+            key_prefix: "other".into(),
+            partitions: 4,
+        }
+    }
+
+    fn sink_args() -> MetricsSinkArgs {
+        MetricsSinkArgs {
+            metrics_flush_interval: Duration::from_millis(750),
+            no_metrics_sink: true,
+        }
+    }
+
+    #[test]
+    fn a_written_command_line_parses_back_to_the_same_arguments() {
+        let listen: SocketAddr = "127.0.0.1:7100".parse().unwrap();
+        let admin: SocketAddr = "127.0.0.1:7101".parse().unwrap();
+        let worker = WorkerArgs {
+            redis: redis_args(),
+            metrics: sink_args(),
+            admin_listen: admin,
+            topic: "orders".into(),
+            concurrency: 3,
+            consumer_name: Some("worker-9".into()),
+            processing_time: Duration::from_millis(7),
+            claim_timeout: Duration::from_millis(1500),
+            max_deliveries: 9,
+            drain_timeout: Duration::from_secs(3),
+            stall_after: Duration::from_secs(11),
+        };
+        assert!(matches!(parsed(worker.command_line()), Command::Worker(back) if back == worker));
+        let ingress = IngressArgs {
+            redis: redis_args(),
+            metrics: sink_args(),
+            listen,
+            admin_listen: admin,
+            topic: "orders".into(),
+            default_timeout: Duration::from_millis(2500),
+            backlog_limit: 0,
+            body_limit: 1024,
+        };
+        assert!(
+            matches!(parsed(ingress.command_line()), Command::Ingress(back) if back == ingress)
+        );
+        let api = ApiArgs {
+            redis: redis_args(),
+            metrics: sink_args(),
+            listen,
+            admin_listen: admin,
+            database_url: parse_database_url("postgres://u:p@127.0.0.1:5432/db").unwrap(),
+            products_db_delay: Duration::from_millis(20),
+            cache_ttl: Duration::from_secs(9),
+            warm_products: 0,
+            body_limit: 2048,
+        };
+        assert!(matches!(parsed(api.command_line()), Command::Api(back) if back == api));
+    }
+
+    #[test]
+    fn the_defaults_of_a_role_are_its_settings_defaults() {
+        let worker = WorkerArgs::defaults().unwrap();
+        assert_eq!(worker.concurrency, WorkerConfig::DEFAULT_CONCURRENCY);
+        assert_eq!(worker.claim_timeout, WorkerConfig::DEFAULT_CLAIM_TIMEOUT);
+        assert_eq!(worker.admin_listen, WorkerSettings::DEFAULT_ADMIN_LISTEN);
+        let ingress = IngressArgs::defaults().unwrap();
+        assert_eq!(ingress.listen, IngressSettings::DEFAULT_LISTEN);
+        assert_eq!(ingress.default_timeout, IngressSettings::DEFAULT_TIMEOUT);
+        let api = ApiArgs::defaults().unwrap();
+        assert_eq!(api.cache_ttl, ApiSettings::DEFAULT_CACHE_TTL);
+        assert_eq!(api.body_limit, ApiSettings::DEFAULT_BODY_LIMIT);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::faults::SharedStack;
 use crate::invariants;
 use crate::report::{FaultWindow, InvariantResult, RunReport};
 use crate::scenario::{FaultStep, Scenario};
-use crate::stack::{Stack, StackError};
+use crate::stack::{Launcher, Stack, StackError};
 
 /// What to run and where to write.
 #[derive(Debug, Clone)]
@@ -34,8 +34,8 @@ pub struct RunOptions {
     pub short: bool,
     /// Where each run gets a directory of its own.
     pub report_dir: PathBuf,
-    /// The `holdfast` binary that runs the roles.
-    pub bin: PathBuf,
+    /// The `holdfast` binary that runs the roles, and their command lines.
+    pub launcher: Launcher,
     /// Print events and figures to stderr as they happen.
     pub live: bool,
 }
@@ -113,7 +113,7 @@ pub async fn run(
             dir.join("logs").display()
         );
     }
-    let stack = Stack::start(&opts.bin, &scenario.stack, &dir).await?;
+    let stack = Stack::start(&opts.launcher, &scenario.stack, &dir).await?;
     let result = run_on(scenario, opts, &dir, stack, shutdown).await;
     if let Err(e) = &result
         && opts.live
