@@ -99,7 +99,7 @@ async fn listen(
                 if let Some(Value::BulkString(key)) = push.data.get(1) {
                     let full_key = format!("{prefix}{}", String::from_utf8_lossy(key));
                     l1.invalidate(&full_key).await;
-                    inner.meters.l1_invalidations.increment(1);
+                    inner.meters.l1_invalidated();
                 }
             }
             PushKind::Disconnection => return Listen::Disconnected,

@@ -36,7 +36,7 @@ use tokio::sync::watch;
 
 use crate::config::CacheConfig;
 use crate::error::{CacheError, LoadError};
-use crate::stats::{CacheState, CacheStats, Counters};
+use crate::stats::{CacheState, CacheStats};
 
 /// Where an answer came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -151,7 +151,6 @@ pub(crate) struct Inner {
     /// Bumped by every invalidation; a load that started before an
     /// invalidation does not write its (possibly old) result to the cache.
     epoch: AtomicU64,
-    pub(crate) counters: Counters,
     /// Invalidations that did not reach Redis, replayed when it is back
     /// (see [`crate::pending`]).
     pub(crate) pending: crate::pending::Pending,
@@ -182,7 +181,6 @@ impl ReadThrough {
                 flights: Mutex::new(HashMap::new()),
                 next_flight_id: AtomicU64::new(0),
                 epoch: AtomicU64::new(0),
-                counters: Counters::default(),
                 pending: crate::pending::Pending::default(),
                 meters: crate::meters::Meters::new(entity),
             }),
@@ -211,7 +209,7 @@ impl ReadThrough {
 
     /// Counts since start, for `/health`.
     pub fn stats(&self) -> CacheStats {
-        self.inner.counters.snapshot()
+        self.inner.meters.snapshot()
     }
 
     /// Whether the cache is in use, for `/health`.
@@ -303,7 +301,7 @@ impl ReadThrough {
                     Ok(inner.answer(value, Source::Stale, false))
                 }
                 _ => {
-                    inner.meters.error.increment(1);
+                    inner.meters.read_failed();
                     Err(CacheError::Loader(err))
                 }
             },
@@ -363,17 +361,11 @@ impl ReadThrough {
     {
         let inner = &self.inner;
         let epoch = inner.epoch.load(Ordering::SeqCst);
-        let started = Instant::now();
-        let loaded = load().await;
-        inner
+        let entries = inner
             .meters
-            .loader_duration
-            .record(started.elapsed().as_secs_f64());
-        let entries = loaded.map_err(|err| {
-            inner.counters.loader_errors.fetch_add(1, Ordering::Relaxed);
-            inner.meters.loader_errors.increment(1);
-            CacheError::Loader(err)
-        })?;
+            .time_load(load())
+            .await
+            .map_err(CacheError::Loader)?;
         if entries.is_empty() || inner.epoch.load(Ordering::SeqCst) != epoch {
             return Ok(0);
         }
@@ -398,7 +390,7 @@ impl ReadThrough {
             .await
             .map_err(CacheError::Redis)?;
         let written = written.iter().filter(|r| r.is_some()).count();
-        inner.meters.warmed.increment(written as u64);
+        inner.meters.warmed(written as u64);
         Ok(written)
     }
 
@@ -418,11 +410,7 @@ impl ReadThrough {
         let mut receiver = {
             let mut flights = inner.flights.lock().expect("flights lock poisoned");
             if let Some(flight) = flights.get(&full_key) {
-                inner
-                    .counters
-                    .single_flight_joins
-                    .fetch_add(1, Ordering::Relaxed);
-                inner.meters.single_flight_joins.increment(1);
+                inner.meters.joined_flight();
                 if !bypass {
                     flight.fill.store(true, Ordering::SeqCst);
                 }
@@ -485,30 +473,7 @@ impl Inner {
 
     /// Counts an answer and wraps it.
     fn answer<T>(&self, value: Option<T>, source: Source, bypass: bool) -> Cached<T> {
-        let counters = &self.counters;
-        let outcome = match (source, bypass) {
-            (_, true) => {
-                counters.bypass.fetch_add(1, Ordering::Relaxed);
-                &self.meters.bypass
-            }
-            (Source::Cache, false) => {
-                counters.hits.fetch_add(1, Ordering::Relaxed);
-                if value.is_none() {
-                    counters.negative_hits.fetch_add(1, Ordering::Relaxed);
-                    self.meters.negative_hits.increment(1);
-                }
-                &self.meters.hit
-            }
-            (Source::Db, false) => {
-                counters.misses.fetch_add(1, Ordering::Relaxed);
-                &self.meters.miss
-            }
-            (Source::Stale, false) => {
-                counters.stale.fetch_add(1, Ordering::Relaxed);
-                &self.meters.stale
-            }
-        };
-        outcome.increment(1);
+        self.meters.answered(source, bypass, value.is_some());
         Cached {
             value,
             source,
@@ -599,17 +564,9 @@ impl LoadTask {
         Fut: Future<Output = Result<Option<T>, LoadError>> + Send + 'static,
     {
         let inner = &self.inner;
-        let started = Instant::now();
-        let loaded = load.await;
-        inner
-            .meters
-            .loader_duration
-            .record(started.elapsed().as_secs_f64());
-        let value = match loaded {
+        let value = match inner.meters.time_load(load).await {
             Ok(value) => value,
             Err(err) => {
-                inner.counters.loader_errors.fetch_add(1, Ordering::Relaxed);
-                inner.meters.loader_errors.increment(1);
                 tracing::warn!(entity = %inner.entity, key = %self.guard.key, error = %err, "loader failed");
                 sender.send_replace(Some(Err(err)));
                 return;

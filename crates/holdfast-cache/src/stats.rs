@@ -1,10 +1,8 @@
 //! Counts and state for `/health`.
 //!
-//! The same events also go to the `metrics` crate (see
-//! [`crate::metric_names`]); these atomics exist so that `/health` can show
-//! them without a metrics recorder installed.
-
-use std::sync::atomic::{AtomicU64, Ordering};
+//! The counts are kept in `meters`, beside the metrics of the same events
+//! (see [`crate::metric_names`]), so that `/health` can show them without a
+//! metrics recorder installed.
 
 use serde::Serialize;
 
@@ -47,32 +45,6 @@ impl CacheState {
             CacheState::Ready => "ready",
             CacheState::Degraded => "degraded",
             CacheState::Disabled => "disabled",
-        }
-    }
-}
-
-/// The live counters behind [`CacheStats`], shared by all clones.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) hits: AtomicU64,
-    pub(crate) misses: AtomicU64,
-    pub(crate) stale: AtomicU64,
-    pub(crate) bypass: AtomicU64,
-    pub(crate) loader_errors: AtomicU64,
-    pub(crate) negative_hits: AtomicU64,
-    pub(crate) single_flight_joins: AtomicU64,
-}
-
-impl Counters {
-    pub(crate) fn snapshot(&self) -> CacheStats {
-        CacheStats {
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
-            stale: self.stale.load(Ordering::Relaxed),
-            bypass: self.bypass.load(Ordering::Relaxed),
-            loader_errors: self.loader_errors.load(Ordering::Relaxed),
-            negative_hits: self.negative_hits.load(Ordering::Relaxed),
-            single_flight_joins: self.single_flight_joins.load(Ordering::Relaxed),
         }
     }
 }

@@ -403,10 +403,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_fault_past_the_end_of_the_load_is_refused() {
-        let err = refusal(
-            r#"
+    /// One test per case: the scenario body given to [`refusal`], and words
+    /// its refusal must contain.
+    macro_rules! refused {
+        ($($test:ident: $body:expr => $says:literal;)*) => {$(
+            #[test]
+            fn $test() {
+                let err = refusal($body);
+                assert!(err.contains($says), "{err}");
+            }
+        )*};
+    }
+
+    refused! {
+        a_fault_past_the_end_of_the_load_is_refused: r#"
             [load]
             duration = "10s"
             short_duration = "5s"
@@ -414,29 +424,15 @@ mod tests {
             kind = "redis_kill"
             at = "8s"
             for = "5s"
-        "#,
-        );
-        assert!(err.contains("after the load"), "{err}");
-    }
-
-    #[test]
-    fn a_proxy_fault_needs_its_proxy() {
-        let err = refusal(
-            r#"
+        "# => "after the load";
+        a_proxy_fault_needs_its_proxy: r#"
             [[fault]]
             kind = "proxy"
             target = "redis"
             fault = { kind = "blackhole" }
             at = "1s"
             for = "1s"
-        "#,
-        );
-        assert!(err.contains("redis_proxy"), "{err}");
-    }
-
-    #[test]
-    fn unknown_fields_are_refused() {
-        let err = refusal("workres = 3\n");
-        assert!(err.contains("workres"), "{err}");
+        "# => "redis_proxy";
+        unknown_fields_are_refused: "workres = 3\n" => "workres";
     }
 }

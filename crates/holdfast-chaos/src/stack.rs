@@ -116,13 +116,29 @@ pub struct Launcher {
 }
 
 impl Launcher {
-    fn args(&self, role: &str, launch: &RoleLaunch) -> Result<Vec<String>, StackError> {
-        self.command_line
-            .command_line(launch)
-            .map_err(|reason| StackError::CommandLine {
-                role: role.to_owned(),
-                reason,
-            })
+    /// The role `name`, not started yet: the command line its `launch` is
+    /// written as, and its log file `{name}.log` in `logs`.
+    fn role(
+        &self,
+        name: String,
+        admin: SocketAddr,
+        launch: &RoleLaunch,
+        logs: &Path,
+    ) -> Result<Role, StackError> {
+        let args =
+            self.command_line
+                .command_line(launch)
+                .map_err(|reason| StackError::CommandLine {
+                    role: name.clone(),
+                    reason,
+                })?;
+        Ok(Role {
+            log: logs.join(format!("{name}.log")),
+            name,
+            admin,
+            args,
+            child: None,
+        })
     }
 }
 
@@ -322,13 +338,7 @@ impl Stack {
                 processing_time: spec.processing_time,
                 drain_timeout: WORKER_DRAIN_TIMEOUT,
             });
-            workers.push(Role {
-                args: launcher.args(&name, &launch)?,
-                log: logs.join(format!("{name}.log")),
-                name,
-                admin,
-                child: None,
-            });
+            workers.push(launcher.role(name, admin, &launch, &logs)?);
         }
         let ingress_listen = port_addr()?;
         let ingress_admin = port_addr()?;
@@ -337,13 +347,7 @@ impl Stack {
             listen: ingress_listen,
             admin: ingress_admin,
         });
-        let ingress = Role {
-            name: "ingress".into(),
-            admin: ingress_admin,
-            args: launcher.args("ingress", &launch)?,
-            log: logs.join("ingress.log"),
-            child: None,
-        };
+        let ingress = launcher.role("ingress".into(), ingress_admin, &launch, &logs)?;
         let api_listen = port_addr()?;
         let api_admin = port_addr()?;
         let launch = RoleLaunch::Api(ApiLaunch {
@@ -353,13 +357,7 @@ impl Stack {
             database_url,
             cache_ttl: spec.cache_ttl,
         });
-        let api = Role {
-            name: "api".into(),
-            admin: api_admin,
-            args: launcher.args("api", &launch)?,
-            log: logs.join("api.log"),
-            child: None,
-        };
+        let api = launcher.role("api".into(), api_admin, &launch, &logs)?;
         let mut stack = Stack {
             bin: launcher.bin.clone(),
             redis,

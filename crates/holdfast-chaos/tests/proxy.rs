@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use holdfast_chaos::control::{self, Registry};
 use holdfast_chaos::proxy::{Direction, Fault, Proxy};
 use holdfast_testkit::LocalRedis;
+use redis::aio::MultiplexedConnection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -37,25 +38,36 @@ async fn redis_behind_proxy() -> (LocalRedis, Proxy) {
     (redis, proxy)
 }
 
+/// A redis-server, a proxy in front of it, and a connection through the
+/// proxy that has answered a `PING`.
+async fn redis_behind_proxy_with_a_live_connection() -> (LocalRedis, Proxy, TcpStream) {
+    let (redis, proxy) = redis_behind_proxy().await;
+    let mut live = connect(&proxy).await;
+    timed_ping(&mut live).await;
+    (redis, proxy, live)
+}
+
 fn url_through(proxy: &Proxy) -> String {
     format!("redis://{}/", proxy.local_addr())
 }
 
-/// A redis client through the proxy, patient enough for slowed-down
-/// commands (its default response timeout is shorter than some faults).
-async fn redis_client(proxy: &Proxy) -> redis::aio::MultiplexedConnection {
-    let mut client = redis::Client::open(url_through(proxy))
+/// A redis-server, a proxy in front of it, and a redis client through the
+/// proxy, patient enough for slowed-down commands (its default response
+/// timeout is shorter than some faults).
+async fn redis_behind_proxy_with_a_client() -> (LocalRedis, Proxy, MultiplexedConnection) {
+    let (redis, proxy) = redis_behind_proxy().await;
+    let mut client = redis::Client::open(url_through(&proxy))
         .expect("valid url")
         .get_multiplexed_async_connection()
         .await
         .expect("redis connection through the proxy");
     client.set_response_timeout(PATIENCE);
-    client
+    (redis, proxy, client)
 }
 
 /// `SET key value` through `client`.
 async fn set(
-    client: &mut redis::aio::MultiplexedConnection,
+    client: &mut MultiplexedConnection,
     key: &str,
     value: impl redis::ToRedisArgs + Send + Sync,
 ) {
@@ -68,10 +80,7 @@ async fn set(
 }
 
 /// `GET key` through `client`.
-async fn get<T: redis::FromRedisValue>(
-    client: &mut redis::aio::MultiplexedConnection,
-    key: &str,
-) -> T {
+async fn get<T: redis::FromRedisValue>(client: &mut MultiplexedConnection, key: &str) -> T {
     redis::cmd("GET")
         .arg(key)
         .query_async(client)
@@ -125,8 +134,7 @@ fn value_of(len: usize) -> Vec<u8> {
 
 #[tokio::test]
 async fn without_faults_commands_pass_and_bytes_are_counted() {
-    let (_redis, proxy) = redis_behind_proxy().await;
-    let mut client = redis_client(&proxy).await;
+    let (_redis, proxy, mut client) = redis_behind_proxy_with_a_client().await;
 
     let pong: String = redis::cmd("PING").query_async(&mut client).await.unwrap();
     set(&mut client, "greeting", "hello").await;
@@ -144,9 +152,7 @@ async fn without_faults_commands_pass_and_bytes_are_counted() {
 
 #[tokio::test]
 async fn latency_delays_each_way_and_its_removal_speeds_up_the_live_connection() {
-    let (_redis, proxy) = redis_behind_proxy().await;
-    let mut stream = connect(&proxy).await;
-    timed_ping(&mut stream).await;
+    let (_redis, proxy, mut stream) = redis_behind_proxy_with_a_live_connection().await;
 
     let one_way = proxy.add(Fault::Latency {
         ms: 100,
@@ -181,8 +187,7 @@ async fn latency_delays_each_way_and_its_removal_speeds_up_the_live_connection()
 
 #[tokio::test]
 async fn bandwidth_limits_a_large_write() {
-    let (_redis, proxy) = redis_behind_proxy().await;
-    let mut client = redis_client(&proxy).await;
+    let (_redis, proxy, mut client) = redis_behind_proxy_with_a_client().await;
     let value = value_of(200_000);
 
     let limit = proxy.add(Fault::Bandwidth {
@@ -202,9 +207,7 @@ async fn bandwidth_limits_a_large_write() {
 
 #[tokio::test]
 async fn blackhole_holds_live_and_new_connections_until_removed() {
-    let (_redis, proxy) = redis_behind_proxy().await;
-    let mut held = connect(&proxy).await;
-    timed_ping(&mut held).await;
+    let (_redis, proxy, mut held) = redis_behind_proxy_with_a_live_connection().await;
 
     let blackhole = proxy.add(Fault::Blackhole {
         direction: Direction::Both,
@@ -231,9 +234,7 @@ async fn blackhole_holds_live_and_new_connections_until_removed() {
 
 #[tokio::test]
 async fn reset_peer_resets_live_and_new_connections_until_removed() {
-    let (_redis, proxy) = redis_behind_proxy().await;
-    let mut live = connect(&proxy).await;
-    timed_ping(&mut live).await;
+    let (_redis, proxy, mut live) = redis_behind_proxy_with_a_live_connection().await;
 
     let reset = proxy.add(Fault::ResetPeer);
     let live_error = read_to_close(&mut live).await.expect_err("reset, not EOF");
@@ -300,8 +301,7 @@ async fn close_after_counts_from_when_it_is_added_on_a_live_connection() {
 
 #[tokio::test]
 async fn slicing_into_seven_byte_writes_keeps_a_large_value_intact() {
-    let (_redis, proxy) = redis_behind_proxy().await;
-    let mut client = redis_client(&proxy).await;
+    let (_redis, proxy, mut client) = redis_behind_proxy_with_a_client().await;
     let value = value_of(30_000);
 
     proxy.add(Fault::Slice {
@@ -317,10 +317,8 @@ async fn slicing_into_seven_byte_writes_keeps_a_large_value_intact() {
 
 #[tokio::test]
 async fn down_refuses_new_connections_closes_live_ones_and_comes_back_on_the_same_address() {
-    let (_redis, proxy) = redis_behind_proxy().await;
+    let (_redis, proxy, mut live) = redis_behind_proxy_with_a_live_connection().await;
     let address = proxy.local_addr();
-    let mut live = connect(&proxy).await;
-    timed_ping(&mut live).await;
 
     let down = proxy.add(Fault::Down);
     let live_outcome = read_to_close(&mut live).await;
@@ -352,8 +350,7 @@ async fn down_refuses_new_connections_closes_live_ones_and_comes_back_on_the_sam
 
 #[tokio::test]
 async fn latency_and_bandwidth_compose() {
-    let (_redis, proxy) = redis_behind_proxy().await;
-    let mut client = redis_client(&proxy).await;
+    let (_redis, proxy, mut client) = redis_behind_proxy_with_a_client().await;
     let value = value_of(50_000);
 
     proxy.add(Fault::Latency {
@@ -376,10 +373,8 @@ async fn latency_and_bandwidth_compose() {
 
 #[tokio::test]
 async fn shutdown_closes_connections_and_the_listener() {
-    let (_redis, proxy) = redis_behind_proxy().await;
+    let (_redis, proxy, mut live) = redis_behind_proxy_with_a_live_connection().await;
     let address = proxy.local_addr();
-    let mut live = connect(&proxy).await;
-    timed_ping(&mut live).await;
 
     proxy.shutdown().await;
 
@@ -388,6 +383,19 @@ async fn shutdown_closes_connections_and_the_listener() {
         .await
         .expect_err("nothing listens");
     assert_eq!(error.kind(), std::io::ErrorKind::ConnectionRefused);
+}
+
+/// `POST url` with `body` as JSON.
+async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+) -> reqwest::Response {
+    http.post(url)
+        .json(body)
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("POST {url} sent: {error}"))
 }
 
 /// `DELETE url`.
@@ -420,34 +428,20 @@ async fn the_control_api_creates_a_proxy_adds_and_removes_a_fault_and_deletes_it
         "upstream": format!("127.0.0.1:{}", redis.port()),
     });
 
-    let created = http
-        .post(format!("{base}/proxies"))
-        .json(&create)
-        .send()
-        .await
-        .unwrap();
+    let created = post_json(&http, &format!("{base}/proxies"), &create).await;
     assert_eq!(created.status(), 201);
     let created: serde_json::Value = created.json().await.unwrap();
     assert_eq!(created["name"], "cache");
     let listen: SocketAddr = created["listen"].as_str().unwrap().parse().unwrap();
     assert_ne!(listen.port(), 0);
 
-    let again = http
-        .post(format!("{base}/proxies"))
-        .json(&create)
-        .send()
-        .await
-        .unwrap();
+    let again = post_json(&http, &format!("{base}/proxies"), &create).await;
     assert_eq!(again.status(), 409);
     let again: serde_json::Value = again.json().await.unwrap();
     assert_eq!(again["code"], "name_taken");
 
-    let added = http
-        .post(format!("{base}/proxies/cache/faults"))
-        .json(&serde_json::json!({"kind": "latency", "ms": 200, "jitter_ms": 50}))
-        .send()
-        .await
-        .unwrap();
+    let latency = serde_json::json!({"kind": "latency", "ms": 200, "jitter_ms": 50});
+    let added = post_json(&http, &format!("{base}/proxies/cache/faults"), &latency).await;
     assert_eq!(added.status(), 201);
     let id = added.json::<serde_json::Value>().await.unwrap()["id"]
         .as_u64()
@@ -498,11 +492,8 @@ async fn the_control_api_rejects_bad_faults_with_invalid_fault() {
         "upstream": format!("127.0.0.1:{}", holdfast_testkit::free_port()),
     });
     assert_eq!(
-        http.post(format!("{base}/proxies"))
-            .json(&create)
-            .send()
+        post_json(&http, &format!("{base}/proxies"), &create)
             .await
-            .unwrap()
             .status(),
         201
     );

@@ -147,6 +147,18 @@ fn check_version(raw: Option<&[u8]>) -> Result<(), EnvelopeError> {
     }
 }
 
+/// The fields every entry starts with, the protocol version and the request
+/// id, in a list with room for `capacity` fields.
+fn header_fields(id: RequestId, capacity: usize) -> Vec<(&'static str, Bytes)> {
+    let mut out = Vec::with_capacity(capacity);
+    out.push((
+        fields::VERSION,
+        Bytes::from_static(PROTOCOL_VERSION.as_bytes()),
+    ));
+    out.push((fields::ID, Bytes::from(id.to_string())));
+    out
+}
+
 fn parse_id(raw: Option<&[u8]>) -> Result<RequestId, EnvelopeError> {
     let raw = raw.ok_or(EnvelopeError::Missing(fields::ID))?;
     RequestId::from_bytes(raw).map_err(|_| EnvelopeError::Invalid {
@@ -159,12 +171,7 @@ impl Envelope {
     /// The fields of a stream entry, in protocol order. Optional fields that
     /// are absent are left out.
     pub fn to_fields(&self) -> Vec<(&'static str, Bytes)> {
-        let mut out = Vec::with_capacity(9);
-        out.push((
-            fields::VERSION,
-            Bytes::from_static(PROTOCOL_VERSION.as_bytes()),
-        ));
-        out.push((fields::ID, Bytes::from(self.id.to_string())));
+        let mut out = header_fields(self.id, 9);
         out.push((
             fields::KIND,
             Bytes::from_static(self.kind.as_str().as_bytes()),
@@ -359,12 +366,7 @@ impl Reply {
 
     /// The fields of a reply stream entry.
     pub fn to_fields(&self) -> Vec<(&'static str, Bytes)> {
-        let mut out = Vec::with_capacity(7);
-        out.push((
-            fields::VERSION,
-            Bytes::from_static(PROTOCOL_VERSION.as_bytes()),
-        ));
-        out.push((fields::ID, Bytes::from(self.id.to_string())));
+        let mut out = header_fields(self.id, 7);
         out.push((
             fields::STATUS,
             Bytes::from_static(self.status.as_str().as_bytes()),

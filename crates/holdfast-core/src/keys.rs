@@ -167,8 +167,9 @@ mod tests {
 
     #[test]
     fn topic_names_reject_key_syntax() {
-        assert!(Topic::parse("weather").is_ok());
-        assert!(Topic::parse("a.b-c_d9").is_ok());
+        for good in ["weather", "a.b-c_d9"] {
+            assert!(Topic::parse(good).is_ok(), "{good:?} refused");
+        }
         for bad in ["", "a:b", "a{b}", "with space", &"x".repeat(65)] {
             assert!(Topic::parse(bad).is_err(), "{bad:?} accepted");
         }

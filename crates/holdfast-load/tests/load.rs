@@ -1,6 +1,7 @@
 //! The load generator against real HTTP servers on 127.0.0.1 (axum, port 0).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -51,6 +52,11 @@ fn spec(url: &str, mode: Mode, stop: Stop) -> LoadSpec {
     }
 }
 
+/// Runs a load of `GET url` in `mode` until `stop`, which must succeed.
+async fn run(url: &str, mode: Mode, stop: Stop) -> LoadReport {
+    holdfast_load::run(spec(url, mode, stop)).await.unwrap()
+}
+
 fn requests(n: u64) -> Stop {
     Stop {
         requests: Some(n),
@@ -74,22 +80,28 @@ fn assert_timeline_is_consistent(report: &LoadReport) {
     assert_eq!(total, report.requests, "the timeline counts every request");
 }
 
-/// Answers every 10th request with `error`, the others with 200.
-fn every_tenth_fails(error: fn() -> axum::response::Response) -> Router {
+/// Answers the `n`th `GET /` (counting from 0) with what `answer(n)` makes.
+fn numbered<F, Fut>(answer: F) -> Router
+where
+    F: Fn(u64) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = axum::response::Response> + Send + 'static,
+{
     let counter = Arc::new(AtomicU64::new(0));
     Router::new().route(
         "/",
-        get(move || {
-            let n = counter.fetch_add(1, Ordering::Relaxed);
-            async move {
-                if n % 10 == 9 {
-                    error()
-                } else {
-                    "ok".into_response()
-                }
-            }
-        }),
+        get(move || answer(counter.fetch_add(1, Ordering::Relaxed))),
     )
+}
+
+/// Answers every 10th request with `error`, the others with 200.
+fn every_tenth_fails(error: fn() -> axum::response::Response) -> Router {
+    numbered(move |n| async move {
+        if n % 10 == 9 {
+            error()
+        } else {
+            "ok".into_response()
+        }
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,9 +111,7 @@ async fn every_request_is_counted_by_status_and_plain_errors_are_unexplained() {
     }))
     .await;
 
-    let report = holdfast_load::run(spec(&url, Mode::Concurrency(8), requests(1000)))
-        .await
-        .unwrap();
+    let report = run(&url, Mode::Concurrency(8), requests(1000)).await;
 
     assert_eq!(report.requests, 1000);
     assert_eq!(report.ok, 900);
@@ -130,9 +140,7 @@ async fn problem_json_errors_are_explained() {
     }))
     .await;
 
-    let report = holdfast_load::run(spec(&url, Mode::Concurrency(8), requests(1000)))
-        .await
-        .unwrap();
+    let report = run(&url, Mode::Concurrency(8), requests(1000)).await;
 
     assert_eq!(report.requests, 1000);
     assert_eq!(report.status_counts.get("503"), Some(&100));
@@ -144,9 +152,7 @@ async fn problem_json_errors_are_explained() {
 async fn percentiles_of_a_20_ms_server_are_20_ms_within_precision() {
     let url = serve(answers_ok_after(Duration::from_millis(20))).await;
 
-    let report = holdfast_load::run(spec(&url, Mode::Concurrency(4), requests(100)))
-        .await
-        .unwrap();
+    let report = run(&url, Mode::Concurrency(4), requests(100)).await;
 
     assert_eq!(report.ok, 100);
     // Histogram precision is 0.1 %; the margin above is for scheduling on a
@@ -165,9 +171,7 @@ async fn rate_mode_sends_200_per_second_for_2_seconds() {
         max_in_flight: 16,
     };
 
-    let report = holdfast_load::run(spec(&url, mode, lasting(Duration::from_secs(2))))
-        .await
-        .unwrap();
+    let report = run(&url, mode, lasting(Duration::from_secs(2))).await;
 
     assert!(
         (380..=420).contains(&report.requests),
@@ -180,19 +184,12 @@ async fn rate_mode_sends_200_per_second_for_2_seconds() {
 
 /// Answers at once, except the 50th request, which takes a second.
 fn stalls_once() -> Router {
-    let counter = Arc::new(AtomicU64::new(0));
-    Router::new().route(
-        "/",
-        get(move || {
-            let n = counter.fetch_add(1, Ordering::Relaxed);
-            async move {
-                if n == 49 {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                "ok"
-            }
-        }),
-    )
+    numbered(|n| async move {
+        if n == 49 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        "ok".into_response()
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,9 +200,7 @@ async fn rate_mode_latency_includes_the_wait_behind_a_stall() {
         max_in_flight: 1,
     };
 
-    let report = holdfast_load::run(spec(&url, mode, lasting(Duration::from_secs(2))))
-        .await
-        .unwrap();
+    let report = run(&url, mode, lasting(Duration::from_secs(2))).await;
 
     // About 100 requests were due during the stall; each waited for it.
     assert!(report.max_ms >= 950.0, "{report:?}");
@@ -217,9 +212,7 @@ async fn rate_mode_latency_includes_the_wait_behind_a_stall() {
 async fn a_closed_model_does_not_see_the_wait_behind_a_stall() {
     let url = serve(stalls_once()).await;
 
-    let report = holdfast_load::run(spec(&url, Mode::Sequential, requests(200)))
-        .await
-        .unwrap();
+    let report = run(&url, Mode::Sequential, requests(200)).await;
 
     // The same stall is one slow request out of 200: invisible at p90.
     assert!(report.max_ms >= 950.0, "{report:?}");
@@ -230,9 +223,7 @@ async fn a_closed_model_does_not_see_the_wait_behind_a_stall() {
 async fn a_closed_port_fails_every_request_with_connect() {
     let url = format!("http://127.0.0.1:{}/", holdfast_testkit::free_port());
 
-    let report = holdfast_load::run(spec(&url, Mode::Concurrency(2), requests(50)))
-        .await
-        .unwrap();
+    let report = run(&url, Mode::Concurrency(2), requests(50)).await;
 
     assert_eq!(report.requests, 50);
     assert_eq!(report.failures.get("connect"), Some(&50));
@@ -271,9 +262,7 @@ async fn a_cancel_token_ends_the_run_and_the_timeline_has_one_entry_per_second()
         cancel.cancel();
     });
 
-    let report = holdfast_load::run(spec(&url, Mode::Concurrency(4), stop))
-        .await
-        .unwrap();
+    let report = run(&url, Mode::Concurrency(4), stop).await;
 
     assert!(
         report.duration_s >= 2.2 && report.duration_s < 4.0,

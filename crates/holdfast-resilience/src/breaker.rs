@@ -489,11 +489,24 @@ mod tests {
         }
     }
 
+    /// A new breaker after `failures` failed calls.
+    fn after_failures(cfg: BreakerConfig, failures: u32) -> CircuitBreaker {
+        let breaker = breaker(cfg);
+        fail(&breaker, failures);
+        breaker
+    }
+
+    /// A breaker with a threshold of one that has tripped and whose open
+    /// period has just run out, so that the next call is a probe.
+    async fn ready_to_probe(half_open_probes: u32, success_to_close: u32) -> CircuitBreaker {
+        let breaker = after_failures(config(1, half_open_probes, success_to_close), 1);
+        advance(Duration::from_secs(1)).await;
+        breaker
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_breaker_opens_after_consecutive_failures() {
-        let breaker = breaker(config(3, 1, 1));
-
-        fail(&breaker, 2);
+        let breaker = after_failures(config(3, 1, 1), 2);
         assert_eq!(breaker.state(), BreakerState::Closed);
         assert_eq!(breaker.snapshot().consecutive_failures, 2);
         fail(&breaker, 1);
@@ -504,9 +517,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_success_resets_the_failure_count() {
-        let breaker = breaker(config(3, 1, 1));
-
-        fail(&breaker, 2);
+        let breaker = after_failures(config(3, 1, 1), 2);
         breaker.try_acquire().unwrap().success();
         fail(&breaker, 2);
 
@@ -516,8 +527,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_open_breaker_rejects_with_the_remaining_open_time() {
-        let breaker = breaker(config(1, 1, 1));
-        fail(&breaker, 1);
+        let breaker = after_failures(config(1, 1, 1), 1);
 
         advance(300 * MS).await;
         let first = breaker.try_acquire().unwrap_err();
@@ -531,8 +541,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_state_stays_open_until_someone_asks_after_open_for() {
-        let breaker = breaker(config(1, 1, 1));
-        fail(&breaker, 1);
+        let breaker = after_failures(config(1, 1, 1), 1);
 
         advance(Duration::from_secs(5)).await;
         assert_eq!(breaker.state(), BreakerState::Open);
@@ -544,9 +553,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_half_open_breaker_admits_only_the_configured_probes() {
-        let breaker = breaker(config(1, 2, 1));
-        fail(&breaker, 1);
-        advance(Duration::from_secs(1)).await;
+        let breaker = ready_to_probe(2, 1).await;
 
         let first = breaker.try_acquire();
         let second = breaker.try_acquire();
@@ -564,9 +571,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn probe_slots_stay_taken_until_the_probe_reports() {
-        let breaker = breaker(config(1, 1, 1));
-        fail(&breaker, 1);
-        advance(Duration::from_secs(1)).await;
+        let breaker = ready_to_probe(1, 1).await;
 
         let probe = breaker.try_acquire().unwrap();
         assert!(breaker.try_acquire().is_err());
@@ -579,9 +584,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_failed_probe_reopens_the_breaker_for_a_fresh_period() {
-        let breaker = breaker(config(1, 1, 1));
-        fail(&breaker, 1);
-        advance(Duration::from_secs(1)).await;
+        let breaker = ready_to_probe(1, 1).await;
 
         advance(400 * MS).await;
         breaker.try_acquire().unwrap().failure();
@@ -596,9 +599,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn enough_successful_probes_close_the_breaker() {
-        let breaker = breaker(config(1, 1, 2));
-        fail(&breaker, 1);
-        advance(Duration::from_secs(1)).await;
+        let breaker = ready_to_probe(1, 2).await;
 
         breaker.try_acquire().unwrap().success();
         assert_eq!(breaker.state(), BreakerState::HalfOpen);
@@ -610,9 +611,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_dropped_permit_releases_its_probe_slot_and_counts_as_neither() {
-        let breaker = breaker(config(1, 1, 1));
-        fail(&breaker, 1);
-        advance(Duration::from_secs(1)).await;
+        let breaker = ready_to_probe(1, 1).await;
 
         drop(breaker.try_acquire().unwrap());
         let next = breaker.try_acquire();

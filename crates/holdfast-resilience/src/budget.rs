@@ -180,6 +180,18 @@ mod tests {
     use super::*;
     use tokio::time::advance;
 
+    /// A budget that remembers 10 s, as the default does.
+    fn budget_with(ratio: f64, min_per_sec: u32) -> RetryBudget {
+        RetryBudget::new(ratio, min_per_sec, Duration::from_secs(10))
+    }
+
+    /// One deposit for each of `requests` original requests.
+    fn deposit(budget: &RetryBudget, requests: usize) {
+        for _ in 0..requests {
+            budget.deposit();
+        }
+    }
+
     fn withdrawals_allowed(budget: &RetryBudget) -> usize {
         // Bounded so that a broken budget fails the test instead of hanging it.
         (0..100_000).take_while(|_| budget.try_withdraw()).count()
@@ -187,20 +199,16 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn retries_are_allowed_in_proportion_to_requests() {
-        let budget = RetryBudget::new(0.2, 0, Duration::from_secs(10));
-        for _ in 0..100 {
-            budget.deposit();
-        }
+        let budget = budget_with(0.2, 0);
+        deposit(&budget, 100);
 
         assert_eq!(withdrawals_allowed(&budget), 20);
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_empty_budget_refuses_retries() {
-        let budget = RetryBudget::new(0.2, 0, Duration::from_secs(10));
-        for _ in 0..4 {
-            budget.deposit();
-        }
+        let budget = budget_with(0.2, 0);
+        deposit(&budget, 4);
 
         assert!(!budget.try_withdraw());
         budget.deposit();
@@ -210,7 +218,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_floor_allows_a_few_retries_every_second_without_requests() {
-        let budget = RetryBudget::new(0.2, 3, Duration::from_secs(10));
+        let budget = budget_with(0.2, 3);
 
         assert_eq!(withdrawals_allowed(&budget), 3);
         advance(Duration::from_millis(999)).await;
@@ -221,20 +229,16 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_floor_adds_to_the_earned_retries() {
-        let budget = RetryBudget::new(0.5, 2, Duration::from_secs(10));
-        for _ in 0..10 {
-            budget.deposit();
-        }
+        let budget = budget_with(0.5, 2);
+        deposit(&budget, 10);
 
         assert_eq!(withdrawals_allowed(&budget), 2 + 5);
     }
 
     #[tokio::test(start_paused = true)]
     async fn deposits_older_than_the_ttl_expire() {
-        let budget = RetryBudget::new(0.5, 0, Duration::from_secs(10));
-        for _ in 0..10 {
-            budget.deposit();
-        }
+        let budget = budget_with(0.5, 0);
+        deposit(&budget, 10);
 
         advance(Duration::from_secs(10)).await;
         assert!(
@@ -247,14 +251,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn only_the_expired_deposits_are_lost() {
-        let budget = RetryBudget::new(1.0, 0, Duration::from_secs(10));
-        for _ in 0..4 {
-            budget.deposit();
-        }
+        let budget = budget_with(1.0, 0);
+        deposit(&budget, 4);
         advance(Duration::from_secs(6)).await;
-        for _ in 0..3 {
-            budget.deposit();
-        }
+        deposit(&budget, 3);
 
         advance(Duration::from_secs(5)).await;
 
@@ -263,7 +263,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn withdrawals_spend_the_oldest_tokens_first() {
-        let budget = RetryBudget::new(1.0, 0, Duration::from_secs(10));
+        let budget = budget_with(1.0, 0);
         budget.deposit();
         advance(Duration::from_secs(6)).await;
         budget.deposit();
@@ -277,10 +277,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_long_idle_period_clears_every_slot() {
-        let budget = RetryBudget::new(1.0, 0, Duration::from_secs(10));
-        for _ in 0..50 {
-            budget.deposit();
-        }
+        let budget = budget_with(1.0, 0);
+        deposit(&budget, 50);
 
         advance(Duration::from_secs(3600)).await;
         budget.deposit();
@@ -291,9 +289,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_default_allows_one_retry_in_five_plus_ten_a_second() {
         let budget = RetryBudget::default();
-        for _ in 0..100 {
-            budget.deposit();
-        }
+        deposit(&budget, 100);
 
         assert_eq!(withdrawals_allowed(&budget), 10 + 20);
         assert_eq!(budget.ttl(), Duration::from_secs(10));

@@ -96,6 +96,31 @@ mod tests {
         Instant::now() + Duration::from_secs(3600)
     }
 
+    /// Retries, with [`quick`] backoff, an operation whose attempt `n` fails
+    /// with `failure(n)`: what `retry` returned and how many calls it made.
+    async fn always_failing(
+        max_attempts: u32,
+        budget: Option<&RetryBudget>,
+        deadline: Instant,
+        failure: fn(u32) -> Failure,
+    ) -> (Result<(), Failure>, u32) {
+        let calls = Cell::new(0);
+        let result = retry(
+            quick(),
+            max_attempts,
+            budget,
+            deadline,
+            transient,
+            |attempt| {
+                calls.set(calls.get() + 1);
+                let error = failure(attempt);
+                async move { Err(error) }
+            },
+        )
+        .await;
+        (result, calls.get())
+    }
+
     #[tokio::test(start_paused = true)]
     async fn it_retries_until_the_operation_succeeds() {
         let calls = Cell::new(Vec::new());
@@ -120,67 +145,39 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn it_stops_at_max_attempts_with_the_last_error() {
-        let calls = Cell::new(0);
-
-        let result: Result<(), _> = retry(quick(), 4, None, far_deadline(), transient, |attempt| {
-            calls.set(calls.get() + 1);
-            async move { Err(Failure::Transient(attempt)) }
-        })
-        .await;
+        let (result, calls) = always_failing(4, None, far_deadline(), Failure::Transient).await;
 
         assert_eq!(result, Err(Failure::Transient(3)));
-        assert_eq!(calls.get(), 4);
+        assert_eq!(calls, 4);
     }
 
     #[tokio::test(start_paused = true)]
     async fn zero_max_attempts_still_makes_the_first_attempt() {
-        let calls = Cell::new(0);
-
-        let result: Result<(), _> = retry(quick(), 0, None, far_deadline(), transient, |attempt| {
-            calls.set(calls.get() + 1);
-            async move { Err(Failure::Transient(attempt)) }
-        })
-        .await;
+        let (result, calls) = always_failing(0, None, far_deadline(), Failure::Transient).await;
 
         assert_eq!(result, Err(Failure::Transient(0)));
-        assert_eq!(calls.get(), 1);
+        assert_eq!(calls, 1);
     }
 
     #[tokio::test(start_paused = true)]
     async fn it_does_not_retry_a_permanent_error() {
-        let calls = Cell::new(0);
-
-        let result: Result<(), _> = retry(quick(), 10, None, far_deadline(), transient, |_| {
-            calls.set(calls.get() + 1);
-            async { Err(Failure::Permanent) }
-        })
-        .await;
+        let (result, calls) =
+            always_failing(10, None, far_deadline(), |_| Failure::Permanent).await;
 
         assert_eq!(result, Err(Failure::Permanent));
-        assert_eq!(calls.get(), 1);
+        assert_eq!(calls, 1);
     }
 
     #[tokio::test(start_paused = true)]
     async fn it_stops_when_the_budget_is_empty() {
         // No earned tokens at ratio 0, so only the floor of 2 retries is available.
         let budget = RetryBudget::new(0.0, 2, Duration::from_secs(10));
-        let calls = Cell::new(0);
 
-        let result: Result<(), _> = retry(
-            quick(),
-            10,
-            Some(&budget),
-            far_deadline(),
-            transient,
-            |attempt| {
-                calls.set(calls.get() + 1);
-                async move { Err(Failure::Transient(attempt)) }
-            },
-        )
-        .await;
+        let (result, calls) =
+            always_failing(10, Some(&budget), far_deadline(), Failure::Transient).await;
 
         assert_eq!(result, Err(Failure::Transient(2)));
-        assert_eq!(calls.get(), 3);
+        assert_eq!(calls, 3);
         assert!(!budget.try_withdraw(), "the retries spent the floor");
     }
 
@@ -189,15 +186,8 @@ mod tests {
         let budget = RetryBudget::new(0.5, 0, Duration::from_secs(10));
 
         for _ in 0..4 {
-            let result: Result<(), Failure> = retry(
-                quick(),
-                10,
-                Some(&budget),
-                far_deadline(),
-                transient,
-                |_| async { Err(Failure::Permanent) },
-            )
-            .await;
+            let (result, _) =
+                always_failing(10, Some(&budget), far_deadline(), |_| Failure::Permanent).await;
             assert!(result.is_err());
         }
 
@@ -241,16 +231,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn it_does_not_retry_once_the_deadline_has_passed() {
         let deadline = Instant::now();
-        let calls = Cell::new(0);
 
-        let result: Result<(), _> = retry(quick(), 10, None, deadline, transient, |attempt| {
-            calls.set(calls.get() + 1);
-            async move { Err(Failure::Transient(attempt)) }
-        })
-        .await;
+        let (result, calls) = always_failing(10, None, deadline, Failure::Transient).await;
 
         assert_eq!(result, Err(Failure::Transient(0)));
-        assert_eq!(calls.get(), 1);
+        assert_eq!(calls, 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -14,6 +14,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use holdfast_redis::{ConnState, Redis};
 use serde_json::json;
 
 /// What a role says about its health.
@@ -26,6 +27,13 @@ pub trait HealthCheck: Send + Sync + 'static {
 
 /// Shared handle to a role's health check.
 pub type Health = Arc<dyn HealthCheck>;
+
+/// Why a role that cannot work without Redis is not ready, while Redis is
+/// not: `redis is {state}`.
+pub(crate) fn redis_not_ready(redis: &Redis) -> Option<String> {
+    let state = redis.state();
+    (state != ConnState::Ready).then(|| format!("redis is {}", state.as_str()))
+}
 
 async fn live() -> Response {
     Json(json!({"status": "live"})).into_response()

@@ -30,7 +30,6 @@ use holdfast_resilience::Tasks;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -171,36 +170,6 @@ pub async fn stop_tasks(role: &'static str, tasks: &Tasks) {
             "background tasks still running after the grace period"
         );
     }
-}
-
-/// Serves a role: its public listener until `shutdown` is cancelled (then
-/// `draining` is set, new connections are refused and requests in progress
-/// finish), and its admin listener, one of `tasks`, until the public one
-/// has drained, so probes see the drain. Then stops and awaits `tasks`,
-/// the admin listener and the role's background tasks.
-pub async fn serve_role(
-    role: &'static str,
-    listener: TcpListener,
-    app: Router,
-    admin: Option<(TcpListener, Router)>,
-    draining: Arc<std::sync::atomic::AtomicBool>,
-    shutdown: CancellationToken,
-    tasks: Tasks,
-) -> std::io::Result<()> {
-    if let Some((listener, router)) = admin {
-        serve_admin(listener, router, &tasks);
-    }
-    let result = serve(listener, app, async move {
-        shutdown.cancelled().await;
-        draining.store(true, std::sync::atomic::Ordering::Relaxed);
-        tracing::info!(
-            role,
-            "draining: refusing new connections, finishing requests in progress"
-        );
-    })
-    .await;
-    stop_tasks(role, &tasks).await;
-    result
 }
 
 /// Serves an admin listener as one of `tasks`, until they are asked to

@@ -27,26 +27,25 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use bytes::Bytes;
 use holdfast_core::{Deadline, Keys, Reply, ReplyStatus, RequestId, Topic};
-use holdfast_redis::{ConnState, Redis, RedisConfig};
-use holdfast_resilience::Tasks;
+use holdfast_redis::{Redis, RedisConfig};
 use holdfast_streams::{CallOptions, Caller, CallerConfig};
 use serde::Serialize;
 use serde_json::json;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::health::{HealthCheck, admin_router, health_routes};
-use crate::http::{StackConfig, every_interface, located, serve_role, stack};
+use crate::health::{Health, HealthCheck, health_routes, redis_not_ready};
+use crate::http::{StackConfig, every_interface, located, stack};
 use crate::problem::responses::{
     BadGateway, BadRequest, GatewayTimeout, NotFound, ServiceUnavailable, TooManyRequests,
     UnprocessableEntity,
 };
-use crate::problem::{ApiError, ApiJson, PROBLEM_JSON, Problem};
-use crate::start::{StartError, bind};
+use crate::problem::{ApiError, ApiJson, Problem, problem_response};
+use crate::role::RoleListeners;
+use crate::start::StartError;
 use crate::weather::{Forecast, WeatherRequest, WeatherRequestBody};
 
 /// Longest a job may wait for a worker.
@@ -144,20 +143,16 @@ pub struct IngressState {
     draining: Arc<AtomicBool>,
 }
 
-struct IngressHealth {
-    state: IngressState,
-}
-
-impl HealthCheck for IngressHealth {
+/// The ingress's health, as its public and admin listeners report it.
+impl HealthCheck for IngressState {
     fn not_ready_reasons(&self) -> Vec<String> {
         let mut reasons = Vec::new();
-        let state = self.state.redis.state();
-        if state != ConnState::Ready {
-            reasons.push(format!("redis is {}", state.as_str()));
-        } else if !self.state.caller.is_reading() {
+        if let Some(redis) = redis_not_ready(&self.redis) {
+            reasons.push(redis);
+        } else if !self.caller.is_reading() {
             reasons.push("replies cannot be read".into());
         }
-        if self.state.draining.load(Ordering::Relaxed) {
+        if self.draining.load(Ordering::Relaxed) {
             reasons.push("shutting down".into());
         }
         reasons
@@ -166,12 +161,12 @@ impl HealthCheck for IngressHealth {
     fn detail(&self) -> serde_json::Value {
         json!({
             "role": "ingress",
-            "redis": self.state.redis.health(),
-            "calls_in_flight": self.state.caller.in_flight(),
-            "reading_replies": self.state.caller.is_reading(),
-            "topic": self.state.topic.as_str(),
-            "backlog": self.state.caller.backlog(&self.state.topic),
-            "draining": self.state.draining.load(Ordering::Relaxed),
+            "redis": self.redis.health(),
+            "calls_in_flight": self.caller.in_flight(),
+            "reading_replies": self.caller.is_reading(),
+            "topic": self.topic.as_str(),
+            "backlog": self.caller.backlog(&self.topic),
+            "draining": self.draining.load(Ordering::Relaxed),
         })
     }
 }
@@ -188,9 +183,7 @@ struct ApiDoc;
 
 /// The public router: API, health, OpenAPI and Swagger UI, inside the stack.
 pub fn router(state: IngressState, stack_cfg: &StackConfig) -> Router {
-    let health: Arc<dyn HealthCheck> = Arc::new(IngressHealth {
-        state: state.clone(),
-    });
+    let health: Health = Arc::new(state.clone());
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(weather_city))
         .routes(routes!(enqueue_weather_job))
@@ -281,11 +274,7 @@ fn reply_response(reply: Reply) -> Response {
         ),
         request_id: reply.id.to_string(),
     };
-    let mut response = (http, Json(body)).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-    response
+    problem_response(http, body)
 }
 
 /// What every weather request goes through before it is queued: refused
@@ -431,13 +420,10 @@ async fn job_status(
 
 /// A built ingress: listeners bound, Redis supervisor and caller started.
 pub struct Ingress {
-    listener: TcpListener,
-    admin: Option<TcpListener>,
+    /// Its tasks are the Redis supervisor and the caller's reader,
+    /// keep-alive and backlog watch.
+    listeners: RoleListeners,
     state: IngressState,
-    stack: StackConfig,
-    /// The owner of the Redis supervisor and the caller's reader,
-    /// keep-alive and backlog watch; stopped and awaited after the drain.
-    tasks: Tasks,
 }
 
 impl Ingress {
@@ -446,19 +432,18 @@ impl Ingress {
     /// # Errors
     /// A listener cannot be bound, or the Redis settings are unusable.
     pub async fn build(settings: IngressSettings) -> Result<Self, StartError> {
-        // Install the recorder before anything records, or early figures are lost.
-        let _ = holdfast_telemetry::metrics_handle();
-        let listener = bind(settings.listen).await?;
-        let admin = match settings.admin_listen {
-            Some(addr) => Some(bind(addr).await?),
-            None => None,
-        };
-        let tasks = Tasks::new();
-        let redis = Redis::start(settings.redis.clone(), &tasks)?;
+        let listeners = RoleListeners::bind(
+            settings.listen,
+            settings.admin_listen,
+            settings.stack.clone(),
+        )
+        .await?;
+        let tasks = listeners.tasks();
+        let redis = Redis::start(settings.redis.clone(), tasks)?;
         let mut caller_cfg = CallerConfig::new(settings.keys.clone());
         caller_cfg.partitions = settings.partitions;
         caller_cfg.backlog_limit = settings.backlog_limit;
-        let caller = Caller::start(redis.clone(), caller_cfg, &tasks);
+        let caller = Caller::start(redis.clone(), caller_cfg, tasks);
         caller.watch_backlog(&settings.topic);
         let state = IngressState {
             caller,
@@ -466,28 +451,19 @@ impl Ingress {
             topic: settings.topic,
             default_timeout: settings.default_timeout,
             max_timeout: settings.max_timeout,
-            draining: Arc::new(AtomicBool::new(false)),
+            draining: listeners.draining(),
         };
-        Ok(Self {
-            listener,
-            admin,
-            state,
-            stack: settings.stack,
-            tasks,
-        })
+        Ok(Self { listeners, state })
     }
 
     /// The public port.
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+        self.listeners.port()
     }
 
     /// The admin port, if any.
     pub fn admin_port(&self) -> Option<u16> {
-        self.admin
-            .as_ref()
-            .and_then(|l| l.local_addr().ok())
-            .map(|a| a.port())
+        self.listeners.admin_port()
     }
 
     /// The Redis handle (for health and tests).
@@ -498,21 +474,8 @@ impl Ingress {
     /// Serves until `shutdown` is cancelled, then stops accepting, lets
     /// requests in progress get their replies, and stops the caller.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
-        let health: Arc<dyn HealthCheck> = Arc::new(IngressHealth {
-            state: self.state.clone(),
-        });
-        let app = router(self.state.clone(), &self.stack);
-        let admin = self.admin.map(|listener| (listener, admin_router(health)));
-        let draining = self.state.draining.clone();
-        serve_role(
-            "ingress",
-            self.listener,
-            app,
-            admin,
-            draining,
-            shutdown,
-            self.tasks,
-        )
-        .await
+        let app = router(self.state.clone(), self.listeners.stack());
+        let health: Health = Arc::new(self.state.clone());
+        self.listeners.serve("ingress", app, health, shutdown).await
     }
 }

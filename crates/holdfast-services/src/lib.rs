@@ -12,7 +12,8 @@
 //! - [`http`], [`problem`], [`health`]: what every listener shares: one
 //!   middleware stack, `application/problem+json` errors (and their
 //!   OpenAPI responses), health endpoints and `/metrics`;
-//! - [`start`]: why a role could not start;
+//! - [`start`]: why a role could not start; `role`: the listeners and
+//!   background tasks that every role serving HTTP is built on;
 //! - [`weather`]: the weather demo's domain (request validation and a
 //!   deterministic fake forecast).
 
@@ -24,6 +25,7 @@ pub mod health;
 pub mod http;
 pub mod ingress;
 pub mod problem;
+mod role;
 pub mod start;
 pub mod warm_up;
 pub mod weather;

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use holdfast_core::{Keys, Topic};
-use holdfast_redis::{ConnState, Redis, RedisConfig};
+use holdfast_redis::{Redis, RedisConfig};
 use holdfast_resilience::Tasks;
 use holdfast_streams::{Handler, Worker, WorkerConfig, WorkerStatus};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::health::{HealthCheck, admin_router};
+use crate::health::{HealthCheck, admin_router, redis_not_ready};
 use crate::http::{every_interface, serve_admin, stop_tasks};
 use crate::start::{StartError, bind};
 use crate::weather::{EffectLedger, WeatherHandler};
@@ -69,10 +69,7 @@ struct WorkerHealth {
 impl HealthCheck for WorkerHealth {
     fn not_ready_reasons(&self) -> Vec<String> {
         let mut reasons = Vec::new();
-        let state = self.redis.state();
-        if state != ConnState::Ready {
-            reasons.push(format!("redis is {}", state.as_str()));
-        }
+        reasons.extend(redis_not_ready(&self.redis));
         if self.status.draining() {
             reasons.push("shutting down".into());
         }

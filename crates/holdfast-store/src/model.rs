@@ -8,11 +8,52 @@
 //! input gets the checks for free. Times are milliseconds since the Unix
 //! epoch, the one representation all three engines store the same way.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
+
+/// `Display` as the value's `as_str()`, for the named values of the store.
+macro_rules! display_as_str {
+    ($type:ty) => {
+        impl std::fmt::Display for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use display_as_str;
+
+/// What a parsed text value ([`Email`], [`UserName`]) has besides its
+/// `parse`: its text back (`as_str`, documented by `$as_str_doc`),
+/// `TryFrom<String>`, through which serde parses it on the way in, the plain
+/// `String` serde writes on the way out, and `Display`.
+macro_rules! text_value {
+    ($type:ident, $as_str_doc:literal) => {
+        impl $type {
+            #[doc = $as_str_doc]
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $type {
+            type Error = InputError;
+
+            fn try_from(raw: String) -> Result<Self, Self::Error> {
+                $type::parse(&raw)
+            }
+        }
+
+        impl From<$type> for String {
+            fn from(value: $type) -> Self {
+                value.0
+            }
+        }
+
+        display_as_str!($type);
+    };
+}
 
 /// The kinds of rows the store keeps, for errors and per-entity settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -37,11 +78,7 @@ impl Entity {
     }
 }
 
-impl fmt::Display for Entity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+display_as_str!(Entity);
 
 /// A user as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
@@ -183,32 +220,9 @@ impl Email {
         }
         Ok(Email(email))
     }
-
-    /// The address as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl TryFrom<String> for Email {
-    type Error = InputError;
-
-    fn try_from(raw: String) -> Result<Self, Self::Error> {
-        Email::parse(&raw)
-    }
-}
-
-impl From<Email> for String {
-    fn from(email: Email) -> Self {
-        email.0
-    }
-}
-
-impl fmt::Display for Email {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+text_value!(Email, "The address as text.");
 
 /// A user's display name: trimmed, 1 to 100 characters, no control
 /// characters.
@@ -234,32 +248,9 @@ impl UserName {
         }
         Ok(UserName(name.to_owned()))
     }
-
-    /// The name as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl TryFrom<String> for UserName {
-    type Error = InputError;
-
-    fn try_from(raw: String) -> Result<Self, Self::Error> {
-        UserName::parse(&raw)
-    }
-}
-
-impl From<UserName> for String {
-    fn from(name: UserName) -> Self {
-        name.0
-    }
-}
-
-impl fmt::Display for UserName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+text_value!(UserName, "The name as text.");
 
 /// How many units an order takes: 1 to 1000, which also keeps
 /// price × quantity far from overflowing.

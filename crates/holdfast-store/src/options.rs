@@ -37,11 +37,7 @@ impl Backend {
     }
 }
 
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::model::display_as_str!(Backend);
 
 /// A database URL whose scheme names a supported engine.
 ///

@@ -10,7 +10,8 @@
 //! at once, leaves one copy.
 
 use serde::{Deserialize, Serialize};
-use sqlx::QueryBuilder;
+use sqlx::query_builder::Separated;
+use sqlx::{Database, Executor, FromRow, IntoArguments, QueryBuilder, Transaction};
 
 use crate::Backend;
 use crate::StoreError;
@@ -199,6 +200,52 @@ pub fn seed_product(id: i64) -> Product {
     }
 }
 
+/// How one table is seeded, besides its rows.
+struct Table {
+    /// Counts the table's rows: only an empty table is seeded.
+    count: &'static str,
+    /// `INSERT INTO table (columns) `, to which the rows' VALUES are added.
+    insert: &'static str,
+    /// Rows per INSERT.
+    per_insert: usize,
+    /// Moves the table's id sequence past the seeded ids, which do not
+    /// advance it (PostgreSQL only).
+    reset_sequence: &'static str,
+}
+
+/// Inserts rows `1..=rows`, made by `make` and bound column by column by
+/// `bind`, into `table` if it is empty; the rows inserted. Generic over the
+/// engine because [`with_pool!`] calls it with each engine's transaction.
+async fn fill_table<DB, R>(
+    tx: &mut Transaction<'_, DB>,
+    backend: Backend,
+    table: Table,
+    rows: u32,
+    make: fn(i64) -> R,
+    mut bind: impl FnMut(Separated<'_, DB, &'static str>, &R),
+) -> Result<u64, sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    (i64,): for<'r> FromRow<'r, DB::Row>,
+{
+    let existing: i64 = sqlx::query_scalar(table.count).fetch_one(&mut **tx).await?;
+    if existing != 0 || rows == 0 {
+        return Ok(0);
+    }
+    let made: Vec<R> = (1..=i64::from(rows)).map(make).collect();
+    for chunk in made.chunks(table.per_insert) {
+        let mut insert = QueryBuilder::<DB>::new(table.insert);
+        insert.push_values(chunk, &mut bind);
+        insert.build().execute(&mut **tx).await?;
+    }
+    if backend == Backend::Postgres {
+        sqlx::query(table.reset_sequence).execute(&mut **tx).await?;
+    }
+    Ok(u64::from(rows))
+}
+
 impl Store {
     /// Seeds [`DEFAULT_USERS`] users and [`DEFAULT_PRODUCTS`] products into
     /// whichever of the two tables is empty.
@@ -223,60 +270,50 @@ impl Store {
                     "BEGIN"
                 };
                 let mut tx = pool.begin_with(begin).await?;
-                let mut report = SeedReport::default();
 
-                let existing: i64 = sqlx::query_scalar(sql.count_users)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                if existing == 0 && users > 0 {
-                    let rows: Vec<User> = (1..=i64::from(users)).map(seed_user).collect();
-                    for chunk in rows.chunks(USERS_PER_INSERT) {
-                        let mut insert =
-                            QueryBuilder::new("INSERT INTO users (id, name, email, created_at) ");
-                        insert.push_values(chunk, |mut row, user| {
+                let report = SeedReport {
+                    users_inserted: fill_table(
+                        &mut tx,
+                        backend,
+                        Table {
+                            count: sql.count_users,
+                            insert: "INSERT INTO users (id, name, email, created_at) ",
+                            per_insert: USERS_PER_INSERT,
+                            reset_sequence: sql.reset_users_sequence,
+                        },
+                        users,
+                        seed_user,
+                        |mut row, user| {
                             row.push_bind(user.id)
                                 .push_bind(user.name.as_str())
                                 .push_bind(user.email.as_str())
                                 .push_bind(user.created_at);
-                        });
-                        insert.build().execute(&mut *tx).await?;
-                    }
-                    if backend == Backend::Postgres {
-                        // Fixed ids do not advance an identity sequence.
-                        sqlx::query(sql.reset_users_sequence)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    report.users_inserted = u64::from(users);
-                }
-
-                let existing: i64 = sqlx::query_scalar(sql.count_products)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                if existing == 0 && products > 0 {
-                    let rows: Vec<Product> = (1..=i64::from(products)).map(seed_product).collect();
-                    for chunk in rows.chunks(PRODUCTS_PER_INSERT) {
-                        let mut insert = QueryBuilder::new(
-                            "INSERT INTO products (id, name, description, price_cents, stock, updated_at) ",
-                        );
-                        insert.push_values(chunk, |mut row, product| {
+                        },
+                    )
+                    .await?,
+                    products_inserted: fill_table(
+                        &mut tx,
+                        backend,
+                        Table {
+                            count: sql.count_products,
+                            insert: "INSERT INTO products \
+                                (id, name, description, price_cents, stock, updated_at) ",
+                            per_insert: PRODUCTS_PER_INSERT,
+                            reset_sequence: sql.reset_products_sequence,
+                        },
+                        products,
+                        seed_product,
+                        |mut row, product| {
                             row.push_bind(product.id)
                                 .push_bind(product.name.as_str())
                                 .push_bind(product.description.as_str())
                                 .push_bind(product.price_cents)
                                 .push_bind(product.stock)
                                 .push_bind(product.updated_at);
-                        });
-                        insert.build().execute(&mut *tx).await?;
-                    }
-                    if backend == Backend::Postgres {
-                        sqlx::query(sql.reset_products_sequence)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    report.products_inserted = u64::from(products);
-                }
-
+                        },
+                    )
+                    .await?,
+                };
                 tx.commit().await?;
                 Ok(report)
             })

@@ -127,6 +127,12 @@ pub struct SinkConfig {
 impl SinkConfig {
     /// Time between flushes unless configured otherwise.
     pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+
+    /// The gauge TTL in effect.
+    pub fn effective_gauge_ttl(&self) -> Duration {
+        self.gauge_ttl
+            .unwrap_or_else(|| (self.interval * 3).max(Duration::from_secs(15)))
+    }
 }
 
 impl Default for SinkConfig {
@@ -138,14 +144,6 @@ impl Default for SinkConfig {
             gauge_ttl: None,
             instance: default_instance(),
         }
-    }
-}
-
-impl SinkConfig {
-    /// The gauge TTL in effect.
-    pub fn effective_gauge_ttl(&self) -> Duration {
-        self.gauge_ttl
-            .unwrap_or_else(|| (self.interval * 3).max(Duration::from_secs(15)))
     }
 }
 

@@ -287,12 +287,9 @@ where
     F: FnOnce(TestDb) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let Some(database) = TestDatabase::create(engine).await else {
-        return;
-    };
-    let outcome = tokio::spawn(test(database.db.clone())).await;
-    database.drop_database().await;
-    resume_test_panic(outcome);
+    if let Some(database) = TestDatabase::create(engine).await {
+        run_then_drop(test(database.db.clone()), database.drop_database()).await;
+    }
 }
 
 /// Runs `test` with the URL of a fresh database of `engine` with nothing
@@ -312,17 +309,20 @@ where
     F: FnOnce(DatabaseUrl) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let Some(database) = EmptyDatabase::create(engine).await else {
-        return;
-    };
-    let outcome = tokio::spawn(test(database.url().clone())).await;
-    database.drop_database().await;
-    resume_test_panic(outcome);
+    if let Some(database) = EmptyDatabase::create(engine).await {
+        run_then_drop(test(database.url().clone()), database.drop_database()).await;
+    }
 }
 
-/// Raises the test task's panic again in the caller, so the harness reports
-/// it as the test's own.
-fn resume_test_panic(outcome: Result<(), tokio::task::JoinError>) {
+/// Runs `test` as a task of its own, so that its panic comes back as a
+/// value, then `drop_database`, then raises the test's panic again in the
+/// caller, so the harness reports it as the test's own.
+async fn run_then_drop(
+    test: impl Future<Output = ()> + Send + 'static,
+    drop_database: impl Future<Output = ()>,
+) {
+    let outcome = tokio::spawn(test).await;
+    drop_database.await;
     if let Err(err) = outcome {
         match err.try_into_panic() {
             Ok(panic) => std::panic::resume_unwind(panic),

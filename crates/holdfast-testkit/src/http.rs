@@ -25,13 +25,12 @@ pub async fn get(client: &reqwest::Client, url: &str) -> reqwest::Response {
 /// The JSON body of `GET url`, whatever its status.
 ///
 /// # Panics
-/// If there is no answer or its body is not JSON.
+/// If there is no answer or its body is not JSON; the message shows the
+/// body.
 pub async fn get_json(client: &reqwest::Client, url: &str) -> Value {
-    get(client, url)
-        .await
-        .json()
-        .await
-        .unwrap_or_else(|error| panic!("GET {url} answers JSON: {error}"))
+    let body = get_text(client, url).await;
+    serde_json::from_str(&body)
+        .unwrap_or_else(|error| panic!("GET {url} answers JSON: {error}; body: {body}"))
 }
 
 /// The body of `GET url` as text, whatever its status.

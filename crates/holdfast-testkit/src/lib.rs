@@ -14,7 +14,8 @@
 //!
 //! The parts, each one copy for every test binary of the workspace:
 //! - here: the private redis-server, a ready supervised handle onto it
-//!   ([`ready_redis`]), [`quick_redis_config`], [`wait_until`] and
+//!   ([`ready_redis`], or both together as a [`TestRedis`]),
+//!   [`quick_redis_config`], [`test_prefix`], [`wait_until`] and
 //!   [`join_all`];
 //! - [`net`]: free ports and a server that never answers;
 //! - `db` (feature `db`): a fresh database per test and engine, and
@@ -107,6 +108,55 @@ pub async fn ready_redis(config: RedisConfig, shutdown: CancellationToken) -> Re
     let redis = Redis::start(config, shutdown).expect("redis client starts");
     assert!(redis.wait_ready(READY_TIMEOUT).await, "redis not ready");
     redis
+}
+
+/// A private redis-server, a supervised handle that is connected to it and
+/// a key prefix of the test's own: the way most tests of a Redis client
+/// begin. Dropping it cancels `shutdown` (stopping the handle and whatever
+/// the test started on a child of it), then kills the server.
+pub struct TestRedis {
+    /// The server, for killing, restarting or reconfiguring it.
+    pub server: LocalRedis,
+    /// The supervised handle onto it.
+    pub redis: Redis,
+    /// Stops the handle; cancelled when this is dropped.
+    pub shutdown: CancellationToken,
+    /// A key prefix of this test's own ([`test_prefix`]).
+    pub prefix: String,
+}
+
+impl TestRedis {
+    /// A ready handle onto `server`, configured by `config` from the
+    /// server's URL: `RedisConfig::new` for the production settings,
+    /// [`quick_redis_config`] for tests that kill and restart the server.
+    /// Installs the test tracing first ([`init_tracing`]).
+    ///
+    /// # Panics
+    /// As [`ready_redis`] does.
+    pub async fn connect(server: LocalRedis, config: impl FnOnce(String) -> RedisConfig) -> Self {
+        init_tracing();
+        let shutdown = CancellationToken::new();
+        let redis = ready_redis(config(server.url()), shutdown.clone()).await;
+        TestRedis {
+            server,
+            redis,
+            shutdown,
+            prefix: test_prefix(),
+        }
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A key prefix of a test's own (`t` and a random number), so that tests
+/// sharing a server, or a second instance of a role, never see each
+/// other's keys by accident.
+pub fn test_prefix() -> String {
+    format!("t{}", fastrand::u32(..))
 }
 
 /// Installs a tracing subscriber that writes through the test harness

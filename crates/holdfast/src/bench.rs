@@ -58,9 +58,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         } => {
             let (_server, url) = redis_for_bench(redis_url).await?;
             let report = streams(&url, concurrency.max(1), duration).await?;
-            if json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
+            print_report(&report, json, |report| {
                 println!(
                     "path    calls/s    p50 ms   p99 ms   errors   ({concurrency} in flight, {duration:?} each)"
                 );
@@ -70,7 +68,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
                         f.calls_per_sec, f.p50_ms, f.p99_ms, f.errors
                     );
                 }
-            }
+            })?;
         }
         BenchCommand::Cache {
             concurrency,
@@ -97,15 +95,28 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         } => {
             let (_server, url) = redis_for_bench(redis_url).await?;
             let report = jobs(&url, count.max(1)).await?;
-            if json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
+            print_report(&report, json, |report| {
                 println!(
                     "{count} no-op jobs: enqueue {:.0}/s, drain {:.0}/s",
                     report.enqueue_per_sec, report.drain_per_sec
                 );
-            }
+            })?;
         }
+    }
+    Ok(())
+}
+
+/// Prints a benchmark's report: one JSON object for scripts, or what `table`
+/// prints for people.
+pub(crate) fn print_report<R: Serialize>(
+    report: &R,
+    json: bool,
+    table: impl FnOnce(&R),
+) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+    } else {
+        table(report);
     }
     Ok(())
 }

@@ -43,7 +43,7 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::bench::{connect, drive, redis_for_bench};
+use crate::bench::{connect, drive, print_report, redis_for_bench};
 
 /// Products seeded, and the range of ids read.
 const PRODUCTS: u32 = 1_000;
@@ -108,10 +108,7 @@ pub async fn run(bench: CacheBench, redis_url: Option<String>, json: bool) -> Re
     let scratch = ScratchDir::create()?;
     let report = measure(bench, server, &url, &scratch).await;
     drop(scratch);
-    let report = report?;
-    if json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
+    print_report(&report?, json, |report| {
         println!(
             "path        reads/s    p50 ms   p99 ms   errors   ({} in flight, {:?} each{})",
             bench.concurrency,
@@ -129,8 +126,7 @@ pub async fn run(bench: CacheBench, redis_url: Option<String>, json: bool) -> Re
                 f.reads_per_sec, f.p50_ms, f.p99_ms, f.errors
             );
         }
-    }
-    Ok(())
+    })
 }
 
 async fn measure(

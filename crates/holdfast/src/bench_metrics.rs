@@ -103,9 +103,7 @@ pub async fn run(url: &str, json: bool) -> Result<()> {
         flush_ms_10k_series: flush_ms,
         scrape_ms_10k_series: scrape_ms,
     };
-    if json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
+    crate::bench::print_report(&report, json, |report| {
         println!(
             "counter increment {:.1} ns, histogram record {:.1} ns (2 threads); flush of {SERIES} series {:.1} ms, scrape {:.1} ms",
             report.counter_ns,
@@ -113,6 +111,5 @@ pub async fn run(url: &str, json: bool) -> Result<()> {
             report.flush_ms_10k_series,
             report.scrape_ms_10k_series
         );
-    }
-    Ok(())
+    })
 }

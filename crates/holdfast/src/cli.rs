@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use holdfast_core::Keys;
 use holdfast_redis::RedisConfig;
 use holdfast_services::api::{ApiSettings, DatabaseUrl};
@@ -388,146 +388,128 @@ pub fn duration_text(duration: Duration) -> String {
 // round-trip test below holds them to the parser, so a renamed flag or
 // field fails to compile or fails that test, never a scenario at run time.
 
-fn flag(out: &mut Vec<String>, name: &str, value: impl ToString) {
-    out.push(name.to_owned());
-    out.push(value.to_string());
-}
+/// A command line being written: the subcommand, then flags and their
+/// values, each as its own argument.
+struct CommandLine(Vec<String>);
 
-impl RedisArgs {
-    fn push_flags(&self, out: &mut Vec<String>) {
-        flag(out, "--redis-url", &self.redis_url);
-        flag(out, "--redis-enabled", self.redis_enabled);
-        flag(out, "--key-prefix", &self.key_prefix);
-        flag(out, "--partitions", self.partitions);
+impl CommandLine {
+    /// `holdfast <command>` with the flags every role shares.
+    fn role(command: &str, redis: &RedisArgs, metrics: &MetricsSinkArgs) -> Self {
+        CommandLine(vec![command.to_owned()])
+            .flag("--redis-url", &redis.redis_url)
+            .flag("--redis-enabled", redis.redis_enabled)
+            .flag("--key-prefix", &redis.key_prefix)
+            .flag("--partitions", redis.partitions)
+            .duration("--metrics-flush-interval", metrics.metrics_flush_interval)
+            .switch("--no-metrics-sink", metrics.no_metrics_sink)
     }
-}
 
-impl MetricsSinkArgs {
-    fn push_flags(&self, out: &mut Vec<String>) {
-        flag(
-            out,
-            "--metrics-flush-interval",
-            duration_text(self.metrics_flush_interval),
-        );
-        if self.no_metrics_sink {
-            out.push("--no-metrics-sink".to_owned());
+    fn flag(mut self, name: &str, value: impl ToString) -> Self {
+        self.0.push(name.to_owned());
+        self.0.push(value.to_string());
+        self
+    }
+
+    /// A flag whose value is a duration, written as its parser reads it.
+    fn duration(self, name: &str, value: Duration) -> Self {
+        self.flag(name, duration_text(value))
+    }
+
+    /// A flag that takes no value, given when `on`.
+    fn switch(mut self, name: &str, on: bool) -> Self {
+        if on {
+            self.0.push(name.to_owned());
         }
+        self
+    }
+
+    /// A flag written only when it has a value.
+    fn optional(self, name: &str, value: Option<impl ToString>) -> Self {
+        match value {
+            Some(value) => self.flag(name, value),
+            None => self,
+        }
+    }
+
+    fn into_args(self) -> Vec<String> {
+        self.0
     }
 }
 
 /// The arguments of `holdfast <command>` with nothing given but what the
 /// environment sets: the defaults a role would start with.
-fn defaults_of<T>(
-    command: &str,
-    pick: impl FnOnce(Command) -> Option<T>,
-) -> Result<T, clap::Error> {
-    let cli = Cli::try_parse_from(["holdfast", command])?;
-    pick(cli.command).ok_or_else(|| {
-        clap::Error::raw(
+fn defaults_of<T: FromArgMatches>(command: &str) -> Result<T, clap::Error> {
+    let matches = Cli::command().try_get_matches_from(["holdfast", command])?;
+    match matches.subcommand() {
+        Some((name, args)) if name == command => T::from_arg_matches(args),
+        _ => Err(clap::Error::raw(
             clap::error::ErrorKind::InvalidSubcommand,
             format!("{command} parsed as another command"),
-        )
-    })
+        )),
+    }
 }
 
 impl WorkerArgs {
     /// What `holdfast worker` runs with when given no flags.
     pub fn defaults() -> Result<Self, clap::Error> {
-        defaults_of("worker", |c| match c {
-            Command::Worker(args) => Some(args),
-            _ => None,
-        })
+        defaults_of("worker")
     }
 
     /// The command line (`worker --redis-url …`) that parses to these
     /// arguments.
     pub fn command_line(&self) -> Vec<String> {
-        let mut out = vec!["worker".to_owned()];
-        self.redis.push_flags(&mut out);
-        self.metrics.push_flags(&mut out);
-        flag(&mut out, "--admin-listen", self.admin_listen);
-        flag(&mut out, "--topic", &self.topic);
-        flag(&mut out, "--concurrency", self.concurrency);
-        if let Some(name) = &self.consumer_name {
-            flag(&mut out, "--consumer-name", name);
-        }
-        flag(
-            &mut out,
-            "--processing-time",
-            duration_text(self.processing_time),
-        );
-        flag(
-            &mut out,
-            "--claim-timeout",
-            duration_text(self.claim_timeout),
-        );
-        flag(&mut out, "--max-deliveries", self.max_deliveries);
-        flag(
-            &mut out,
-            "--drain-timeout",
-            duration_text(self.drain_timeout),
-        );
-        flag(&mut out, "--stall-after", duration_text(self.stall_after));
-        out
+        CommandLine::role("worker", &self.redis, &self.metrics)
+            .flag("--admin-listen", self.admin_listen)
+            .flag("--topic", &self.topic)
+            .flag("--concurrency", self.concurrency)
+            .optional("--consumer-name", self.consumer_name.as_ref())
+            .duration("--processing-time", self.processing_time)
+            .duration("--claim-timeout", self.claim_timeout)
+            .flag("--max-deliveries", self.max_deliveries)
+            .duration("--drain-timeout", self.drain_timeout)
+            .duration("--stall-after", self.stall_after)
+            .into_args()
     }
 }
 
 impl IngressArgs {
     /// What `holdfast ingress` runs with when given no flags.
     pub fn defaults() -> Result<Self, clap::Error> {
-        defaults_of("ingress", |c| match c {
-            Command::Ingress(args) => Some(args),
-            _ => None,
-        })
+        defaults_of("ingress")
     }
 
     /// The command line (`ingress --redis-url …`) that parses to these
     /// arguments.
     pub fn command_line(&self) -> Vec<String> {
-        let mut out = vec!["ingress".to_owned()];
-        self.redis.push_flags(&mut out);
-        self.metrics.push_flags(&mut out);
-        flag(&mut out, "--listen", self.listen);
-        flag(&mut out, "--admin-listen", self.admin_listen);
-        flag(&mut out, "--topic", &self.topic);
-        flag(
-            &mut out,
-            "--default-timeout",
-            duration_text(self.default_timeout),
-        );
-        flag(&mut out, "--backlog-limit", self.backlog_limit);
-        flag(&mut out, "--body-limit", self.body_limit);
-        out
+        CommandLine::role("ingress", &self.redis, &self.metrics)
+            .flag("--listen", self.listen)
+            .flag("--admin-listen", self.admin_listen)
+            .flag("--topic", &self.topic)
+            .duration("--default-timeout", self.default_timeout)
+            .flag("--backlog-limit", self.backlog_limit)
+            .flag("--body-limit", self.body_limit)
+            .into_args()
     }
 }
 
 impl ApiArgs {
     /// What `holdfast api` runs with when given no flags.
     pub fn defaults() -> Result<Self, clap::Error> {
-        defaults_of("api", |c| match c {
-            Command::Api(args) => Some(args),
-            _ => None,
-        })
+        defaults_of("api")
     }
 
     /// The command line (`api --redis-url …`) that parses to these
     /// arguments.
     pub fn command_line(&self) -> Vec<String> {
-        let mut out = vec!["api".to_owned()];
-        self.redis.push_flags(&mut out);
-        self.metrics.push_flags(&mut out);
-        flag(&mut out, "--listen", self.listen);
-        flag(&mut out, "--admin-listen", self.admin_listen);
-        flag(&mut out, "--database-url", self.database_url.expose());
-        flag(
-            &mut out,
-            "--products-db-delay",
-            duration_text(self.products_db_delay),
-        );
-        flag(&mut out, "--cache-ttl", duration_text(self.cache_ttl));
-        flag(&mut out, "--warm-products", self.warm_products);
-        flag(&mut out, "--body-limit", self.body_limit);
-        out
+        CommandLine::role("api", &self.redis, &self.metrics)
+            .flag("--listen", self.listen)
+            .flag("--admin-listen", self.admin_listen)
+            .flag("--database-url", self.database_url.expose())
+            .duration("--products-db-delay", self.products_db_delay)
+            .duration("--cache-ttl", self.cache_ttl)
+            .flag("--warm-products", self.warm_products)
+            .flag("--body-limit", self.body_limit)
+            .into_args()
     }
 }
 

@@ -5,6 +5,7 @@
 //! The flags and the `--json` output are a stable interface: scripts rely
 //! on them.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -206,34 +207,8 @@ fn human_summary(report: &LoadReport, rate_mode: bool) -> String {
         "requests {}  ok {}  errors {}  in {:.2}s  ({:.0} req/s)",
         report.requests, report.ok, report.errors, report.duration_s, report.rps
     );
-    let statuses: Vec<String> = report
-        .status_counts
-        .iter()
-        .map(|(status, count)| format!("{status}: {count}"))
-        .collect();
-    let _ = writeln!(
-        out,
-        "status   {}",
-        if statuses.is_empty() {
-            "-".to_owned()
-        } else {
-            statuses.join(", ")
-        }
-    );
-    let failures: Vec<String> = report
-        .failures
-        .iter()
-        .map(|(kind, count)| format!("{kind}: {count}"))
-        .collect();
-    let _ = writeln!(
-        out,
-        "failures {}",
-        if failures.is_empty() {
-            "none".to_owned()
-        } else {
-            failures.join(", ")
-        }
-    );
+    let _ = writeln!(out, "status   {}", counts_text(&report.status_counts, "-"));
+    let _ = writeln!(out, "failures {}", counts_text(&report.failures, "none"));
     let _ = writeln!(
         out,
         "unexplained errors (not problem+json, or no answer) {}",
@@ -254,6 +229,18 @@ fn human_summary(report: &LoadReport, rate_mode: bool) -> String {
         }
     );
     out
+}
+
+/// `name: count` pairs joined by commas, or `empty` when there are none.
+fn counts_text(counts: &BTreeMap<String, u64>, empty: &str) -> String {
+    if counts.is_empty() {
+        return empty.to_owned();
+    }
+    counts
+        .iter()
+        .map(|(name, count)| format!("{name}: {count}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Serves the trivial endpoint until shutdown.

@@ -1,5 +1,6 @@
 //! Turning command-line arguments into role settings, and `holdfast up`.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -29,9 +30,17 @@ struct Sink {
 }
 
 impl Sink {
-    /// Starts the sink of a role started with `args`.
-    fn for_role(args: &RedisArgs, metrics: &MetricsSinkArgs) -> Result<Option<Sink>> {
-        Self::start(redis_config(args), &args.key_prefix, metrics)
+    /// Runs `role`, started with `redis` and `metrics`, with its sink
+    /// beside it, and makes the last flush once the role has stopped.
+    async fn run_beside(
+        redis: &RedisArgs,
+        metrics: &MetricsSinkArgs,
+        role: impl Future<Output = std::io::Result<()>>,
+    ) -> Result<()> {
+        let sink = Self::start(redis_config(redis), &redis.key_prefix, metrics)?;
+        let result = role.await;
+        Self::finish(sink).await;
+        Ok(result?)
     }
 
     /// Starts the sink unless it is switched off or Redis is disabled.
@@ -165,10 +174,12 @@ pub async fn ingress(args: IngressArgs, shutdown: CancellationToken) -> Result<(
         )
     })?;
     tracing::info!(port = ingress.port(), admin_port = ?ingress.admin_port(), "ingress listening");
-    let sink = Sink::for_role(&args.redis, &args.metrics)?;
-    let result = ingress.run_until_stopped(shutdown).await;
-    Sink::finish(sink).await;
-    Ok(result?)
+    Sink::run_beside(
+        &args.redis,
+        &args.metrics,
+        ingress.run_until_stopped(shutdown),
+    )
+    .await
 }
 
 /// `holdfast api`.
@@ -180,10 +191,7 @@ pub async fn api(args: ApiArgs, shutdown: CancellationToken) -> Result<()> {
         )
     })?;
     tracing::info!(port = api.port(), admin_port = ?api.admin_port(), "api listening");
-    let sink = Sink::for_role(&args.redis, &args.metrics)?;
-    let result = api.run_until_stopped(shutdown).await;
-    Sink::finish(sink).await;
-    Ok(result?)
+    Sink::run_beside(&args.redis, &args.metrics, api.run_until_stopped(shutdown)).await
 }
 
 /// `holdfast worker`.
@@ -197,10 +205,7 @@ pub async fn worker(args: WorkerArgs, shutdown: CancellationToken) -> Result<()>
         )
     })?;
     tracing::info!(admin_port = role.admin_port(), %consumer, topic = %args.topic, "worker started");
-    let sink = Sink::for_role(&args.redis, &args.metrics)?;
-    let result = role.run_until_stopped(shutdown).await;
-    Sink::finish(sink).await;
-    Ok(result?)
+    Sink::run_beside(&args.redis, &args.metrics, role.run_until_stopped(shutdown)).await
 }
 
 /// Settings of the exporter from its arguments.
@@ -233,6 +238,18 @@ pub async fn exporter(args: ExporterArgs, shutdown: CancellationToken) -> Result
     tracing::info!(port = exporter.port(), redis = %redact(&args.redis.redis_url), "exporter listening");
     exporter.run_until_stopped(shutdown).await?;
     Ok(())
+}
+
+/// The banner lines of an HTTP role of `up`, labelled by `labels`: where
+/// it answers (`host`, `port`), its Swagger UI, and its admin listener's
+/// metrics if it has one.
+fn print_http_role(labels: [&str; 3], (host, port): (IpAddr, u16), admin: Option<(IpAddr, u16)>) {
+    let [role, swagger_ui, role_admin] = labels;
+    println!("  {role:<16}http://{host}:{port}");
+    println!("  {swagger_ui:<16}http://{host}:{port}/swagger-ui/");
+    if let Some((admin_host, admin_port)) = admin {
+        println!("  {role_admin:<16}http://{admin_host}:{admin_port}/metrics");
+    }
 }
 
 /// `holdfast up`: the demo stack in one process. Its roles are built from
@@ -331,29 +348,20 @@ pub async fn up(
     }
     let host = args.listen.ip();
     println!("holdfast is up");
-    println!("  ingress         http://{host}:{}", ingress.port());
-    println!(
-        "  swagger ui      http://{host}:{}/swagger-ui/",
-        ingress.port()
+    print_http_role(
+        ["ingress", "swagger ui", "ingress admin"],
+        (host, ingress.port()),
+        ingress
+            .admin_port()
+            .map(|port| (args.admin_listen.ip(), port)),
     );
-    if let Some(port) = ingress.admin_port() {
-        println!(
-            "  ingress admin   http://{}:{port}/metrics",
-            args.admin_listen.ip()
-        );
-    }
     let api_host = args.api_listen.ip();
-    println!("  api             http://{api_host}:{}", api.port());
-    println!(
-        "  api swagger ui  http://{api_host}:{}/swagger-ui/",
-        api.port()
+    print_http_role(
+        ["api", "api swagger ui", "api admin"],
+        (api_host, api.port()),
+        api.admin_port()
+            .map(|port| (args.api_admin_listen.ip(), port)),
     );
-    if let Some(port) = api.admin_port() {
-        println!(
-            "  api admin       http://{}:{port}/metrics",
-            args.api_admin_listen.ip()
-        );
-    }
     for (n, w) in workers.iter().enumerate() {
         println!(
             "  worker {} admin  http://{}:{}/health",

@@ -8,52 +8,53 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use holdfast_cache::{CacheConfig, LoadError, ReadThrough};
+use holdfast_cache::{CacheConfig, L1Config, LoadError, ReadThrough};
 use holdfast_redis::Redis;
-use holdfast_testkit::LocalRedis;
+use holdfast_testkit::{LocalRedis, TestRedis};
 use tokio_util::sync::CancellationToken;
 
-pub struct TestEnv {
-    pub server: LocalRedis,
-    pub redis: Redis,
-    pub shutdown: CancellationToken,
-    pub prefix: String,
-}
-
-impl Drop for TestEnv {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-pub async fn env() -> TestEnv {
+/// A private redis-server with a handle that reconnects quickly, so that
+/// "after restart" tests do not wait on the production backoff.
+pub async fn env() -> TestRedis {
     env_on(holdfast_testkit::redis().await).await
 }
 
 /// The same on a given server (one with AOF, say).
-pub async fn env_on(server: LocalRedis) -> TestEnv {
-    holdfast_testkit::init_tracing();
-    let shutdown = CancellationToken::new();
-    let redis = handle(&server, &shutdown).await;
-    TestEnv {
-        server,
-        redis,
-        shutdown,
-        prefix: format!("t{}", fastrand::u32(..)),
-    }
+pub async fn env_on(server: LocalRedis) -> TestRedis {
+    TestRedis::connect(server, holdfast_testkit::quick_redis_config).await
 }
 
 /// A second, independent handle on the same server, as another instance
-/// of the api would have. It reconnects quickly, so "after restart" tests
-/// do not wait on the production backoff.
+/// of the api would have. It reconnects quickly too.
 pub async fn handle(server: &LocalRedis, shutdown: &CancellationToken) -> Redis {
     let cfg = holdfast_testkit::quick_redis_config(server.url());
     holdfast_testkit::ready_redis(cfg, shutdown.clone()).await
 }
 
-impl TestEnv {
+/// What the cache tests build on a test's Redis: configurations under its
+/// prefix, and caches of widgets on its handle.
+pub trait CacheEnv {
     /// Test defaults: long TTL, 100 ms soft timeout.
-    pub fn config(&self) -> CacheConfig {
+    fn config(&self) -> CacheConfig;
+
+    /// The test defaults with a TTL of `ttl` and no jitter, so that a key
+    /// goes stale at a known time.
+    fn config_with_ttl(&self, ttl: Duration) -> CacheConfig;
+
+    /// The test defaults with an L1 of 100 entries that keeps each for
+    /// `ttl`.
+    fn config_with_l1(&self, ttl: Duration) -> CacheConfig;
+
+    fn cache(&self, cfg: CacheConfig) -> ReadThrough;
+
+    /// A cache with `cfg` whose key `key` was just loaded with `value`,
+    /// and the loader that counted that load.
+    async fn cache_holding(&self, cfg: CacheConfig, key: &str, value: u32)
+    -> (ReadThrough, Loader);
+}
+
+impl CacheEnv for TestRedis {
+    fn config(&self) -> CacheConfig {
         CacheConfig {
             prefix: self.prefix.clone(),
             soft_timeout: Duration::from_millis(100),
@@ -61,13 +62,26 @@ impl TestEnv {
         }
     }
 
-    pub fn cache(&self, cfg: CacheConfig) -> ReadThrough {
+    fn config_with_ttl(&self, ttl: Duration) -> CacheConfig {
+        CacheConfig {
+            ttl,
+            ttl_jitter: 0.0,
+            ..self.config()
+        }
+    }
+
+    fn config_with_l1(&self, ttl: Duration) -> CacheConfig {
+        CacheConfig {
+            l1: Some(L1Config { capacity: 100, ttl }),
+            ..self.config()
+        }
+    }
+
+    fn cache(&self, cfg: CacheConfig) -> ReadThrough {
         ReadThrough::new(self.redis.clone(), "widgets", cfg)
     }
 
-    /// A cache with `cfg` whose key `key` was just loaded with `value`,
-    /// and the loader that counted that load.
-    pub async fn cache_holding(
+    async fn cache_holding(
         &self,
         cfg: CacheConfig,
         key: &str,

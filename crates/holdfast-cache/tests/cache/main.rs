@@ -6,8 +6,8 @@ mod helpers;
 
 use std::time::{Duration, Instant};
 
-use helpers::{Loader, env, handle};
-use holdfast_cache::{CacheConfig, CacheError, CacheState, L1Config, ReadThrough, Source};
+use helpers::{CacheEnv, Loader, env, handle};
+use holdfast_cache::{CacheConfig, CacheError, CacheState, ReadThrough, Source};
 use holdfast_redis::redis;
 
 #[tokio::test]
@@ -62,10 +62,8 @@ async fn a_hundred_concurrent_reads_of_a_cold_key_call_the_loader_once() {
 async fn a_stale_key_whose_loader_fails_is_served_stale_within_max_stale_and_fails_past_it() {
     let env = env().await;
     let config = CacheConfig {
-        ttl: Duration::from_millis(100),
-        ttl_jitter: 0.0,
         max_stale: Duration::from_millis(600),
-        ..env.config()
+        ..env.config_with_ttl(Duration::from_millis(100))
     };
     let (cache, loader) = env.cache_holding(config, "k", 7).await;
 
@@ -89,12 +87,8 @@ async fn a_stale_key_whose_loader_fails_is_served_stale_within_max_stale_and_fai
 async fn a_slow_loader_on_a_stale_key_answers_stale_at_the_soft_timeout_and_refreshes_in_the_background()
  {
     let env = env().await;
-    let config = CacheConfig {
-        ttl: Duration::from_millis(1000),
-        ttl_jitter: 0.0,
-        soft_timeout: Duration::from_millis(100),
-        ..env.config()
-    };
+    // The soft timeout is the test default: 100 ms.
+    let config = env.config_with_ttl(Duration::from_millis(1000));
     let (cache, loader) = env.cache_holding(config, "k", 1).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
 
@@ -153,13 +147,7 @@ async fn not_found_is_cached_for_the_negative_ttl() {
 #[tokio::test]
 async fn invalidate_makes_the_next_read_load_again() {
     let env = env().await;
-    let config = CacheConfig {
-        l1: Some(L1Config {
-            capacity: 100,
-            ttl: Duration::from_secs(10),
-        }),
-        ..env.config()
-    };
+    let config = env.config_with_l1(Duration::from_secs(10));
     let (cache, loader) = env.cache_holding(config, "k", 1).await;
 
     cache.invalidate("k").await;
@@ -179,13 +167,7 @@ async fn invalidate_makes_the_next_read_load_again() {
 #[tokio::test]
 async fn an_invalidate_on_one_instance_drops_the_other_instances_l1_entry() {
     let env = env().await;
-    let cfg = CacheConfig {
-        l1: Some(L1Config {
-            capacity: 100,
-            ttl: Duration::from_secs(30),
-        }),
-        ..env.config()
-    };
+    let cfg = env.config_with_l1(Duration::from_secs(30));
     let other_redis = handle(&env.server, &env.shutdown).await;
     let here = env.cache(cfg.clone());
     let there = ReadThrough::new(other_redis, "widgets", cfg);

@@ -20,7 +20,7 @@ use askama::Template;
 
 use self::chart::{Chart, load_colour};
 use self::text::{duration_text, num, secs, utc_text, with_unit};
-use crate::report::{Compare, RunReport};
+use crate::report::{Compare, Event, FaultWindow, InvariantResult, LoadSeries, RunReport};
 
 /// The chart alone: an SVG document (for the README and the page).
 pub fn render_svg(report: &RunReport) -> String {
@@ -109,65 +109,6 @@ impl<'a> Page<'a> {
         } else {
             format!("{broken} of {total} invariants broken")
         };
-        let invariants = report
-            .invariants
-            .iter()
-            .map(|inv| InvariantRow {
-                ok: inv.ok,
-                name: &inv.name,
-                value: with_unit(inv.value, &inv.unit),
-                compare: match inv.compare {
-                    Compare::AtMost => "≤",
-                    Compare::AtLeast => "≥",
-                },
-                limit: with_unit(inv.limit, &inv.unit),
-                detail: &inv.detail,
-            })
-            .collect();
-        let faults = report
-            .faults
-            .iter()
-            .map(|f| FaultRow {
-                name: &f.name,
-                kind: &f.kind,
-                start: num(f.start_s),
-                end: secs(f.end_s, "end of run"),
-                recovery: secs(f.recovery_s, "—"),
-            })
-            .collect();
-        let loads = report
-            .loads
-            .iter()
-            .enumerate()
-            .map(|(i, l)| LoadRow {
-                colour: load_colour(i),
-                name: &l.name,
-                target: &l.target,
-                requests: l.requests,
-                ok: l.ok,
-                errors: l.errors,
-                error_share: if l.requests > 0 {
-                    format!(" ({} %)", num(l.errors as f64 * 100.0 / l.requests as f64))
-                } else {
-                    String::new()
-                },
-                rps: num(l.rps),
-                p50: num(l.p50_ms),
-                p99: num(l.p99_ms),
-                max: num(l.max_ms),
-            })
-            .collect();
-        let events = report
-            .events
-            .iter()
-            .enumerate()
-            .map(|(n, e)| EventRow {
-                number: n + 1,
-                at: num(e.at_s),
-                source: &e.source,
-                what: &e.what,
-            })
-            .collect();
         Self {
             verdict: if report.passed { "PASSED" } else { "FAILED" },
             passed: report.passed,
@@ -178,12 +119,80 @@ impl<'a> Page<'a> {
             started: utc_text(report.started_at_unix_ms),
             duration: duration_text(report.duration_s),
             chart: Chart::new(report),
-            invariants,
-            faults,
-            loads,
-            events,
+            invariants: report.invariants.iter().map(InvariantRow::new).collect(),
+            faults: report.faults.iter().map(FaultRow::new).collect(),
+            loads: report.loads.iter().enumerate().map(LoadRow::new).collect(),
+            events: report
+                .events
+                .iter()
+                .enumerate()
+                .map(EventRow::new)
+                .collect(),
             json: serde_json::to_string_pretty(report)
                 .unwrap_or_else(|e| format!("report could not be written as JSON: {e}")),
+        }
+    }
+}
+
+impl<'a> InvariantRow<'a> {
+    fn new(inv: &'a InvariantResult) -> Self {
+        InvariantRow {
+            ok: inv.ok,
+            name: &inv.name,
+            value: with_unit(inv.value, &inv.unit),
+            compare: match inv.compare {
+                Compare::AtMost => "≤",
+                Compare::AtLeast => "≥",
+            },
+            limit: with_unit(inv.limit, &inv.unit),
+            detail: &inv.detail,
+        }
+    }
+}
+
+impl<'a> FaultRow<'a> {
+    fn new(f: &'a FaultWindow) -> Self {
+        FaultRow {
+            name: &f.name,
+            kind: &f.kind,
+            start: num(f.start_s),
+            end: secs(f.end_s, "end of run"),
+            recovery: secs(f.recovery_s, "—"),
+        }
+    }
+}
+
+impl<'a> LoadRow<'a> {
+    /// The `i`-th load, in the colour of its line on the chart.
+    fn new((i, l): (usize, &'a LoadSeries)) -> Self {
+        LoadRow {
+            colour: load_colour(i),
+            name: &l.name,
+            target: &l.target,
+            requests: l.requests,
+            ok: l.ok,
+            errors: l.errors,
+            error_share: if l.requests > 0 {
+                format!(" ({} %)", num(l.errors as f64 * 100.0 / l.requests as f64))
+            } else {
+                String::new()
+            },
+            rps: num(l.rps),
+            p50: num(l.p50_ms),
+            p99: num(l.p99_ms),
+            max: num(l.max_ms),
+        }
+    }
+}
+
+impl<'a> EventRow<'a> {
+    /// The `n`-th event, numbered from 1 as on the chart's markers.
+    fn new((n, e): (usize, &'a Event)) -> Self {
+        EventRow {
+            number: n + 1,
+            at: num(e.at_s),
+            source: &e.source,
+            what: &e.what,
         }
     }
 }

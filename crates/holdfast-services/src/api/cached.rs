@@ -8,7 +8,7 @@ use axum::Json;
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use holdfast_cache::{Cached, LoadError, ReadThrough};
-use holdfast_store::StoreError;
+use holdfast_store::{Entity, StoreError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -35,7 +35,7 @@ pub(crate) fn load_error(err: StoreError) -> LoadError {
 pub(super) async fn read_by_id<T, F, Fut>(
     cache: &ReadThrough,
     id: EntityId,
-    entity: &'static str,
+    entity: Entity,
     load: F,
 ) -> Result<Response, ApiError>
 where
@@ -49,22 +49,22 @@ where
         })
         .await?;
     Ok(cached_response::<T>(cached, || {
-        format!("{entity} {} not found", id.get())
+        ApiError::no_such(entity, id.get())
     }))
 }
 
-/// `{"source", "data"}` with `X-Cache`, or a 404 problem saying `what` is
-/// missing (still with `X-Cache`).
+/// `{"source", "data"}` with `X-Cache`, or the 404 problem `missing`
+/// (still with `X-Cache`).
 pub(super) fn cached_response<T: Serialize>(
     cached: Cached<T>,
-    what: impl FnOnce() -> String,
+    missing: impl FnOnce() -> ApiError,
 ) -> Response {
     let x_cache = HeaderValue::from_static(cached.x_cache());
     let mut response = match cached.value {
         Some(value) => {
             Json(json!({"source": cached.source.as_str(), "data": value})).into_response()
         }
-        None => ApiError::not_found(what()).into_response(),
+        None => missing().into_response(),
     };
     response.headers_mut().insert(X_CACHE, x_cache);
     response

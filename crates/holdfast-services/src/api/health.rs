@@ -18,30 +18,26 @@ impl ApiState {
     }
 }
 
-/// The api's [`HealthCheck`].
-pub(super) struct ApiHealth {
-    pub(super) state: ApiState,
-}
-
-impl HealthCheck for ApiHealth {
+/// The api's health, as its public and admin listeners report it.
+impl HealthCheck for ApiState {
     fn not_ready_reasons(&self) -> Vec<String> {
         let mut reasons = Vec::new();
-        let db = self.state.db_status();
+        let db = self.db_status();
         if !db.up {
             reasons.push(format!(
                 "database is not answering ({})",
                 db.last_error.unwrap_or("unknown")
             ));
         }
-        if self.state.draining.load(Ordering::Relaxed) {
+        if self.draining.load(Ordering::Relaxed) {
             reasons.push("shutting down".into());
         }
         reasons
     }
 
     fn detail(&self) -> serde_json::Value {
-        let db = self.state.db_status();
-        let breaker = self.state.users_client.breaker.snapshot();
+        let db = self.db_status();
+        let breaker = self.users_client.breaker.snapshot();
         let cache = |rt: &ReadThrough| {
             json!({
                 "state": rt.state().as_str(),
@@ -53,19 +49,19 @@ impl HealthCheck for ApiHealth {
         json!({
             "role": "api",
             "database": {
-                "backend": self.state.store.backend().as_str(),
+                "backend": self.store.backend().as_str(),
                 "state": if db.up { "up" } else { "down" },
                 "last_error": db.last_error,
-                "pool": self.state.store.pool_status(),
+                "pool": self.store.pool_status(),
             },
-            "redis": self.state.redis.health(),
+            "redis": self.redis.health(),
             "cache": {
-                "users": cache(&self.state.users),
-                "products": cache(&self.state.products),
-                "warm_up": *self.state.warm_up.lock().expect("warm-up status lock poisoned"),
+                "users": cache(&self.users),
+                "products": cache(&self.products),
+                "warm_up": *self.warm_up.lock().expect("warm-up status lock poisoned"),
             },
             "users_client": {
-                "base_url": self.state.users_client.base,
+                "base_url": self.users_client.base,
                 "breaker": {
                     "state": breaker.state.as_str(),
                     "consecutive_failures": breaker.consecutive_failures,
@@ -73,7 +69,7 @@ impl HealthCheck for ApiHealth {
                     "rejected": breaker.rejected,
                 },
             },
-            "draining": self.state.draining.load(Ordering::Relaxed),
+            "draining": self.draining.load(Ordering::Relaxed),
         })
     }
 }

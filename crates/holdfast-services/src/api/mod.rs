@@ -58,18 +58,17 @@ use axum::response::Response;
 use holdfast_cache::ReadThrough;
 use holdfast_core::metric_names;
 use holdfast_redis::{Redis, RedisConfig};
-use holdfast_resilience::Tasks;
 use holdfast_store::{Store, StoreError};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::health::{HealthCheck, admin_router, health_routes};
-use crate::http::{StackConfig, every_interface, serve_role, stack};
+use crate::health::{Health, health_routes};
+use crate::http::{StackConfig, every_interface, stack};
 use crate::problem::Problem;
-use crate::start::{StartError, bind};
+use crate::role::RoleListeners;
+use crate::start::StartError;
 use crate::warm_up::{WarmUp, WarmUpTask};
 
 mod cached;
@@ -101,7 +100,6 @@ pub use users_client::UsersClientConfig;
 pub(crate) use users_client::UsersFailure;
 
 use db_watch::DbStatus;
-use health::ApiHealth;
 use store_demo::StoreFigures;
 use users_client::UsersClient;
 
@@ -233,9 +231,7 @@ struct ApiDoc;
 /// The public router: every feature's routes, health, OpenAPI and Swagger
 /// UI, inside the stack.
 pub fn router(state: ApiState, stack_cfg: &StackConfig) -> Router {
-    let health: Arc<dyn HealthCheck> = Arc::new(ApiHealth {
-        state: state.clone(),
-    });
+    let health: Health = Arc::new(state.clone());
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(users::routes())
         .merge(products::routes())
@@ -292,14 +288,10 @@ fn own_base_url(addr: SocketAddr) -> String {
 /// A built api: listeners bound, database migrated and seeded, Redis
 /// supervisor, caches and the database watch started.
 pub struct Api {
-    listener: TcpListener,
-    admin: Option<TcpListener>,
+    /// Its tasks are the Redis supervisor, the caches' listeners and loads,
+    /// the warm-up and the database watch.
+    listeners: RoleListeners,
     state: ApiState,
-    stack: StackConfig,
-    /// The owner of the Redis supervisor, the caches' listeners and loads,
-    /// the warm-up and the database watch; stopped and awaited once the
-    /// listeners have drained.
-    tasks: Tasks,
 }
 
 impl Api {
@@ -310,13 +302,12 @@ impl Api {
     /// A listener cannot be bound, the database cannot be opened, migrated
     /// or seeded, or the Redis or users client settings are unusable.
     pub async fn build(settings: ApiSettings) -> Result<Self, StartError> {
-        // Install the recorder before anything records, or early figures are lost.
-        let _ = holdfast_telemetry::metrics_handle();
-        let listener = bind(settings.listen).await?;
-        let admin = match settings.admin_listen {
-            Some(addr) => Some(bind(addr).await?),
-            None => None,
-        };
+        let listeners = RoleListeners::bind(
+            settings.listen,
+            settings.admin_listen,
+            settings.stack.clone(),
+        )
+        .await?;
         let database = |action: &'static str| {
             let url = settings.database_url.redacted();
             move |source: StoreError| StartError::Database {
@@ -344,7 +335,7 @@ impl Api {
         let users_base = match settings.users_base_url.clone() {
             Some(base) => base,
             None => {
-                let addr = listener.local_addr().map_err(|source| StartError::Bind {
+                let addr = listeners.local_addr().map_err(|source| StartError::Bind {
                     addr: settings.listen,
                     source,
                 })?;
@@ -354,8 +345,8 @@ impl Api {
         let users_client = UsersClient::new(users_base, settings.users_client.clone())
             .map_err(StartError::UsersClient)?;
 
-        let tasks = Tasks::new();
-        let redis = Redis::start(settings.redis.clone(), &tasks)?;
+        let tasks = listeners.tasks();
+        let redis = Redis::start(settings.redis.clone(), tasks)?;
         let users = ReadThrough::new(redis.clone(), "users", settings.cache.clone());
         let products = ReadThrough::new(redis.clone(), "products", settings.cache.clone());
         let db = Arc::new(Mutex::new(DbStatus::up()));
@@ -368,8 +359,8 @@ impl Api {
             page_limit: DEFAULT_LIMIT,
             status: warm_up.clone(),
         };
-        users.start(&tasks);
-        products.start(&tasks);
+        users.start(tasks);
+        products.start(tasks);
         tasks.spawn(warm.run(tasks.stop_token()));
         tasks.spawn(db_watch::watch_database(
             store.clone(),
@@ -382,31 +373,22 @@ impl Api {
             users,
             products,
             db,
-            draining: Arc::new(AtomicBool::new(false)),
+            draining: listeners.draining(),
             shop: Arc::new(StoreFigures::default()),
             users_client: Arc::new(users_client),
             warm_up,
         };
-        Ok(Self {
-            listener,
-            admin,
-            state,
-            stack: settings.stack,
-            tasks,
-        })
+        Ok(Self { listeners, state })
     }
 
     /// The public port.
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+        self.listeners.port()
     }
 
     /// The admin port, if any.
     pub fn admin_port(&self) -> Option<u16> {
-        self.admin
-            .as_ref()
-            .and_then(|l| l.local_addr().ok())
-            .map(|a| a.port())
+        self.listeners.admin_port()
     }
 
     /// The Redis handle (for health and tests).
@@ -423,22 +405,9 @@ impl Api {
     /// requests in progress finish, stops the background tasks and closes
     /// the database pool.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
-        let health: Arc<dyn HealthCheck> = Arc::new(ApiHealth {
-            state: self.state.clone(),
-        });
-        let app = router(self.state.clone(), &self.stack);
-        let admin = self.admin.map(|listener| (listener, admin_router(health)));
-        let draining = self.state.draining.clone();
-        let result = serve_role(
-            "api",
-            self.listener,
-            app,
-            admin,
-            draining,
-            shutdown,
-            self.tasks,
-        )
-        .await;
+        let app = router(self.state.clone(), self.listeners.stack());
+        let health: Health = Arc::new(self.state.clone());
+        let result = self.listeners.serve("api", app, health, shutdown).await;
         self.state.store.close().await;
         result
     }

@@ -114,5 +114,5 @@ async fn get_order(
         .order(id.get())
         .await?
         .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("order {} not found", id.get())))
+        .ok_or_else(|| ApiError::no_such(Entity::Order, id.get()))
 }

@@ -4,7 +4,7 @@
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use holdfast_store::Product;
+use holdfast_store::{Entity, Product};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -69,7 +69,7 @@ async fn list_products(
         })
         .await?;
     Ok(cached_response::<Vec<Product>>(cached, || {
-        "no such page".into()
+        ApiError::not_found("no such page")
     }))
 }
 
@@ -94,7 +94,7 @@ async fn get_product(
 ) -> Result<Response, ApiError> {
     let id = EntityId::parse(&id)?;
     let store = state.store.clone();
-    read_by_id(&state.products, id, "product", move |id| async move {
+    read_by_id(&state.products, id, Entity::Product, move |id| async move {
         store.product(id).await
     })
     .await

@@ -7,7 +7,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use holdfast_store::{NewUser, UpdateUser};
+use holdfast_store::{Entity, NewUser, UpdateUser};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -68,7 +68,7 @@ async fn get_user(
 ) -> Result<Response, ApiError> {
     let id = EntityId::parse(&id)?;
     let store = state.store.clone();
-    read_by_id(&state.users, id, "user", move |id| async move {
+    read_by_id(&state.users, id, Entity::User, move |id| async move {
         store.user(id).await
     })
     .await
@@ -158,8 +158,7 @@ async fn update_user(
     let updated = state.store.update_user(id.get(), changes).await;
     // Invalidate whatever happened: a failed call may still have written.
     state.users.invalidate(&id.key()).await;
-    let user =
-        updated?.ok_or_else(|| ApiError::not_found(format!("user {} not found", id.get())))?;
+    let user = updated?.ok_or_else(|| ApiError::no_such(Entity::User, id.get()))?;
     Ok(Json(user).into_response())
 }
 
@@ -186,7 +185,7 @@ async fn delete_user(
     let deleted = state.store.delete_user(id.get()).await;
     state.users.invalidate(&id.key()).await;
     if !deleted? {
-        return Err(ApiError::not_found(format!("user {} not found", id.get())));
+        return Err(ApiError::no_such(Entity::User, id.get()));
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use holdfast_core::metric_names as names;
 use holdfast_telemetry::exposition::{Exposition, MetricKind as Kind};
 
-use super::help;
+use super::families::{gauge, labelled_gauges, single};
 
 /// The `field:value` lines of an `INFO` reply.
 pub(super) struct Info<'a>(HashMap<&'a str, &'a str>);
@@ -58,180 +58,138 @@ impl<'a> Info<'a> {
     }
 }
 
+/// The Redis figures of one `INFO` reply; a figure `INFO` does not give is
+/// left out.
 pub(super) fn render_info(out: &mut Exposition, info: &Info<'_>) {
-    let plain = [
+    use Kind::{Counter, Gauge};
+    // Numbers as `INFO` gives them; `ok` statuses as 1, anything else as 0.
+    let figures = [
         (
             names::EXPORTER_REDIS_MEMORY_USED,
-            "used_memory",
-            Kind::Gauge,
+            Gauge,
+            info.number("used_memory"),
         ),
-        (names::EXPORTER_REDIS_MEMORY_MAX, "maxmemory", Kind::Gauge),
+        (
+            names::EXPORTER_REDIS_MEMORY_MAX,
+            Gauge,
+            info.number("maxmemory"),
+        ),
         (
             names::EXPORTER_REDIS_CONNECTED_CLIENTS,
-            "connected_clients",
-            Kind::Gauge,
+            Gauge,
+            info.number("connected_clients"),
         ),
         (
             names::EXPORTER_REDIS_BLOCKED_CLIENTS,
-            "blocked_clients",
-            Kind::Gauge,
+            Gauge,
+            info.number("blocked_clients"),
         ),
         (
             names::EXPORTER_REDIS_OPS,
-            "instantaneous_ops_per_sec",
-            Kind::Gauge,
+            Gauge,
+            info.number("instantaneous_ops_per_sec"),
         ),
         (
             names::EXPORTER_REDIS_COMMANDS,
-            "total_commands_processed",
-            Kind::Counter,
+            Counter,
+            info.number("total_commands_processed"),
         ),
         (
             names::EXPORTER_REDIS_KEYSPACE_HITS,
-            "keyspace_hits",
-            Kind::Counter,
+            Counter,
+            info.number("keyspace_hits"),
         ),
         (
             names::EXPORTER_REDIS_KEYSPACE_MISSES,
-            "keyspace_misses",
-            Kind::Counter,
+            Counter,
+            info.number("keyspace_misses"),
         ),
         (
             names::EXPORTER_REDIS_EVICTED_KEYS,
-            "evicted_keys",
-            Kind::Counter,
+            Counter,
+            info.number("evicted_keys"),
         ),
         (
             names::EXPORTER_REDIS_EXPIRED_KEYS,
-            "expired_keys",
-            Kind::Counter,
+            Counter,
+            info.number("expired_keys"),
         ),
         (
             names::EXPORTER_REDIS_UPTIME,
-            "uptime_in_seconds",
-            Kind::Gauge,
+            Gauge,
+            info.number("uptime_in_seconds"),
         ),
         (
             names::EXPORTER_REDIS_RDB_LAST_SAVE,
-            "rdb_last_save_time",
-            Kind::Gauge,
+            Gauge,
+            info.number("rdb_last_save_time"),
         ),
         (
             names::EXPORTER_REDIS_RDB_CHANGES,
-            "rdb_changes_since_last_save",
-            Kind::Gauge,
+            Gauge,
+            info.number("rdb_changes_since_last_save"),
         ),
         (
             names::EXPORTER_REDIS_AOF_ENABLED,
-            "aof_enabled",
-            Kind::Gauge,
+            Gauge,
+            info.number("aof_enabled"),
         ),
-    ];
-    for (name, field, kind) in plain {
-        if let Some(v) = info.number(field) {
-            out.single(name, kind, help(name), v);
-        }
-    }
-    let flags = [
         (
             names::EXPORTER_REDIS_RDB_LAST_BGSAVE_OK,
-            "rdb_last_bgsave_status",
+            Gauge,
+            info.flag("rdb_last_bgsave_status", "ok"),
         ),
         (
             names::EXPORTER_REDIS_AOF_LAST_WRITE_OK,
-            "aof_last_write_status",
+            Gauge,
+            info.flag("aof_last_write_status", "ok"),
         ),
     ];
-    for (name, field) in flags {
-        if let Some(v) = info.flag(field, "ok") {
-            out.single(name, Kind::Gauge, help(name), v);
+    for (name, kind, value) in figures {
+        if let Some(value) = value {
+            single(out, name, kind, value);
         }
     }
 
     let databases = info.numbered("db");
-    if !databases.is_empty() {
-        out.family(
-            names::EXPORTER_REDIS_DB_KEYS,
-            Kind::Gauge,
-            help(names::EXPORTER_REDIS_DB_KEYS),
-        );
-        for (db, figures) in &databases {
-            if let Some(keys) = figures.get("keys").and_then(|k| k.parse().ok()) {
-                out.sample(names::EXPORTER_REDIS_DB_KEYS, "", [("db", *db)], keys);
-            }
-        }
-    }
+    let keys = databases.iter().map(|(db, figures)| {
+        let keys = figures.get("keys")?.parse().ok()?;
+        Some((*db, keys))
+    });
+    labelled_gauges(out, names::EXPORTER_REDIS_DB_KEYS, "db", keys);
 
     let role = match info.get("role") {
         Some("master") => Some("master"),
         Some("slave") => Some("replica"),
         _ => None,
     };
-    if let Some(role) = role {
-        out.family(
-            names::EXPORTER_REDIS_ROLE,
-            Kind::Gauge,
-            help(names::EXPORTER_REDIS_ROLE),
-        );
-        out.sample(names::EXPORTER_REDIS_ROLE, "", [("role", role)], 1.0);
-    }
-    if let Some(v) = info.number("connected_slaves") {
-        out.single(
-            names::EXPORTER_REDIS_CONNECTED_REPLICAS,
-            Kind::Gauge,
-            help(names::EXPORTER_REDIS_CONNECTED_REPLICAS),
-            v,
-        );
+    let current_role = role.map(|role| Some((role, 1.0)));
+    labelled_gauges(out, names::EXPORTER_REDIS_ROLE, "role", current_role);
+    if let Some(replicas) = info.number("connected_slaves") {
+        gauge(out, names::EXPORTER_REDIS_CONNECTED_REPLICAS, replicas);
     }
     if role == Some("master")
         && let Some(master_offset) = info.number("master_repl_offset")
     {
         let replicas = info.numbered("slave");
-        if !replicas.is_empty() {
-            out.family(
-                names::EXPORTER_REDIS_REPLICA_LAG,
-                Kind::Gauge,
-                help(names::EXPORTER_REDIS_REPLICA_LAG),
-            );
-            for (_, replica) in &replicas {
-                let (Some(ip), Some(port), Some(offset)) = (
-                    replica.get("ip"),
-                    replica.get("port"),
-                    replica.get("offset").and_then(|o| o.parse::<f64>().ok()),
-                ) else {
-                    continue;
-                };
-                let address = format!("{ip}:{port}");
-                out.sample(
-                    names::EXPORTER_REDIS_REPLICA_LAG,
-                    "",
-                    [("replica", address.as_str())],
-                    (master_offset - offset).max(0.0),
-                );
-            }
-        }
+        let lags = replicas.iter().map(|(_, replica)| {
+            let (ip, port) = (replica.get("ip")?, replica.get("port")?);
+            let offset: f64 = replica.get("offset")?.parse().ok()?;
+            Some((format!("{ip}:{port}"), (master_offset - offset).max(0.0)))
+        });
+        labelled_gauges(out, names::EXPORTER_REDIS_REPLICA_LAG, "replica", lags);
     }
     if role == Some("replica") {
-        if let Some(v) = info.flag("master_link_status", "up") {
-            out.single(
-                names::EXPORTER_REDIS_MASTER_LINK_UP,
-                Kind::Gauge,
-                help(names::EXPORTER_REDIS_MASTER_LINK_UP),
-                v,
-            );
+        if let Some(up) = info.flag("master_link_status", "up") {
+            gauge(out, names::EXPORTER_REDIS_MASTER_LINK_UP, up);
         }
         // -1 means the link has never been up: no figure rather than a
         // negative age.
-        if let Some(v) = info
+        if let Some(seconds) = info
             .number("master_last_io_seconds_ago")
             .filter(|v| *v >= 0.0)
         {
-            out.single(
-                names::EXPORTER_REDIS_MASTER_LAST_IO,
-                Kind::Gauge,
-                help(names::EXPORTER_REDIS_MASTER_LAST_IO),
-                v,
-            );
+            gauge(out, names::EXPORTER_REDIS_MASTER_LAST_IO, seconds);
         }
     }
 }

@@ -23,10 +23,12 @@
 //!   discovery and the flushed aggregates; usable on its own (benchmarks);
 //! - `info`: Redis essentials read from `INFO`;
 //! - `topics`: the figures of each topic partition;
+//! - `families`: how those figures are written, each with its help text;
 //! - this module: [`ExporterSettings`] and [`Exporter`], which binds the
 //!   listener and serves `/metrics` with `/health*` through the shared
 //!   middleware stack.
 
+mod families;
 mod info;
 pub mod scrape;
 mod topics;
@@ -38,18 +40,17 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use holdfast_core::{Keys, Topic, metric_names as names};
+use holdfast_core::{Keys, Topic};
 use holdfast_redis::{ConnState, Redis, RedisConfig};
-use holdfast_resilience::Tasks;
 use serde_json::json;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use scrape::Scraper;
 
 use crate::health::{Health, HealthCheck, health_routes};
-use crate::http::{StackConfig, serve, stack, stop_tasks};
-use crate::start::{StartError, bind};
+use crate::http::{StackConfig, stack};
+use crate::role::RoleListeners;
+use crate::start::StartError;
 
 /// Default port of `holdfast exporter` ([`ExporterSettings::DEFAULT_PORT`]).
 pub const DEFAULT_PORT: u16 = ExporterSettings::DEFAULT_PORT;
@@ -94,14 +95,6 @@ impl ExporterSettings {
     }
 }
 
-/// The help text of an exporter family, from [`names::EXPORTER`].
-pub(super) fn help(name: &str) -> Option<&'static str> {
-    names::EXPORTER
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, help)| *help)
-}
-
 async fn metrics(State(scraper): State<Arc<Scraper>>) -> Response {
     (
         [(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)],
@@ -138,24 +131,18 @@ impl HealthCheck for ExporterHealth {
 
 /// A built exporter: listener bound, Redis supervisor started.
 pub struct Exporter {
-    listener: TcpListener,
+    /// No admin listener; its one task is the Redis supervisor.
+    listeners: RoleListeners,
     redis: Redis,
     scraper: Arc<Scraper>,
     health: Health,
-    stack: StackConfig,
-    /// The owner of the Redis supervisor; stopped and awaited after the
-    /// listener has drained.
-    tasks: Tasks,
 }
 
 impl Exporter {
     /// Binds the listener (port 0 allowed) and starts connecting to Redis.
     pub async fn build(settings: ExporterSettings) -> Result<Self, StartError> {
-        // Install the recorder before anything records, or early figures are lost.
-        let _ = holdfast_telemetry::metrics_handle();
-        let listener = bind(settings.listen).await?;
-        let tasks = Tasks::new();
-        let redis = Redis::start(settings.redis, &tasks)?;
+        let listeners = RoleListeners::bind(settings.listen, None, settings.stack).await?;
+        let redis = Redis::start(settings.redis, listeners.tasks())?;
         let scraper = Arc::new(Scraper::new(
             redis.clone(),
             settings.keys,
@@ -167,18 +154,16 @@ impl Exporter {
             topics: settings.topics,
         });
         Ok(Self {
-            listener,
+            listeners,
             redis,
             scraper,
             health,
-            stack: settings.stack,
-            tasks,
         })
     }
 
     /// The port listened on.
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+        self.listeners.port()
     }
 
     /// The Redis handle.
@@ -193,7 +178,7 @@ impl Exporter {
             .with_state(self.scraper.clone());
         stack(
             health_routes(self.health.clone()).merge(metrics),
-            &self.stack,
+            self.listeners.stack(),
         )
     }
 
@@ -201,24 +186,11 @@ impl Exporter {
     /// then stops the Redis supervisor.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
         let router = self.router();
-        let result = serve(self.listener, router, async move {
-            shutdown.cancelled().await;
-            tracing::info!("exporter shutting down");
-        })
-        .await;
-        stop_tasks("exporter", &self.tasks).await;
-        result
-    }
-}
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_exporter_metric_has_help_text() {
-        for (name, help) in names::EXPORTER {
-            assert!(name.starts_with("holdfast_"), "{name}");
-            assert!(!help.is_empty(), "{name} has no help text");
-        }
+        self.listeners
+            .serve_until("exporter", router, async move {
+                shutdown.cancelled().await;
+                tracing::info!("exporter shutting down");
+            })
+            .await
     }
 }

@@ -8,10 +8,10 @@ use holdfast_core::{Deadline, Keys, Topic, metric_names as names};
 use holdfast_redis::redis::{self, Value};
 use holdfast_redis::{Redis, RedisError};
 use holdfast_streams::value;
-use holdfast_telemetry::exposition::{Exposition, MetricKind as Kind};
+use holdfast_telemetry::exposition::Exposition;
 use tokio::sync::Semaphore;
 
-use super::help;
+use super::families::{gauge, labelled_gauges};
 use super::info::{Info, render_info};
 use super::topics::{
     Partition, PartitionFigures, partition_figures, raw_stream_key, render_topics,
@@ -85,12 +85,7 @@ impl Scraper {
             Ok(replies) => replies,
             Err(err) => {
                 tracing::debug!(error = %err, "redis did not answer the scrape");
-                out.single(
-                    names::EXPORTER_REDIS_UP,
-                    Kind::Gauge,
-                    help(names::EXPORTER_REDIS_UP),
-                    0.0,
-                );
+                gauge(&mut out, names::EXPORTER_REDIS_UP, 0.0);
                 return out.into_text();
             }
         };
@@ -104,53 +99,30 @@ impl Scraper {
         );
 
         let mut success = Vec::new();
-        match aggregates {
-            Ok(text) => {
-                out.push_text(&text);
-                if !text.is_empty() && !text.ends_with('\n') {
-                    out.push_text("\n");
-                }
-                success.push(("aggregates", 1.0));
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "could not read the flushed metric aggregates");
-                success.push(("aggregates", 0.0));
+        let aggregates = part(
+            &mut success,
+            "aggregates",
+            aggregates,
+            "the flushed metric aggregates",
+        );
+        if let Some(text) = aggregates {
+            out.push_text(&text);
+            if !text.is_empty() && !text.ends_with('\n') {
+                out.push_text("\n");
             }
         }
-        out.single(
-            names::EXPORTER_REDIS_UP,
-            Kind::Gauge,
-            help(names::EXPORTER_REDIS_UP),
-            1.0,
-        );
+        gauge(&mut out, names::EXPORTER_REDIS_UP, 1.0);
         match info.as_ref().and_then(text_of) {
             Some(info) => render_info(&mut out, &Info::parse(&info)),
             None => tracing::warn!("redis answered INFO with an error; its figures are missing"),
         }
-        match topics {
-            Ok(topics) => {
-                render_topics(&mut out, &topics);
-                success.push(("topics", 1.0));
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "could not read the topic streams");
-                success.push(("topics", 0.0));
-            }
+        if let Some(topics) = part(&mut success, "topics", topics, "the topic streams") {
+            render_topics(&mut out, &topics);
         }
-        out.family(
-            names::EXPORTER_SCRAPE_SUCCESS,
-            Kind::Gauge,
-            help(names::EXPORTER_SCRAPE_SUCCESS),
-        );
-        for (part, ok) in success {
-            out.sample(names::EXPORTER_SCRAPE_SUCCESS, "", [("part", part)], ok);
-        }
-        out.single(
-            names::EXPORTER_SCRAPE_DURATION,
-            Kind::Gauge,
-            help(names::EXPORTER_SCRAPE_DURATION),
-            started.elapsed().as_secs_f64(),
-        );
+        let success = success.into_iter().map(Some);
+        labelled_gauges(&mut out, names::EXPORTER_SCRAPE_SUCCESS, "part", success);
+        let duration = started.elapsed().as_secs_f64();
+        gauge(&mut out, names::EXPORTER_SCRAPE_DURATION, duration);
         out.into_text()
     }
 
@@ -263,6 +235,27 @@ impl Scraper {
                 Some((p, figures?))
             })
             .collect())
+    }
+}
+
+/// What one part of a scrape read, if it could be read; `success` notes
+/// whether it was (1) or not (0), and a failure is logged.
+fn part<T>(
+    success: &mut Vec<(&'static str, f64)>,
+    part: &'static str,
+    read: Result<T, RedisError>,
+    what: &str,
+) -> Option<T> {
+    match read {
+        Ok(value) => {
+            success.push((part, 1.0));
+            Some(value)
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "could not read {what}");
+            success.push((part, 0.0));
+            None
+        }
     }
 }
 

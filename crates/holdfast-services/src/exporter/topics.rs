@@ -6,7 +6,7 @@ use holdfast_redis::redis::Value;
 use holdfast_streams::value;
 use holdfast_telemetry::exposition::{Exposition, MetricKind as Kind};
 
-use super::help;
+use super::families::help;
 use super::scrape::{id_ms, non_negative, text_of};
 
 /// One topic partition found in Redis (or named on the command line).
@@ -22,12 +22,12 @@ pub(super) struct Partition {
 /// Figures of one partition; `None` where Redis did not say.
 #[derive(Debug, Default)]
 pub(super) struct PartitionFigures {
-    pub(super) length: u64,
-    pub(super) lag: u64,
-    pub(super) pending: u64,
-    pub(super) consumers: u64,
-    pub(super) dead_letters: Option<u64>,
-    pub(super) oldest_pending_age_seconds: f64,
+    length: u64,
+    lag: u64,
+    pending: u64,
+    consumers: u64,
+    dead_letters: Option<u64>,
+    oldest_pending_age_seconds: f64,
 }
 
 /// `{prefix}:{topic:partition}:{kind}` for a topic name that may not be a

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::http::StatusCode;
 use holdfast_cache::CacheError;
-use holdfast_store::StoreError;
+use holdfast_store::{Entity, StoreError};
 use holdfast_streams::CallError;
 
 use super::ApiError;
@@ -29,9 +29,7 @@ impl From<StoreError> for ApiError {
             return ApiError::unavailable(err.code(), "the database is not answering", after);
         }
         match err {
-            StoreError::NotFound { entity, id } => {
-                ApiError::not_found(format!("{entity} {id} not found"))
-            }
+            StoreError::NotFound { entity, id } => ApiError::no_such(entity, id),
             StoreError::Conflict { reason } => ApiError::conflict("conflict", reason),
             StoreError::Invalid { reason } => {
                 tracing::info!(%reason, "database refused a value");
@@ -92,6 +90,11 @@ impl From<CallError> for ApiError {
 }
 
 impl ApiError {
+    /// 404 `not_found`: no `entity` with `id`, as every read by id says it.
+    pub(crate) fn no_such(entity: Entity, id: i64) -> Self {
+        ApiError::not_found(format!("{entity} {id} not found"))
+    }
+
     /// A job's status that could not be read: as `From<CallError>`, with
     /// a detail that speaks of reading rather than queueing.
     pub(crate) fn job_unreadable(err: CallError) -> Self {
@@ -186,8 +189,6 @@ impl From<UsersFailure> for ApiError {
 
 #[cfg(test)]
 mod tests {
-    use holdfast_store::Entity;
-
     use super::*;
 
     fn status_and_code(err: impl Into<ApiError>) -> (u16, &'static str) {

@@ -151,7 +151,7 @@ async fn with_redis_killed_a_scrape_answers_200_at_once_with_redis_up_0_only() {
         Some(1.0)
     );
 
-    app.server.kill9().await;
+    app.redis.server.kill9().await;
     let started = Instant::now();
     let (status, _, text) = app.scrape().await;
     let took = started.elapsed();
@@ -226,7 +226,7 @@ async fn named_topics_are_reported_with_their_partitions_before_their_streams_ex
 #[tokio::test]
 async fn health_is_served_next_to_metrics_and_ready_even_with_redis_down() {
     let mut app = spawn_exporter(|_| {}).await;
-    app.server.kill9().await;
+    app.redis.server.kill9().await;
 
     let ready =
         holdfast_testkit::http::get(&app.client, &format!("{}/health/ready", app.base)).await;

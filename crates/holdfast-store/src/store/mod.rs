@@ -2,9 +2,9 @@
 //! methods over it, one file per concern:
 //!
 //! - this file: the pool of each engine ([`Pools`]), [`with_pool!`], opening
-//!   a store, health (`ping`, pool status, row counts) and [`Store::call`],
+//!   a store, health (`ping`, pool status, row counts), [`Store::call`],
 //!   which bounds every method by `operation_timeout` and sorts its error
-//!   into a [`StoreError`];
+//!   into a [`StoreError`], and the read by primary key all entities share;
 //! - `engines`: each engine's connect options and server-side limits;
 //! - `schema`: migrations and the schema check the tests use;
 //! - `users`, `products`, `orders`: how each entity is read and written;
@@ -30,12 +30,14 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use sqlx::mysql::{MySqlPool, MySqlQueryResult};
-use sqlx::postgres::PgPool;
-use sqlx::sqlite::SqlitePool;
+use sqlx::FromRow;
+use sqlx::mysql::{MySqlPool, MySqlQueryResult, MySqlRow};
+use sqlx::postgres::{PgPool, PgRow};
+use sqlx::sqlite::{SqlitePool, SqliteRow};
 
 use crate::StoreError;
 use crate::options::{Backend, DatabaseUrl, StoreOptions};
+use crate::sql::Statements;
 
 /// Largest page a list or search returns, whatever the caller asks.
 pub const MAX_PAGE: u32 = 1000;
@@ -251,6 +253,32 @@ impl Store {
             "store call failed"
         );
         Err(result)
+    }
+}
+
+impl Store {
+    /// The row with `id` that the statement `by_id` picks reads, if any: how
+    /// a user, a product and an order are each read by primary key.
+    pub(crate) async fn row_by_id<T>(
+        &self,
+        operation: &'static str,
+        by_id: fn(&Statements) -> &'static str,
+        id: i64,
+    ) -> Result<Option<T>, StoreError>
+    where
+        T: Send
+            + Unpin
+            + for<'r> FromRow<'r, SqliteRow>
+            + for<'r> FromRow<'r, PgRow>
+            + for<'r> FromRow<'r, MySqlRow>,
+    {
+        self.call(operation, async {
+            with_pool!(self, |pool, sql| sqlx::query_as::<_, T>(by_id(sql))
+                .bind(id)
+                .fetch_optional(pool)
+                .await)
+        })
+        .await
     }
 }
 

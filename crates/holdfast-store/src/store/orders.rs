@@ -78,14 +78,6 @@ impl Store {
     /// The order with `id`, if any.
     pub async fn order(&self, id: i64) -> Result<Option<Order>, StoreError> {
         self.delay_read(Entity::Order).await;
-        self.call("order", async {
-            with_pool!(self, |pool, sql| sqlx::query_as::<_, Order>(
-                sql.order_by_id
-            )
-            .bind(id)
-            .fetch_optional(pool)
-            .await)
-        })
-        .await
+        self.row_by_id("order", |sql| sql.order_by_id, id).await
     }
 }

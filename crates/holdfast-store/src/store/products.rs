@@ -30,14 +30,6 @@ impl Store {
     /// The product with `id`, if any.
     pub async fn product(&self, id: i64) -> Result<Option<Product>, StoreError> {
         self.delay_read(Entity::Product).await;
-        self.call("product", async {
-            with_pool!(self, |pool, sql| sqlx::query_as::<_, Product>(
-                sql.product_by_id
-            )
-            .bind(id)
-            .fetch_optional(pool)
-            .await)
-        })
-        .await
+        self.row_by_id("product", |sql| sql.product_by_id, id).await
     }
 }

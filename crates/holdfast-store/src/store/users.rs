@@ -14,13 +14,7 @@ impl Store {
     }
 
     async fn fetch_user(&self, id: i64) -> Result<Option<User>, StoreError> {
-        self.call("user", async {
-            with_pool!(self, |pool, sql| sqlx::query_as::<_, User>(sql.user_by_id)
-                .bind(id)
-                .fetch_optional(pool)
-                .await)
-        })
-        .await
+        self.row_by_id("user", |sql| sql.user_by_id, id).await
     }
 
     /// Users whose name or email contains `query`, ignoring case, in id

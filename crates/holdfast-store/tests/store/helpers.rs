@@ -18,31 +18,13 @@ pub enum UsersLock {
 pub async fn lock_users_table(db: &TestDb) -> UsersLock {
     let url = db.url.expose();
     match db.store.backend() {
-        Backend::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
-            // The database-wide write lock, SQLite's only kind.
-            sqlx::query("BEGIN IMMEDIATE")
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            UsersLock::Sqlite(conn)
-        }
-        Backend::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-            sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
-            sqlx::query("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            UsersLock::Postgres(conn)
-        }
+        // The database-wide write lock, SQLite's only kind.
+        Backend::Sqlite => UsersLock::Sqlite(connect_and_run(url, &["BEGIN IMMEDIATE"]).await),
+        Backend::Postgres => UsersLock::Postgres(
+            connect_and_run(url, &["BEGIN", "LOCK TABLE users IN ACCESS EXCLUSIVE MODE"]).await,
+        ),
         Backend::MySql => {
-            let mut conn = sqlx::MySqlConnection::connect(url).await.unwrap();
-            sqlx::query("LOCK TABLES users WRITE")
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            UsersLock::MySql(conn)
+            UsersLock::MySql(connect_and_run(url, &["LOCK TABLES users WRITE"]).await)
         }
     }
 }
@@ -51,21 +33,41 @@ impl UsersLock {
     /// Lets go of the lock and the connection.
     pub async fn release(self) {
         match self {
-            UsersLock::Sqlite(mut conn) => {
-                sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
-                conn.close().await.ok();
-            }
-            UsersLock::Postgres(mut conn) => {
-                sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
-                conn.close().await.ok();
-            }
-            UsersLock::MySql(mut conn) => {
-                sqlx::query("UNLOCK TABLES")
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-                conn.close().await.ok();
-            }
+            UsersLock::Sqlite(conn) => run_and_close(conn, "ROLLBACK").await,
+            UsersLock::Postgres(conn) => run_and_close(conn, "ROLLBACK").await,
+            UsersLock::MySql(conn) => run_and_close(conn, "UNLOCK TABLES").await,
         }
     }
+}
+
+/// A connection of any of the three engines, as far as these helpers use
+/// it: a plain statement run on it must succeed.
+trait RunsStatements: Connection {
+    async fn execute_statement(&mut self, statement: &'static str);
+}
+
+impl<C> RunsStatements for C
+where
+    C: Connection,
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+    <C::Database as sqlx::Database>::Arguments: sqlx::IntoArguments<C::Database>,
+{
+    async fn execute_statement(&mut self, statement: &'static str) {
+        sqlx::query(statement).execute(self).await.unwrap();
+    }
+}
+
+/// A new connection to `url` on which each of `statements` has run.
+async fn connect_and_run<C: RunsStatements>(url: &str, statements: &[&'static str]) -> C {
+    let mut conn = C::connect(url).await.unwrap();
+    for &statement in statements {
+        conn.execute_statement(statement).await;
+    }
+    conn
+}
+
+/// Runs `statement` on `conn`, then closes it.
+async fn run_and_close<C: RunsStatements>(mut conn: C, statement: &'static str) {
+    conn.execute_statement(statement).await;
+    conn.close().await.ok();
 }

@@ -2,50 +2,54 @@
 //! workers with short timeouts so recovery paths run in test time, and the
 //! waits and raw entries the tests arrange and observe with.
 
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use holdfast_core::{Keys, Reply, ReplyStatus, RequestId, Topic};
-use holdfast_redis::{Redis, RedisConfig};
+use holdfast_redis::RedisConfig;
 use holdfast_streams::{
     Admin, CallError, CallOptions, Caller, CallerConfig, Handler, HandlerError, Request, Worker,
     WorkerConfig, WorkerStatus,
 };
-use holdfast_testkit::LocalRedis;
+use holdfast_testkit::TestRedis;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// How long a test waits for a dead letter or a job's status.
 const PATIENCE: Duration = Duration::from_secs(5);
 
+/// A private redis-server with a handle on the production settings, a key
+/// prefix of the test's own and the topic the tests call. It reads as the
+/// [`TestRedis`] it wraps: `env.server`, `env.redis`, `env.shutdown`.
 pub struct TestEnv {
-    pub server: LocalRedis,
-    pub redis: Redis,
-    pub shutdown: CancellationToken,
+    local: TestRedis,
     pub keys: Keys,
     pub topic: Topic,
 }
 
-impl Drop for TestEnv {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
+impl Deref for TestEnv {
+    type Target = TestRedis;
+
+    fn deref(&self) -> &TestRedis {
+        &self.local
+    }
+}
+
+impl DerefMut for TestEnv {
+    fn deref_mut(&mut self) -> &mut TestRedis {
+        &mut self.local
     }
 }
 
 pub async fn env() -> TestEnv {
-    holdfast_testkit::init_tracing();
-    let server = holdfast_testkit::redis().await;
-    let shutdown = CancellationToken::new();
-    let redis =
-        holdfast_testkit::ready_redis(RedisConfig::new(server.url()), shutdown.clone()).await;
+    let local = TestRedis::connect(holdfast_testkit::redis().await, RedisConfig::new).await;
     TestEnv {
-        server,
-        redis,
-        shutdown,
-        keys: Keys::new(format!("t{}", fastrand::u32(..))),
+        keys: Keys::new(local.prefix.clone()),
         topic: Topic::parse("echo").unwrap(),
+        local,
     }
 }
 
@@ -70,16 +74,27 @@ impl TestEnv {
     }
 
     /// Runs a worker until the returned token is cancelled; the handle ends after its drain.
-    pub fn spawn_worker<H: Handler>(
-        &self,
-        cfg: WorkerConfig,
-        handler: H,
-    ) -> (CancellationToken, WorkerStatus, tokio::task::JoinHandle<()>) {
+    pub fn spawn_worker<H: Handler>(&self, cfg: WorkerConfig, handler: H) -> RunningWorker {
         let stop = self.shutdown.child_token();
         let worker = Worker::new(self.redis.clone(), cfg, handler);
         let status = worker.status();
         let handle = tokio::spawn(worker.run(stop.clone()));
         (stop, status, handle)
+    }
+
+    /// Runs a worker with [`worker_config`](Self::worker_config) that
+    /// echoes after `delay`; returns the echo, to count its runs, and the
+    /// worker.
+    pub fn spawn_echo_after(&self, delay: Duration) -> (Echo, RunningWorker) {
+        let echo = Echo::new(delay);
+        let worker = self.spawn_worker(self.worker_config(), echo.clone());
+        (echo, worker)
+    }
+
+    /// Runs a worker that echoes at once until the test ends; returns the
+    /// echo, to count its runs.
+    pub fn spawn_echo(&self) -> Echo {
+        self.spawn_echo_after(Duration::ZERO).0
     }
 
     /// The admin view of this test's topic (one partition).
@@ -148,6 +163,10 @@ impl TestEnv {
     }
 }
 
+/// A running worker: cancel its stop token and await its handle to drain
+/// it; its status shows what it holds.
+pub type RunningWorker = (CancellationToken, WorkerStatus, JoinHandle<()>);
+
 /// Checks that every call of `calls` was answered `ok`.
 pub async fn assert_all_ok(calls: impl IntoIterator<Item = JoinHandle<Result<Reply, CallError>>>) {
     for call in calls {
@@ -179,11 +198,10 @@ impl Handler for Echo {
         &self,
         req: Request,
     ) -> impl Future<Output = Result<Bytes, HandlerError>> + Send + 'static {
-        let delay = self.delay;
-        let runs = self.runs.clone();
+        let echo = self.clone();
         async move {
-            runs.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(delay).await;
+            echo.runs.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(echo.delay).await;
             Ok(req.envelope.body)
         }
     }

@@ -20,16 +20,13 @@ fn opts(ms: u64) -> CallOptions {
 #[tokio::test]
 async fn a_call_is_answered_by_a_worker() {
     let env = env().await;
-    let echo = Echo::new(Duration::ZERO);
-    let _w = env.spawn_worker(env.worker_config(), echo.clone());
+    let echo = env.spawn_echo();
     let caller = env.caller();
 
-    let reply = caller
-        .call(&env.topic, Bytes::from_static(b"hello"), opts(3000))
-        .await
-        .unwrap();
+    let reply = env
+        .call_ok(&caller, Bytes::from_static(b"hello"), opts(3000))
+        .await;
 
-    assert_eq!(reply.status, ReplyStatus::Ok);
     assert_eq!(&reply.body[..], b"hello");
     assert_eq!(echo.runs(), 1);
 }
@@ -45,13 +42,8 @@ async fn a_callers_traceparent_reaches_the_handler_unchanged_without_opentelemet
     let mut options = opts(3000);
     options.traceparent = Some(traceparent.to_owned());
 
-    let reply = env
-        .caller()
-        .call(&env.topic, Bytes::new(), options)
-        .await
-        .unwrap();
+    let reply = env.call_ok(&env.caller(), Bytes::new(), options).await;
 
-    assert_eq!(reply.status, ReplyStatus::Ok);
     assert_eq!(&reply.body[..], traceparent.as_bytes());
 }
 
@@ -105,8 +97,7 @@ async fn a_request_past_its_deadline_is_answered_expired_without_running_the_han
         .unwrap();
     tokio::time::sleep(Duration::from_millis(150)).await;
 
-    let echo = Echo::new(Duration::ZERO);
-    let _w = env.spawn_worker(env.worker_config(), echo.clone());
+    let echo = env.spawn_echo();
 
     env.wait_for_job(&caller, &id, "expired", "job expired")
         .await;
@@ -181,8 +172,7 @@ async fn a_rejected_request_is_answered_error_once() {
 #[tokio::test]
 async fn a_malformed_entry_becomes_a_dead_letter_with_its_reason() {
     let env = env().await;
-    let echo = Echo::new(Duration::ZERO);
-    let _w = env.spawn_worker(env.worker_config(), echo.clone());
+    let echo = env.spawn_echo();
     let caller = env.caller();
     // What someone might type into redis-cli.
     env.add_raw_entry(&[("hello", "world")]).await;
@@ -203,7 +193,7 @@ async fn a_malformed_entry_becomes_a_dead_letter_with_its_reason() {
 #[tokio::test]
 async fn an_entry_with_a_foreign_reply_key_is_dead_lettered_not_written_to() {
     let env = env().await;
-    let _w = env.spawn_worker(env.worker_config(), Echo::new(Duration::ZERO));
+    env.spawn_echo();
     let _: () = env
         .redis
         .cmd(redis::cmd("SET").arg("victim").arg("keep"))
@@ -270,7 +260,7 @@ async fn entries_left_by_a_dead_consumer_are_claimed_and_answered_before_the_dea
     assert_eq!(holdfast_streams::value::read_reply(taken).len(), 5);
 
     let started = Instant::now();
-    let _w = env.spawn_worker(env.worker_config(), Echo::new(Duration::ZERO));
+    env.spawn_echo();
     assert_all_ok(calls).await;
     assert!(started.elapsed() < Duration::from_secs(4));
 }
@@ -278,18 +268,12 @@ async fn entries_left_by_a_dead_consumer_are_claimed_and_answered_before_the_dea
 #[tokio::test]
 async fn a_slow_handler_keeps_its_claim_and_runs_once() {
     let env = env().await;
-    let echo_a = Echo::new(Duration::from_millis(2000));
-    let echo_b = Echo::new(Duration::from_millis(2000));
-    let _a = env.spawn_worker(env.worker_config(), echo_a.clone());
-    let _b = env.spawn_worker(env.worker_config(), echo_b.clone());
+    let (echo_a, _a) = env.spawn_echo_after(Duration::from_millis(2000));
+    let (echo_b, _b) = env.spawn_echo_after(Duration::from_millis(2000));
 
-    let reply = env
-        .caller()
-        .call(&env.topic, Bytes::from_static(b"slow"), opts(8000))
-        .await
-        .unwrap();
+    env.call_ok(&env.caller(), Bytes::from_static(b"slow"), opts(8000))
+        .await;
 
-    assert_eq!(reply.status, ReplyStatus::Ok);
     // 2 s is more than three claim timeouts: without refresh it would be stolen.
     assert_eq!(echo_a.runs() + echo_b.runs(), 1);
 }
@@ -353,7 +337,7 @@ async fn a_job_is_queued_and_its_result_kept_by_id() {
         "queued"
     );
 
-    let _w = env.spawn_worker(env.worker_config(), Echo::new(Duration::ZERO));
+    env.spawn_echo();
     env.wait_for_job(&caller, &id, "done", "job done").await;
     let job = caller.job(&env.topic, &id).await.unwrap().unwrap();
     assert_eq!(job.result.as_deref(), Some(&b"work"[..]));
@@ -401,7 +385,7 @@ async fn a_backlog_over_its_limit_refuses_new_calls() {
 #[tokio::test]
 async fn a_worker_carries_on_after_redis_restarts_without_its_data() {
     let mut env = env().await;
-    let _w = env.spawn_worker(env.worker_config(), Echo::new(Duration::ZERO));
+    env.spawn_echo();
     let caller = env.caller();
     env.call_ok(&caller, Bytes::new(), opts(3000)).await;
 
@@ -410,19 +394,16 @@ async fn a_worker_carries_on_after_redis_restarts_without_its_data() {
     assert!(env.redis.wait_ready(Duration::from_secs(5)).await);
 
     // The stream and group are gone; the worker re-creates them (NOGROUP).
-    let reply = caller
-        .call(&env.topic, Bytes::from_static(b"again"), opts(5000))
-        .await
-        .unwrap();
-    assert_eq!(reply.status, ReplyStatus::Ok);
+    let reply = env
+        .call_ok(&caller, Bytes::from_static(b"again"), opts(5000))
+        .await;
     assert_eq!(&reply.body[..], b"again");
 }
 
 #[tokio::test]
 async fn a_draining_worker_finishes_and_acknowledges_what_it_holds() {
     let env = env().await;
-    let echo = Echo::new(Duration::from_millis(500));
-    let (stop, status, handle) = env.spawn_worker(env.worker_config(), echo.clone());
+    let (echo, (stop, status, handle)) = env.spawn_echo_after(Duration::from_millis(500));
     let caller = env.caller();
     let calls: Vec<_> = (0..4)
         .map(|_| env.spawn_call(&caller, Bytes::new(), opts(5000)))
@@ -464,7 +445,7 @@ async fn dead_letters_can_be_replayed_and_purged() {
     assert_eq!(admin.dead_letters(&env.topic, 10).await.unwrap().len(), 0);
     assert_eq!(admin.topic_stats(&env.topic).await.unwrap().lag, 1);
     // Still garbage: it comes back as a dead letter, and purge removes it.
-    let _w = env.spawn_worker(env.worker_config(), Echo::new(Duration::ZERO));
+    env.spawn_echo();
     env.wait_for_dead_letters(1, "dead again").await;
     assert_eq!(admin.purge(&env.topic).await.unwrap(), 1);
     assert_eq!(admin.dead_letters(&env.topic, 10).await.unwrap().len(), 0);
@@ -502,8 +483,7 @@ async fn an_entry_read_while_shutdown_begins_is_still_handled_and_acknowledged()
 async fn a_handler_still_running_during_the_drain_keeps_its_claim() {
     let env = env().await;
     // The handler outlasts three claim timeouts after the stop.
-    let slow = Echo::new(Duration::from_millis(2000));
-    let (stop, status, handle) = env.spawn_worker(env.worker_config(), slow.clone());
+    let (slow, (stop, status, handle)) = env.spawn_echo_after(Duration::from_millis(2000));
     let caller = env.caller();
     let call = env.spawn_call(&caller, Bytes::from_static(b"x"), opts(8000));
     holdfast_testkit::wait_until(Duration::from_secs(3), "the slow worker took it", || {
@@ -512,8 +492,7 @@ async fn a_handler_still_running_during_the_drain_keeps_its_claim() {
     })
     .await;
     // A second worker that would claim the entry if its claim went stale.
-    let other = Echo::new(Duration::ZERO);
-    let _other = env.spawn_worker(env.worker_config(), other.clone());
+    let other = env.spawn_echo();
 
     stop.cancel();
     let reply = tokio::time::timeout(Duration::from_secs(6), call)

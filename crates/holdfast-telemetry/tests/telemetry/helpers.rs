@@ -4,35 +4,15 @@
 
 use std::time::Duration;
 
-use holdfast_redis::{Redis, RedisConfig};
+use holdfast_redis::RedisConfig;
 use holdfast_telemetry::SinkRegistry;
 use holdfast_telemetry::sink::SinkConfig;
-use holdfast_testkit::LocalRedis;
-use tokio_util::sync::CancellationToken;
+use holdfast_testkit::{LocalRedis, TestRedis};
 
-/// A redis-server of this test and a ready handle onto it.
-pub struct TestRedis {
-    pub server: LocalRedis,
-    pub redis: Redis,
-    pub shutdown: CancellationToken,
-}
-
-impl Drop for TestRedis {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
+/// A ready handle on the production settings onto `server`, a
+/// redis-server of this test.
 pub async fn connect(server: LocalRedis) -> TestRedis {
-    holdfast_testkit::init_tracing();
-    let shutdown = CancellationToken::new();
-    let redis =
-        holdfast_testkit::ready_redis(RedisConfig::new(server.url()), shutdown.clone()).await;
-    TestRedis {
-        server,
-        redis,
-        shutdown,
-    }
+    TestRedis::connect(server, RedisConfig::new).await
 }
 
 /// A sink configuration with short intervals for tests.

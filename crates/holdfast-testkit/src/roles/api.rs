@@ -15,9 +15,9 @@ use holdfast_store::Store;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::{local_url, loopback, test_prefix};
-use crate::LocalRedis;
+use super::{local_url, loopback};
 use crate::db::{self, Engine};
+use crate::{LocalRedis, test_prefix};
 
 /// The cache's Redis deadline in the tests run on every engine: these are
 /// about what the database answers, not about a slow Redis, and a deadline

@@ -4,38 +4,28 @@
 use std::time::Duration;
 
 use holdfast_core::Keys;
-use holdfast_redis::Redis;
 use holdfast_redis::redis::{self, Value};
 use holdfast_services::exporter::{Exporter, ExporterSettings};
-use tokio_util::sync::CancellationToken;
 
 use super::worker::{self, RunningWorker};
-use super::{local_url, loopback, test_prefix};
-use crate::LocalRedis;
+use super::{local_url, loopback};
+use crate::TestRedis;
 
 /// How long the exporter may take to reach Redis at start.
 const READY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A running exporter and what its test needs to arrange data and scrape.
 pub struct TestExporter {
-    /// The private redis-server, for killing it.
-    pub server: LocalRedis,
+    /// The private redis-server (for killing it), a handle of the test's
+    /// own for arranging data, and the token that stops the exporter, that
+    /// handle and any worker; dropping it stops them all.
+    pub redis: TestRedis,
     /// The key layout of this test (its own prefix).
     pub keys: Keys,
     /// Base URL of the exporter's listener.
     pub base: String,
-    /// A client of the test's own, for arranging data with raw commands.
-    pub redis: Redis,
     /// A client for the test's requests.
     pub client: reqwest::Client,
-    /// Stops the exporter, the test's Redis handle and any worker.
-    pub shutdown: CancellationToken,
-}
-
-impl Drop for TestExporter {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
 }
 
 /// An exporter on a fresh redis-server, discovering topics unless
@@ -44,31 +34,22 @@ impl Drop for TestExporter {
 /// # Panics
 /// If the exporter cannot be built or does not reach Redis within 5 s.
 pub async fn spawn_exporter(configure: impl FnOnce(&mut ExporterSettings)) -> TestExporter {
-    crate::init_tracing();
-    let server = crate::redis().await;
-    let keys = Keys::new(test_prefix());
-    let shutdown = CancellationToken::new();
-    let mut settings = ExporterSettings::new(crate::quick_redis_config(server.url()));
+    let redis = TestRedis::connect(crate::redis().await, crate::quick_redis_config).await;
+    let keys = Keys::new(redis.prefix.clone());
+    let mut settings = ExporterSettings::new(crate::quick_redis_config(redis.server.url()));
     settings.listen = loopback();
     settings.keys = keys.clone();
     configure(&mut settings);
     let exporter = Exporter::build(settings).await.expect("exporter binds");
     let base = local_url(exporter.port());
     assert!(exporter.redis().wait_ready(READY_TIMEOUT).await);
-    // Serves until the test cancels `shutdown` (or drops the handle).
-    tokio::spawn(exporter.run_until_stopped(shutdown.clone()));
-    let redis = crate::ready_redis(
-        crate::quick_redis_config(server.url()),
-        shutdown.child_token(),
-    )
-    .await;
+    // Serves until the test cancels `redis.shutdown` (or drops the handle).
+    tokio::spawn(exporter.run_until_stopped(redis.shutdown.clone()));
     TestExporter {
-        server,
+        redis,
         keys,
         base,
-        redis,
         client: reqwest::Client::new(),
-        shutdown,
     }
 }
 
@@ -83,7 +64,11 @@ impl TestExporter {
         for arg in &args[1..] {
             cmd.arg(*arg);
         }
-        self.redis.cmd(&cmd).await.expect("arranging command runs")
+        self.redis
+            .redis
+            .cmd(&cmd)
+            .await
+            .expect("arranging command runs")
     }
 
     /// `GET /metrics`: status, content type and body.
@@ -109,7 +94,7 @@ impl TestExporter {
     /// Starts the seed weather worker on `topic` with its admin listener,
     /// sharing the exporter's Redis and prefix.
     pub async fn spawn_worker(&self, topic: &str) -> RunningWorker {
-        let settings = worker::settings(self.server.url(), self.keys.clone(), topic);
-        worker::spawn(settings, self.shutdown.child_token()).await
+        let settings = worker::settings(self.redis.server.url(), self.keys.clone(), topic);
+        worker::spawn(settings, self.redis.shutdown.child_token()).await
     }
 }

@@ -11,8 +11,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::worker::{self, RunningWorker};
-use super::{local_url, loopback, test_prefix};
-use crate::LocalRedis;
+use super::{local_url, loopback};
+use crate::{LocalRedis, test_prefix};
 
 /// A forecast request body the seed worker answers.
 pub const NEW_YORK: &str = r#"{"city": "New York", "location": "Downtown"}"#;

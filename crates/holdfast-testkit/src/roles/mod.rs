@@ -31,9 +31,3 @@ fn loopback() -> SocketAddr {
 fn local_url(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
 }
-
-/// A key or cache prefix of this test's own, so that tests sharing a
-/// server (or a second instance) never see each other's keys by accident.
-fn test_prefix() -> String {
-    format!("t{}", fastrand::u32(..))
-}

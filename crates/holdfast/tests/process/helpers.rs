@@ -199,6 +199,14 @@ impl Process {
         }
     }
 
+    /// Polls `/health` until the worker reports `count` requests in
+    /// progress (that many active terminals).
+    pub async fn wait_until_holding(&self, client: &reqwest::Client, count: usize) {
+        let what = format!("{count} requests in progress");
+        self.wait_for_health(client, &what, |h| h["terminals"]["active"] == count)
+            .await;
+    }
+
     /// Polls `/health/ready` until it answers 200; the exit status if the
     /// process exits first (a port taken, a bad flag).
     async fn wait_ready(&mut self, client: &reqwest::Client) -> Result<(), ExitStatus> {
@@ -309,6 +317,43 @@ pub async fn spawn_ingress(client: &reqwest::Client, redis: &LocalRedis) -> Proc
         Process::spawn("ingress", holdfast_command(&args), admin_port, Some(port))
     })
     .await
+}
+
+/// A redis-server of the test's own with `holdfast ingress` on it, and the
+/// client the test reaches them with: where the tests of workers that die
+/// or drain begin.
+pub struct IngressOnRedis {
+    // Fields drop in this order: the ingress is killed before its Redis.
+    pub ingress: Process,
+    pub redis: LocalRedis,
+    pub client: reqwest::Client,
+}
+
+impl IngressOnRedis {
+    /// Starts a redis-server and an ingress on it, and waits until the
+    /// ingress is ready.
+    pub async fn start() -> Self {
+        let client = http_client();
+        let redis = holdfast_testkit::redis().await;
+        let ingress = spawn_ingress(&client, &redis).await;
+        IngressOnRedis {
+            ingress,
+            redis,
+            client,
+        }
+    }
+
+    /// Starts a worker on this Redis (see [`spawn_worker`]).
+    pub async fn spawn_worker(&self, consumer_name: &str, extra: &[&str]) -> Process {
+        spawn_worker(&self.client, &self.redis, consumer_name, extra).await
+    }
+
+    /// Sends one forecast request per city to the ingress, all at once
+    /// (see [`send_forecasts`]).
+    pub fn send_forecasts(&self, cities: &[&str], timeout_ms: u64) -> Vec<JoinHandle<Answer>> {
+        let port = self.ingress.port.expect("ingress port");
+        send_forecasts(&self.client, port, cities, timeout_ms)
+    }
 }
 
 /// Starts `holdfast up` with no `REDIS_URL` (so it runs a private

@@ -13,8 +13,8 @@ use reqwest::StatusCode;
 use tokio::time::Instant;
 
 use helpers::{
-    answers, http_client, pending_requests, post_forecast, send_forecasts, spawn_ingress, spawn_up,
-    spawn_worker,
+    IngressOnRedis, answers, http_client, pending_requests, post_forecast, send_forecasts,
+    spawn_ingress, spawn_up, spawn_worker,
 };
 
 /// How long a role has to exit after SIGTERM or SIGINT once its requests
@@ -26,45 +26,35 @@ async fn a_worker_killed_with_sigkill_has_its_requests_answered_by_another_worke
  {
     // Arrange: worker A is slow enough that it holds all five requests
     // when it dies.
-    let client = http_client();
-    let redis = holdfast_testkit::redis().await;
-    let ingress = spawn_ingress(&client, &redis).await;
-    let mut worker_a = spawn_worker(
-        &client,
-        &redis,
-        "worker-a",
-        &[
-            "--processing-time",
-            "2s",
-            "--claim-timeout",
-            "1s",
-            "--concurrency",
-            "8",
-        ],
-    )
-    .await;
+    let stack = IngressOnRedis::start().await;
+    let mut worker_a = stack
+        .spawn_worker(
+            "worker-a",
+            &[
+                "--processing-time",
+                "2s",
+                "--claim-timeout",
+                "1s",
+                "--concurrency",
+                "8",
+            ],
+        )
+        .await;
     let deadline = Duration::from_millis(8000);
-    let requests = send_forecasts(
-        &client,
-        ingress.port.expect("ingress port"),
+    let requests = stack.send_forecasts(
         &["Oslo", "Lima", "Pune", "Kyiv", "Doha"],
         deadline.as_millis() as u64,
     );
-    worker_a
-        .wait_for_health(&client, "5 requests in progress", |h| {
-            h["terminals"]["active"] == 5
-        })
-        .await;
+    worker_a.wait_until_holding(&stack.client, 5).await;
 
     // Act: A dies without a chance to answer; B joins the group.
     worker_a.kill9().await;
-    let _worker_b = spawn_worker(
-        &client,
-        &redis,
-        "worker-b",
-        &["--processing-time", "100ms", "--claim-timeout", "1s"],
-    )
-    .await;
+    let _worker_b = stack
+        .spawn_worker(
+            "worker-b",
+            &["--processing-time", "100ms", "--claim-timeout", "1s"],
+        )
+        .await;
 
     // Assert
     for answer in answers(requests).await {
@@ -81,27 +71,12 @@ async fn a_worker_killed_with_sigkill_has_its_requests_answered_by_another_worke
 #[tokio::test]
 async fn sigterm_on_a_worker_lets_requests_in_flight_finish_and_be_acknowledged() {
     // Arrange
-    let client = http_client();
-    let redis = holdfast_testkit::redis().await;
-    let ingress = spawn_ingress(&client, &redis).await;
-    let mut worker = spawn_worker(
-        &client,
-        &redis,
-        "worker-draining",
-        &["--processing-time", "1500ms"],
-    )
-    .await;
-    let requests = send_forecasts(
-        &client,
-        ingress.port.expect("ingress port"),
-        &["Oslo", "Lima", "Pune"],
-        10_000,
-    );
-    worker
-        .wait_for_health(&client, "3 requests in progress", |h| {
-            h["terminals"]["active"] == 3
-        })
+    let stack = IngressOnRedis::start().await;
+    let mut worker = stack
+        .spawn_worker("worker-draining", &["--processing-time", "1500ms"])
         .await;
+    let requests = stack.send_forecasts(&["Oslo", "Lima", "Pune"], 10_000);
+    worker.wait_until_holding(&stack.client, 3).await;
 
     // Act
     worker.signal(Signal::SIGTERM);
@@ -114,7 +89,11 @@ async fn sigterm_on_a_worker_lets_requests_in_flight_finish_and_be_acknowledged(
     }
     let status = worker.exit_status(EXIT_GRACE).await;
     assert!(status.success(), "worker exited with {status}");
-    assert_eq!(pending_requests(&redis).await, 0, "entries left pending");
+    assert_eq!(
+        pending_requests(&stack.redis).await,
+        0,
+        "entries left pending"
+    );
 }
 
 #[tokio::test]

@@ -28,6 +28,11 @@ fn encode(text: &str) -> String {
         .collect()
 }
 
+/// `POST /api/users` with `body`.
+async fn post_user(app: &TestApi, body: &str) -> reqwest::Response {
+    app.send_json(Method::POST, "/api/users", body).await
+}
+
 async fn a_user_update_invalidates_the_cached_user(app: TestApi) {
     assert_eq!(app.read("/api/users/7").await.1, "MISS");
     assert_eq!(app.read("/api/users/7").await.1, "HIT");
@@ -55,13 +60,7 @@ async fn a_user_is_created_read_and_deleted(app: TestApi) {
     )
     .await;
 
-    let resp = app
-        .send_json(
-            Method::POST,
-            "/api/users",
-            r#"{"name": "Ada", "email": "Ada.New@Example.com"}"#,
-        )
-        .await;
+    let resp = post_user(&app, r#"{"name": "Ada", "email": "Ada.New@Example.com"}"#).await;
     assert_eq!(resp.status(), 201);
     let location = resp.headers()["location"].to_str().unwrap().to_owned();
     let created: Value = resp.json().await.unwrap();
@@ -72,13 +71,7 @@ async fn a_user_is_created_read_and_deleted(app: TestApi) {
     assert_eq!(read_back.0, 200);
     assert_eq!(read_back.2["data"]["name"], "Ada");
 
-    let duplicate = app
-        .send_json(
-            Method::POST,
-            "/api/users",
-            r#"{"name": "Other", "email": "ada.new@example.com"}"#,
-        )
-        .await;
+    let duplicate = post_user(&app, r#"{"name": "Other", "email": "ada.new@example.com"}"#).await;
     problem(duplicate, 409, "conflict").await;
 
     let deleted = app.delete(&location).await;

@@ -5,8 +5,16 @@
 use std::time::{Duration, Instant};
 
 use holdfast_services::api::ApiSettings;
+use holdfast_testkit::roles::api::TestApi;
 
 use super::spawn_api;
+
+/// `PUT /api/users/{id}` with the new `name` on `app`.
+async fn rename_user(app: &TestApi, id: u32, name: &str) -> reqwest::Response {
+    let body = format!(r#"{{"name": "{name}"}}"#);
+    app.send_json(reqwest::Method::PUT, &format!("/api/users/{id}"), &body)
+        .await
+}
 
 #[tokio::test]
 async fn a_write_on_one_instance_is_seen_by_the_next_read_on_another() {
@@ -19,13 +27,7 @@ async fn a_write_on_one_instance_is_seen_by_the_next_read_on_another() {
     }
     assert_eq!(b.read("/api/users/7").await.1, "HIT");
 
-    let resp = a
-        .send_json(
-            reqwest::Method::PUT,
-            "/api/users/7",
-            r#"{"name": "Renamed Seven"}"#,
-        )
-        .await;
+    let resp = rename_user(&a, 7, "Renamed Seven").await;
     assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
 
     let (status, cache, body) = b.read("/api/users/7").await;
@@ -55,13 +57,7 @@ async fn with_l1_on_a_write_reaches_the_other_instance_s_l1_through_the_broadcas
         assert_eq!((status, cache.as_str()), (200, "HIT"), "{path}");
     }
 
-    let resp = a
-        .send_json(
-            reqwest::Method::PUT,
-            "/api/users/9",
-            r#"{"name": "Nine Again"}"#,
-        )
-        .await;
+    let resp = rename_user(&a, 9, "Nine Again").await;
     assert_eq!(resp.status(), 200);
     let resp = a
         .send_json(reqwest::Method::DELETE, "/api/users/10", "")

@@ -24,6 +24,26 @@ fn p99(latencies: &mut [Duration]) -> Duration {
     latencies[(latencies.len() * 99).div_ceil(100) - 1]
 }
 
+/// Reads product `n % SEED.products + 1` from the api at `base`, as one
+/// reader of a load does, and times it. A failed read (a status other than
+/// 200, or no answer) comes back as a message naming the product.
+async fn timed_product_read(
+    client: &reqwest::Client,
+    base: &str,
+    n: usize,
+) -> (Result<reqwest::Response, String>, Duration) {
+    let id = n % SEED.products as usize + 1;
+    let sent = Instant::now();
+    let outcome = client.get(format!("{base}/api/products/{id}")).send().await;
+    let took = sent.elapsed();
+    let outcome = match outcome {
+        Ok(resp) if resp.status() == 200 => Ok(resp),
+        Ok(resp) => Err(format!("product {id}: {}", resp.status())),
+        Err(err) => Err(format!("product {id}: {err}")),
+    };
+    (outcome, took)
+}
+
 #[tokio::test]
 async fn with_a_wrong_redis_password_the_api_serves_from_the_database_and_recovers_when_it_is_fixed()
  {
@@ -103,17 +123,12 @@ async fn redis_killed_during_a_load_of_reads_fails_no_read() {
                 let mut reads = 0u64;
                 let mut i = reader;
                 while started.elapsed() < RUN {
-                    let id = i % SEED.products as usize + 1;
-                    i += 1;
                     let was_down = redis_down.load(Ordering::SeqCst);
-                    let sent = Instant::now();
-                    let outcome = client.get(format!("{base}/api/products/{id}")).send().await;
-                    let took = sent.elapsed();
+                    let (outcome, took) = timed_product_read(&client, &base, i).await;
+                    i += 1;
                     reads += 1;
-                    match outcome {
-                        Ok(resp) if resp.status() == 200 => {}
-                        Ok(resp) => failures.push(format!("product {id}: {}", resp.status())),
-                        Err(err) => failures.push(format!("product {id}: {err}")),
+                    if let Err(failure) = outcome {
+                        failures.push(failure);
                     }
                     if was_down {
                         down_latencies.push(took);
@@ -244,20 +259,16 @@ async fn redis_restarted_after_a_long_downtime_fails_no_read_and_the_history_sho
                 let mut hits_after_restart = 0u64;
                 let mut i = reader;
                 while !stop.load(Ordering::SeqCst) {
-                    let id = i % SEED.products as usize + 1;
-                    i += 1;
                     let in_phase = phase.load(Ordering::SeqCst);
-                    let sent = Instant::now();
-                    let outcome = client.get(format!("{base}/api/products/{id}")).send().await;
-                    let took = sent.elapsed();
+                    let (outcome, took) = timed_product_read(&client, &base, i).await;
+                    i += 1;
                     match outcome {
-                        Ok(resp) if resp.status() == 200 => {
+                        Ok(resp) => {
                             if in_phase == 2 && x_cache(&resp) == "HIT" {
                                 hits_after_restart += 1;
                             }
                         }
-                        Ok(resp) => failures.push(format!("product {id}: {}", resp.status())),
-                        Err(err) => failures.push(format!("product {id}: {err}")),
+                        Err(failure) => failures.push(failure),
                     }
                     if in_phase == 1 {
                         down_latencies.push(took);
