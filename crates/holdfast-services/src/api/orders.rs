@@ -14,9 +14,7 @@ use super::ApiState;
 use super::extract::EntityId;
 use super::schemas::{NewOrderSchema, OrderSchema};
 use crate::http::located;
-use crate::problem::responses::{
-    BadGateway, BadRequest, NotFound, PayloadTooLarge, ServiceUnavailable, UnprocessableEntity,
-};
+use crate::problem::responses::{BadGateway, BodyProblems, ByIdProblems, ServiceUnavailable};
 use crate::problem::{ApiError, ApiJson};
 
 /// The orders routes.
@@ -51,9 +49,7 @@ fn unknown_product(id: i64) -> ApiError {
     request_body = NewOrderSchema,
     responses(
         (status = 201, description = "Created; Location names it", body = OrderSchema),
-        BadRequest,
-        PayloadTooLarge,
-        UnprocessableEntity,
+        BodyProblems,
         BadGateway,
         ServiceUnavailable,
     )
@@ -99,9 +95,7 @@ async fn create_order(
     params(("id" = i64, Path, description = "Order id")),
     responses(
         (status = 200, description = "The order", body = OrderSchema),
-        BadRequest,
-        NotFound,
-        ServiceUnavailable,
+        ByIdProblems,
     )
 )]
 async fn get_order(

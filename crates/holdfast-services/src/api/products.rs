@@ -13,7 +13,7 @@ use super::cached::{cached_response, load_error, read_by_id};
 use super::extract::{EntityId, RawQuery, bounded, page_limit, query};
 use super::schemas::CachedSchema;
 use crate::problem::ApiError;
-use crate::problem::responses::{BadRequest, NotFound, ServiceUnavailable};
+use crate::problem::responses::{BadRequest, ByIdProblems, ServiceUnavailable};
 
 /// Largest offset into the product list; beyond the seed data by far, and
 /// small enough that a page key stays short.
@@ -83,9 +83,7 @@ async fn list_products(
     params(("id" = i64, Path, description = "Product id")),
     responses(
         (status = 200, description = "The product, with its source; header X-Cache", body = CachedSchema),
-        BadRequest,
-        NotFound,
-        ServiceUnavailable,
+        ByIdProblems,
     )
 )]
 async fn get_product(

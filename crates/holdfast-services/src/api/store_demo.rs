@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 
 use super::ApiState;
 use crate::problem::ApiError;
-use crate::problem::responses::{BadRequest, Conflict, PayloadTooLarge, UnprocessableEntity};
+use crate::problem::responses::{BodyProblems, Conflict};
 
 /// The store demo's routes.
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
@@ -302,9 +302,7 @@ async fn store_leave(State(state): State<ApiState>) -> Result<Json<StoreFiguresS
     request_body(content = Option<SimulateSchema>, description = "Optional; `customers` defaults to 10"),
     responses(
         (status = 200, description = "The figures after the simulation", body = StoreFiguresSchema),
-        BadRequest,
-        PayloadTooLarge,
-        UnprocessableEntity,
+        BodyProblems,
     )
 )]
 async fn store_simulate(

@@ -17,7 +17,8 @@ use super::extract::{EntityId, RawQuery, page_limit, query};
 use super::schemas::{CachedSchema, NewUserSchema, UpdateUserSchema, UserSchema};
 use crate::http::located;
 use crate::problem::responses::{
-    BadRequest, Conflict, NotFound, PayloadTooLarge, ServiceUnavailable, UnprocessableEntity,
+    BadRequest, ByIdProblems, Conflict, NotFound, PayloadTooLarge, ServiceUnavailable,
+    UnprocessableEntity,
 };
 use crate::problem::{ApiError, ApiJson};
 
@@ -57,9 +58,7 @@ fn search_text(raw: Option<String>) -> Result<String, ApiError> {
     params(("id" = i64, Path, description = "User id")),
     responses(
         (status = 200, description = "The user, with its source; header X-Cache", body = CachedSchema),
-        BadRequest,
-        NotFound,
-        ServiceUnavailable,
+        ByIdProblems,
     )
 )]
 async fn get_user(

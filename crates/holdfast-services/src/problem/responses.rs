@@ -44,6 +44,32 @@ pub type ServiceUnavailable = ProblemResponse<503>;
 /// 504: no answer before the deadline.
 pub type GatewayTimeout = ProblemResponse<504>;
 
+/// What an operation that reads a JSON body can be refused with: 400
+/// (syntax), 413 (size) and 422 (content).
+pub struct BodyProblems;
+
+/// What a read of one resource by id can fail with: 400 (a bad id), 404
+/// and 503 (its source of truth unavailable).
+pub struct ByIdProblems;
+
+impl IntoResponses for BodyProblems {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let mut responses = BadRequest::responses();
+        responses.extend(PayloadTooLarge::responses());
+        responses.extend(UnprocessableEntity::responses());
+        responses
+    }
+}
+
+impl IntoResponses for ByIdProblems {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let mut responses = BadRequest::responses();
+        responses.extend(NotFound::responses());
+        responses.extend(ServiceUnavailable::responses());
+        responses
+    }
+}
+
 impl<const STATUS: u16> ProblemResponse<STATUS> {
     /// What the status means in holdfast's services, for the document.
     fn description() -> &'static str {
@@ -98,6 +124,14 @@ impl<const STATUS: u16> IntoResponses for ProblemResponse<STATUS> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_group_documents_each_of_its_statuses() {
+        let body: Vec<String> = BodyProblems::responses().into_keys().collect();
+        assert_eq!(body, ["400", "413", "422"]);
+        let by_id: Vec<String> = ByIdProblems::responses().into_keys().collect();
+        assert_eq!(by_id, ["400", "404", "503"]);
+    }
 
     #[test]
     fn each_response_documents_its_status_body_and_retry_after() {
