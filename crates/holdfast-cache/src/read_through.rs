@@ -443,7 +443,16 @@ impl ReadThrough {
                     epoch: inner.epoch.load(Ordering::SeqCst),
                     fill,
                 };
-                inner.redis.tasks().spawn(task.run(load(), sender));
+                // After the role has drained nobody waits for a load: it
+                // ends when the owner stops rather than hold the stop up.
+                let tasks = inner.redis.tasks().clone();
+                let load = task.run(load(), sender);
+                inner.redis.tasks().spawn(async move {
+                    tokio::select! {
+                        () = load => {}
+                        () = tasks.stopping() => {}
+                    }
+                });
                 receiver
             }
         };

@@ -1,6 +1,7 @@
 //! Durations in scenario files, written as people write them (`250ms`,
-//! `2s`, `5m`): read with [`holdfast_core::parse_duration`], written back
-//! in milliseconds so that what is written reads back the same.
+//! `2s`, `5m`): read with [`holdfast_core::parse_duration`], written with
+//! [`holdfast_core::format_duration`], so what is written reads back the
+//! same.
 //!
 //! Used as `#[serde(with = "crate::durations::text")]`, or
 //! `crate::durations::optional_text` for an optional one.
@@ -10,7 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serializer};
 
 fn to_text(duration: &Duration) -> String {
-    format!("{}ms", duration.as_secs_f64() * 1000.0)
+    holdfast_core::format_duration(*duration)
 }
 
 fn from_text<E: serde::de::Error>(raw: &str) -> Result<Duration, E> {

@@ -26,9 +26,39 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("not a duration: {raw:?}"))
 }
 
+/// Writes a duration the way [`parse_duration`] reads it back as the same
+/// value: `5s` for whole seconds, `250ms` for whole milliseconds, else
+/// fractional milliseconds (`1.5ms`).
+pub fn format_duration(duration: Duration) -> String {
+    if duration.subsec_nanos() == 0 {
+        format!("{}s", duration.as_secs())
+    } else if duration.subsec_nanos().is_multiple_of(1_000_000) {
+        format!("{}ms", duration.as_millis())
+    } else {
+        format!("{}ms", duration.as_nanos() as f64 / 1e6)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_written_duration_reads_back_as_the_same_value() {
+        for duration in [
+            Duration::ZERO,
+            Duration::from_micros(250),
+            Duration::from_micros(1500),
+            Duration::from_millis(50),
+            Duration::from_millis(1500),
+            Duration::from_secs(360),
+        ] {
+            let text = format_duration(duration);
+            assert_eq!(parse_duration(&text), Ok(duration), "{text}");
+        }
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(format_duration(Duration::from_secs(5)), "5s");
+    }
 
     #[test]
     fn durations_parse_in_common_units() {

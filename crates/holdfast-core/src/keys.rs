@@ -20,6 +20,10 @@ pub struct Topic(String);
 pub struct TopicError(String);
 
 impl Topic {
+    /// Partitions of a topic unless configured otherwise (callers and
+    /// workers must agree).
+    pub const DEFAULT_PARTITIONS: u16 = 1;
+
     /// Validates a topic name.
     pub fn parse(name: &str) -> Result<Self, TopicError> {
         let ok = !name.is_empty()

@@ -18,7 +18,7 @@ pub mod problem;
 
 pub use calendar::civil_date;
 pub use deadline::Deadline;
-pub use duration::parse_duration;
+pub use duration::{format_duration, parse_duration};
 pub use envelope::{Envelope, EnvelopeError, Kind, PROTOCOL_VERSION, Reply, ReplyStatus, fields};
 pub use ids::{RequestId, RequestIdError};
 pub use keys::{Keys, Topic, TopicError};

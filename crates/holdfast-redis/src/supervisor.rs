@@ -311,9 +311,16 @@ impl Redis {
         }
         if let Some(conn) = self.inner.conn.read().expect("conn lock poisoned").clone() {
             let script = script.clone();
+            let timeout = self.inner.cfg.command_timeout;
+            let tasks = self.inner.tasks.clone();
+            // Bounded by the command timeout and by the owner's stop; a
+            // script not loaded now is loaded on the next connect.
             self.inner.tasks.spawn(async move {
                 let mut conn = conn;
-                let _ = script.load_async(&mut conn).await;
+                tokio::select! {
+                    _ = tokio::time::timeout(timeout, script.load_async(&mut conn)) => {}
+                    () = tasks.stopping() => {}
+                }
             });
         }
     }

@@ -156,7 +156,11 @@ async fn record_metrics(req: Request, next: Next) -> Response {
 /// How long a stopping role waits for its background tasks (Redis
 /// supervisor, reply reader, cache listeners and loads, admin listener)
 /// once it has stopped serving.
-pub const TASK_GRACE: Duration = Duration::from_secs(5);
+/// Every such task watches the stop token, so this is only reached by one
+/// that is stuck; it stays well under the 5 s a supervisor (the chaos
+/// stack, an orchestrator's termination grace) allows between SIGTERM and
+/// SIGKILL.
+pub const TASK_GRACE: Duration = Duration::from_secs(2);
 
 /// Asks a role's background tasks to stop and waits for them, at most
 /// [`TASK_GRACE`]; a task still running then is logged and left to end with
@@ -173,14 +177,21 @@ pub async fn stop_tasks(role: &'static str, tasks: &Tasks) {
 }
 
 /// Serves an admin listener as one of `tasks`, until they are asked to
-/// stop; a failure is logged (the role goes on without its probes).
-pub fn serve_admin(listener: TcpListener, router: Router, tasks: &Tasks) {
+/// stop. A failure is logged at once (the role goes on without its
+/// probes); the handle gives it to whoever wants to report it at the end.
+pub fn serve_admin(
+    listener: TcpListener,
+    router: Router,
+    tasks: &Tasks,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
     let stop = tasks.stop_token();
     tasks.spawn(async move {
-        if let Err(err) = serve(listener, router, stop.cancelled_owned()).await {
+        let served = serve(listener, router, stop.cancelled_owned()).await;
+        if let Err(err) = &served {
             tracing::error!(error = %err, "the admin listener failed");
         }
-    });
+        served
+    })
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets

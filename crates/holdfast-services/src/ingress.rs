@@ -111,7 +111,7 @@ impl IngressSettings {
             admin_listen: Some(Self::DEFAULT_ADMIN_LISTEN),
             redis,
             keys: Keys::default(),
-            partitions: 1,
+            partitions: Topic::DEFAULT_PARTITIONS,
             topic: Topic::parse(Self::DEFAULT_TOPIC).expect("the default topic is valid"),
             default_timeout: Self::DEFAULT_TIMEOUT,
             max_timeout: Self::DEFAULT_MAX_TIMEOUT,

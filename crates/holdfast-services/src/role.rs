@@ -112,7 +112,9 @@ impl RoleListeners {
         shutdown: CancellationToken,
     ) -> std::io::Result<()> {
         if let Some(admin) = self.admin.take() {
-            serve_admin(admin, admin_router(health), &self.tasks);
+            // A failure of the admin listener is logged by it; the role's
+            // result is its public listener's, as before the split.
+            let _admin = serve_admin(admin, admin_router(health), &self.tasks);
         }
         let draining = self.draining();
         self.serve_until(role, app, async move {

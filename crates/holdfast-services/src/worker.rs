@@ -188,9 +188,14 @@ impl<H: Handler> WorkerRole<H> {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
         let health: Arc<dyn HealthCheck> = self.health;
         // The admin listener stays up through the drain so probes see it.
-        serve_admin(self.admin, admin_router(health), &self.tasks);
+        let admin = serve_admin(self.admin, admin_router(health), &self.tasks);
         self.worker.run(shutdown).await;
         stop_tasks("worker", &self.tasks).await;
+        // The admin listener is one of the tasks, so it has ended by now
+        // unless it was stuck past the grace period.
+        if admin.is_finished() {
+            admin.await.map_err(std::io::Error::other)??;
+        }
         Ok(())
     }
 }

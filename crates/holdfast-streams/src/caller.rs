@@ -58,7 +58,7 @@ impl CallerConfig {
         Self {
             keys,
             caller_id: format!("{}-{}", std::process::id(), RequestId::new()),
-            partitions: 1,
+            partitions: Topic::DEFAULT_PARTITIONS,
             reply_ttl: Duration::from_secs(60),
             block: Duration::from_secs(2),
             job_ttl: Duration::from_secs(24 * 3600),

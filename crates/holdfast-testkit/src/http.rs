@@ -8,7 +8,7 @@
 use serde_json::Value;
 
 /// The media type of every error answer of the roles and the chaos API.
-pub const PROBLEM_JSON: &str = "application/problem+json";
+pub use holdfast_core::PROBLEM_JSON;
 
 /// `GET url`.
 ///

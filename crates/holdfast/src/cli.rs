@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use holdfast_core::Keys;
+use holdfast_core::{Keys, Topic};
 use holdfast_redis::RedisConfig;
 use holdfast_services::api::{ApiSettings, DatabaseUrl};
 use holdfast_services::exporter::ExporterSettings;
@@ -71,7 +71,7 @@ pub struct RedisArgs {
     #[arg(long, env = "HOLDFAST_KEY_PREFIX", default_value = Keys::DEFAULT_PREFIX)]
     pub key_prefix: String,
     /// Partitions per topic (callers and workers must agree).
-    #[arg(long, env = "HOLDFAST_PARTITIONS", default_value_t = 1)]
+    #[arg(long, env = "HOLDFAST_PARTITIONS", default_value_t = Topic::DEFAULT_PARTITIONS)]
     pub partitions: u16,
 }
 
@@ -375,13 +375,7 @@ pub const fn loopback(port: u16) -> SocketAddr {
 /// A duration as a flag's default is written (`250ms`, `5s`), read back by
 /// [`parse_duration`] as the same value, so a default written once as a
 /// `Duration` constant shows in `--help` as people write it.
-pub fn duration_text(duration: Duration) -> String {
-    if duration.subsec_nanos() == 0 {
-        format!("{}s", duration.as_secs())
-    } else {
-        format!("{}ms", duration.as_millis())
-    }
-}
+pub use holdfast_core::format_duration as duration_text;
 
 // Command lines: a role's arguments written back as the flags that parse to
 // them. The chaos stack starts every role process through these, and the
@@ -436,10 +430,17 @@ impl CommandLine {
     }
 }
 
-/// The arguments of `holdfast <command>` with nothing given but what the
-/// environment sets: the defaults a role would start with.
+/// The arguments of `holdfast <command>` with no flag given and no
+/// environment variable read: the role's built-in defaults.
 fn defaults_of<T: FromArgMatches>(command: &str) -> Result<T, clap::Error> {
-    let matches = Cli::command().try_get_matches_from(["holdfast", command])?;
+    // This process's environment (a DATABASE_URL in the shell of a person
+    // running `chaos run`) belongs to this process, not to the roles it
+    // starts, which get every value on their command line.
+    let matches = Cli::command()
+        .mut_subcommand(command, |role| {
+            role.mut_args(|arg| arg.env(None::<&'static str>))
+        })
+        .try_get_matches_from(["holdfast", command])?;
     match matches.subcommand() {
         Some((name, args)) if name == command => T::from_arg_matches(args),
         _ => Err(clap::Error::raw(
@@ -450,7 +451,7 @@ fn defaults_of<T: FromArgMatches>(command: &str) -> Result<T, clap::Error> {
 }
 
 impl WorkerArgs {
-    /// What `holdfast worker` runs with when given no flags.
+    /// What `holdfast worker` runs with when given no flags and no environment variables.
     pub fn defaults() -> Result<Self, clap::Error> {
         defaults_of("worker")
     }
@@ -473,7 +474,7 @@ impl WorkerArgs {
 }
 
 impl IngressArgs {
-    /// What `holdfast ingress` runs with when given no flags.
+    /// What `holdfast ingress` runs with when given no flags and no environment variables.
     pub fn defaults() -> Result<Self, clap::Error> {
         defaults_of("ingress")
     }
@@ -493,7 +494,7 @@ impl IngressArgs {
 }
 
 impl ApiArgs {
-    /// What `holdfast api` runs with when given no flags.
+    /// What `holdfast api` runs with when given no flags and no environment variables.
     pub fn defaults() -> Result<Self, clap::Error> {
         defaults_of("api")
     }

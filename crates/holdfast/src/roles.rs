@@ -7,9 +7,9 @@ use anyhow::{Context, Result};
 use holdfast_core::{Keys, Topic};
 use holdfast_redis::local::{LocalRedis, LocalRedisOptions};
 use holdfast_redis::{Redis, RedisConfig};
+use holdfast_resilience::Tasks;
 use holdfast_services::api::{Api, ApiSettings, DatabaseUrl};
 use holdfast_services::exporter::{Exporter, ExporterSettings};
-use holdfast_services::http::StackConfig;
 use holdfast_services::ingress::{Ingress, IngressSettings};
 use holdfast_services::worker::{WorkerRole, WorkerSettings};
 use holdfast_streams::{Admin, WorkerConfig};
@@ -25,9 +25,13 @@ use crate::cli::{
 /// stopped, so their final figures are not lost.
 struct Sink {
     stop: CancellationToken,
-    redis_stop: CancellationToken,
+    /// The owner of the sink's own Redis handle, stopped after the flush.
+    redis_tasks: Tasks,
     task: tokio::task::JoinHandle<()>,
 }
+
+/// How long a command or the sink waits for its Redis handle's tasks.
+const REDIS_TASKS_GRACE: Duration = Duration::from_secs(2);
 
 impl Sink {
     /// Runs `role`, started with `redis` and `metrics`, with its sink
@@ -53,8 +57,8 @@ impl Sink {
             return Ok(None);
         }
         // Its own Redis handle, stopped only after the last flush.
-        let redis_stop = CancellationToken::new();
-        let handle = Redis::start(redis, redis_stop.clone())
+        let redis_tasks = Tasks::new();
+        let handle = Redis::start(redis, &redis_tasks)
             .context("invalid Redis settings for the metrics sink")?;
         let cfg = holdfast_telemetry::sink::SinkConfig {
             prefix: key_prefix.to_owned(),
@@ -73,7 +77,7 @@ impl Sink {
         );
         Ok(Some(Sink {
             stop,
-            redis_stop,
+            redis_tasks,
             task,
         }))
     }
@@ -83,7 +87,7 @@ impl Sink {
         if let Some(sink) = sink {
             sink.stop.cancel();
             let _ = sink.task.await;
-            sink.redis_stop.cancel();
+            sink.redis_tasks.stop_and_wait(REDIS_TASKS_GRACE).await;
         }
     }
 }
@@ -108,11 +112,7 @@ pub fn ingress_settings(args: &IngressArgs) -> Result<IngressSettings> {
     settings.topic = topic(&args.topic)?;
     settings.default_timeout = args.default_timeout;
     settings.backlog_limit = (args.backlog_limit > 0).then_some(args.backlog_limit);
-    settings.stack = StackConfig {
-        body_limit: args.body_limit,
-        timeout: settings.max_timeout + Duration::from_secs(1),
-        ..StackConfig::default()
-    };
+    settings.stack = IngressSettings::stack_for(settings.max_timeout, args.body_limit);
     Ok(settings)
 }
 
@@ -126,10 +126,7 @@ pub fn api_settings(args: &ApiArgs) -> ApiSettings {
     settings.cache.prefix = args.redis.key_prefix.clone();
     settings.cache.ttl = args.cache_ttl;
     settings.warm_products = args.warm_products;
-    settings.stack = StackConfig {
-        body_limit: args.body_limit,
-        ..StackConfig::default()
-    };
+    settings.stack.body_limit = args.body_limit;
     settings
 }
 
@@ -450,8 +447,8 @@ pub async fn dead_letters(cmd: DeadLetterCommand) -> Result<()> {
         | DeadLetterCommand::Replay { redis, topic, .. }
         | DeadLetterCommand::Purge { redis, topic } => (redis.clone(), topic.clone()),
     };
-    let shutdown = CancellationToken::new();
-    let redis = Redis::start(redis_config(&redis_args), shutdown.clone())?;
+    let tasks = Tasks::new();
+    let redis = Redis::start(redis_config(&redis_args), &tasks)?;
     anyhow::ensure!(
         redis.wait_ready(Duration::from_secs(5)).await,
         "could not connect to {}",
@@ -478,7 +475,7 @@ pub async fn dead_letters(cmd: DeadLetterCommand) -> Result<()> {
             println!("purged {n} dead letter(s)");
         }
     }
-    shutdown.cancel();
+    tasks.stop_and_wait(REDIS_TASKS_GRACE).await;
     Ok(())
 }
 

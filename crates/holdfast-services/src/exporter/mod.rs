@@ -89,7 +89,7 @@ impl ExporterSettings {
             redis,
             keys: Keys::default(),
             topics: None,
-            partitions: 1,
+            partitions: Topic::DEFAULT_PARTITIONS,
             stack: StackConfig::default(),
         }
     }

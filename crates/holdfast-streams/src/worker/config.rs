@@ -58,7 +58,7 @@ impl WorkerConfig {
         Self {
             keys,
             topic,
-            partitions: 1,
+            partitions: Topic::DEFAULT_PARTITIONS,
             consumer: default_consumer_name(),
             concurrency: Self::DEFAULT_CONCURRENCY,
             claim_timeout: Self::DEFAULT_CLAIM_TIMEOUT,

@@ -91,7 +91,7 @@ impl TestExporter {
         )
     }
 
-    /// Starts the seed weather worker on `topic` with its admin listener,
+    /// Starts the weather demo's worker on `topic` with its admin listener,
     /// sharing the exporter's Redis and prefix.
     pub async fn spawn_worker(&self, topic: &str) -> RunningWorker {
         let settings = worker::settings(self.redis.server.url(), self.keys.clone(), topic);

@@ -14,7 +14,7 @@ use super::worker::{self, RunningWorker};
 use super::{local_url, loopback};
 use crate::{LocalRedis, test_prefix};
 
-/// A forecast request body the seed worker answers.
+/// A forecast request body the weather demo's worker answers.
 pub const NEW_YORK: &str = r#"{"city": "New York", "location": "Downtown"}"#;
 
 /// How long the workers of these tests wait before they claim an entry a
@@ -88,7 +88,7 @@ impl TestIngress {
         settings
     }
 
-    /// Starts the seed weather worker.
+    /// Starts the weather demo's worker.
     pub async fn spawn_worker(&self) -> RunningWorker {
         worker::spawn(self.worker_settings(), self.shutdown.child_token()).await
     }

@@ -40,7 +40,7 @@ pub fn settings(redis_url: String, keys: Keys, topic: &str) -> WorkerSettings {
     }
 }
 
-/// Builds the seed weather worker with `settings` and runs it until
+/// Builds the weather demo's worker with `settings` and runs it until
 /// `shutdown` is cancelled.
 ///
 /// # Panics

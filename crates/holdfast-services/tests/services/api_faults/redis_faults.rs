@@ -226,7 +226,7 @@ async fn with_redis_unreachable_at_start_the_api_serves_from_the_database_and_us
     assert_eq!(body["source"], "cache");
 }
 
-/// How long Redis stays down in the restart test: the seed's scenario is
+/// How long Redis stays down in the restart test: the full scenario is
 /// 45 s; CI shortens it (set `HOLDFAST_TEST_REDIS_DOWNTIME_SECS=45` for
 /// the full one).
 fn redis_downtime() -> Duration {
