@@ -5,17 +5,21 @@
 //! only when the dependencies this role needs answer (or a declared
 //! degraded mode is active); load balancers route by it. `/health` is the
 //! detailed JSON for people and the dashboard: Redis state, breaker,
-//! transition history and the role's own figures.
+//! transition history and the role's own figures. The admin listener also
+//! serves `/metrics` and `/logs` (this process's last log lines).
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use holdfast_redis::{ConnState, Redis};
 use serde_json::json;
+
+use crate::problem::ApiError;
 
 /// What a role says about its health.
 pub trait HealthCheck: Send + Sync + 'static {
@@ -82,7 +86,44 @@ pub fn health_routes(health: Health) -> Router {
         .with_state(health)
 }
 
-/// The admin listener's router: health plus `/metrics`.
+/// What `/logs` may be asked for.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogsQuery {
+    /// Most lines returned (default and cap: all that are kept).
+    limit: Option<usize>,
+    /// The least severe level returned: `error`, `warn`, `info` (default:
+    /// every level the process logs).
+    level: Option<String>,
+}
+
+/// `GET /logs`: the last lines this process logged, oldest first, as
+/// `{"lines": [{"at_unix_ms", "level", "target", "text"}]}`.
+async fn logs(query: Result<Query<LogsQuery>, QueryRejection>) -> Result<Response, ApiError> {
+    let Query(query) =
+        query.map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))?;
+    let level = match query.level.as_deref() {
+        None => tracing::Level::TRACE,
+        Some(text) => text.parse().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_level",
+                format!("level {text:?} is not one of error, warn, info, debug, trace"),
+            )
+        })?,
+    };
+    let limit = query.limit.unwrap_or(usize::MAX);
+    let lines = holdfast_telemetry::recent_logs::recent_logs().last(limit, level);
+    Ok(Json(json!({ "lines": lines })).into_response())
+}
+
+/// `/logs`: this process's last log lines.
+pub fn logs_routes() -> Router {
+    Router::new().route("/logs", get(logs))
+}
+
+/// The admin listener's router: health, `/metrics` and `/logs`.
 pub fn admin_router(health: Health) -> Router {
-    health_routes(health).route("/metrics", get(metrics))
+    health_routes(health)
+        .route("/metrics", get(metrics))
+        .merge(logs_routes())
 }

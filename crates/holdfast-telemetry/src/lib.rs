@@ -20,6 +20,7 @@ pub mod aggregate;
 pub mod exposition;
 mod layout;
 pub mod otel;
+pub mod recent_logs;
 pub mod registry;
 pub mod sink;
 
@@ -90,13 +91,17 @@ impl LogFormat {
 }
 
 /// Installs the global tracing subscriber; `RUST_LOG` filters (default
-/// `default_filter`, such as `info`). Calling it twice is harmless. With
+/// `default_filter`, such as `info`). What passes the filter is written to
+/// stderr and kept in [`recent_logs::recent_logs`]. Calling it twice is
+/// harmless. With
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are also exported: see [`otel`].
 pub fn init_tracing(format: LogFormat, default_filter: &str) {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    // What passes the filter is also kept for the admin `/logs` endpoint.
+    let recent = recent_logs::RecentLogsLayer::new(recent_logs::recent_logs());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -107,8 +112,14 @@ pub fn init_tracing(format: LogFormat, default_filter: &str) {
             .with_current_span(true)
             .finish()
             .with(otel::layer())
+            .with(recent)
             .try_init(),
-        LogFormat::Pretty => builder.compact().finish().with(otel::layer()).try_init(),
+        LogFormat::Pretty => builder
+            .compact()
+            .finish()
+            .with(otel::layer())
+            .with(recent)
+            .try_init(),
     };
 }
 

@@ -47,7 +47,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use scrape::Scraper;
 
-use crate::health::{Health, HealthCheck, health_routes};
+use crate::health::{Health, HealthCheck, health_routes, logs_routes};
 use crate::http::{StackConfig, stack};
 use crate::role::RoleListeners;
 use crate::start::StartError;
@@ -171,13 +171,15 @@ impl Exporter {
         &self.redis
     }
 
-    /// `/metrics` and `/health*` behind the shared middleware stack.
+    /// `/metrics`, `/health*` and `/logs` behind the shared middleware stack.
     pub fn router(&self) -> Router {
         let metrics = Router::new()
             .route("/metrics", get(metrics))
             .with_state(self.scraper.clone());
         stack(
-            health_routes(self.health.clone()).merge(metrics),
+            health_routes(self.health.clone())
+                .merge(metrics)
+                .merge(logs_routes()),
             self.listeners.stack(),
         )
     }

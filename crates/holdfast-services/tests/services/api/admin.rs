@@ -54,3 +54,40 @@ async fn requests_are_timed_and_errors_counted_under_the_metrics_demo_names() {
         "explicit buckets in seconds: {after}"
     );
 }
+
+#[tokio::test]
+async fn the_admin_listener_serves_the_last_log_lines_filtered_by_level() {
+    use holdfast_telemetry::recent_logs::{LogLine, recent_logs};
+    let app = spawn_api(|_| {}).await;
+    // What the process's tracing layer would keep; pushed directly because
+    // a test binary installs no global subscriber.
+    let marker = format!("admin logs test {}", std::process::id());
+    for (level, text) in [("info", "an info line"), ("warn", marker.as_str())] {
+        recent_logs().push(LogLine {
+            at_unix_ms: 1,
+            level,
+            target: "test".into(),
+            text: text.into(),
+        });
+    }
+
+    let url = format!("{}/logs?level=warn", app.admin);
+    let body = holdfast_testkit::http::get_json(&app.client, &url).await;
+    let lines = body["lines"].as_array().expect("lines");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["text"] == marker.as_str() && l["level"] == "warn"),
+        "{body}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["level"] == "warn" || l["level"] == "error"),
+        "{body}"
+    );
+
+    let refused =
+        holdfast_testkit::http::get(&app.client, &format!("{}/logs?level=loud", app.admin)).await;
+    holdfast_testkit::http::problem(refused, 400, "invalid_level").await;
+}
