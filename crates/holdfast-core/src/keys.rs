@@ -141,14 +141,30 @@ impl Keys {
     /// A `SCAN MATCH` pattern for the request streams of every topic and
     /// partition (glob characters of the prefix are escaped).
     pub fn request_stream_pattern(&self) -> String {
-        let mut pattern = String::with_capacity(self.prefix.len() + 8);
+        self.prefix_pattern(":{*}:req")
+    }
+
+    /// The registry entry of one running instance of a role:
+    /// `{prefix}:instance:{id}` (a string with a short TTL).
+    pub fn instance(&self, id: &str) -> String {
+        format!("{}:instance:{id}", self.prefix)
+    }
+
+    /// A `SCAN MATCH` pattern for every registry entry under this prefix.
+    pub fn instance_pattern(&self) -> String {
+        self.prefix_pattern(":instance:*")
+    }
+
+    /// The prefix with glob characters escaped, then `rest` as written.
+    fn prefix_pattern(&self, rest: &str) -> String {
+        let mut pattern = String::with_capacity(self.prefix.len() + rest.len() + 2);
         for c in self.prefix.chars() {
             if matches!(c, '*' | '?' | '[' | ']' | '\\') {
                 pattern.push('\\');
             }
             pattern.push(c);
         }
-        pattern.push_str(":{*}:req");
+        pattern.push_str(rest);
         pattern
     }
 

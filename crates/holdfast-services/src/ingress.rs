@@ -432,14 +432,15 @@ impl Ingress {
     /// # Errors
     /// A listener cannot be bound, or the Redis settings are unusable.
     pub async fn build(settings: IngressSettings) -> Result<Self, StartError> {
-        let listeners = RoleListeners::bind(
+        let mut listeners = RoleListeners::bind(
             settings.listen,
             settings.admin_listen,
             settings.stack.clone(),
         )
         .await?;
+        let redis = Redis::start(settings.redis.clone(), listeners.tasks())?;
+        listeners.announce("ingress", &redis, &settings.keys);
         let tasks = listeners.tasks();
-        let redis = Redis::start(settings.redis.clone(), tasks)?;
         let mut caller_cfg = CallerConfig::new(settings.keys.clone());
         caller_cfg.partitions = settings.partitions;
         caller_cfg.backlog_limit = settings.backlog_limit;

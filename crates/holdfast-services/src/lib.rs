@@ -14,6 +14,8 @@
 //!   OpenAPI responses), health endpoints and `/metrics`;
 //! - [`start`]: why a role could not start; `role`: the listeners and
 //!   background tasks that every role serving HTTP is built on;
+//! - [`registry`]: every role process announces itself in Redis (role,
+//!   instance, admin URL), so the dashboard can find it;
 //! - [`weather`]: the weather demo's domain (request validation and a
 //!   deterministic fake forecast).
 
@@ -25,6 +27,7 @@ pub mod health;
 pub mod http;
 pub mod ingress;
 pub mod problem;
+pub mod registry;
 mod role;
 pub mod start;
 pub mod warm_up;

@@ -15,12 +15,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
+use holdfast_core::Keys;
+use holdfast_redis::Redis;
 use holdfast_resilience::Tasks;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::health::{Health, admin_router};
 use crate::http::{StackConfig, serve, serve_admin, stop_tasks};
+use crate::registry::{self, Instance, Registration};
 use crate::start::{StartError, bind};
 
 /// A role's bound listeners, the limits of its public one, and its tasks.
@@ -37,6 +40,8 @@ pub(crate) struct RoleListeners {
     /// caches, the admin listener); stopped and awaited once the public
     /// listener has drained.
     tasks: Tasks,
+    /// The role's entry in the instance registry, deleted after the drain.
+    registration: Option<Registration>,
 }
 
 impl RoleListeners {
@@ -63,12 +68,27 @@ impl RoleListeners {
             stack,
             draining: Arc::new(AtomicBool::new(false)),
             tasks: Tasks::new(),
+            registration: None,
         })
     }
 
     /// The owner of the role's background tasks.
     pub(crate) fn tasks(&self) -> &Tasks {
         &self.tasks
+    }
+
+    /// Announces this role in the instance registry under `keys`, as one
+    /// of its tasks; without an admin listener, the public one (which
+    /// serves `/health*` too) is given as its admin URL.
+    pub(crate) fn announce(&mut self, role: &str, redis: &Redis, keys: &Keys) {
+        let public = self.listener.local_addr().ok();
+        let admin = self
+            .admin
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .or(public);
+        let instance = Instance::new(role, admin, public);
+        self.registration = Some(registry::register(redis, keys, instance, &self.tasks));
     }
 
     /// Limits of the public listener.
@@ -138,6 +158,9 @@ impl RoleListeners {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let result = serve(self.listener, app, shutdown).await;
+        if let Some(registration) = self.registration {
+            registration.leave().await;
+        }
         stop_tasks(role, &self.tasks).await;
         result
     }

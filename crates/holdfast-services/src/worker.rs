@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::health::{HealthCheck, admin_router, redis_not_ready};
 use crate::http::{every_interface, serve_admin, stop_tasks};
+use crate::registry::{self, Instance, Registration};
 use crate::start::{StartError, bind};
 use crate::weather::{EffectLedger, WeatherHandler};
 
@@ -107,6 +108,8 @@ pub struct WorkerRole<H> {
     /// The owner of the Redis supervisor and the admin listener; stopped
     /// and awaited after the drain.
     tasks: Tasks,
+    /// The worker's entry in the instance registry, deleted after the drain.
+    registration: Registration,
 }
 
 impl WorkerRole<WeatherHandler> {
@@ -151,6 +154,8 @@ impl<H: Handler> WorkerRole<H> {
         let admin = bind(settings.admin_listen).await?;
         let tasks = Tasks::new();
         let redis = Redis::start(settings.redis.clone(), &tasks)?;
+        let instance = Instance::new("worker", admin.local_addr().ok(), None);
+        let registration = registry::register(&redis, &settings.worker.keys, instance, &tasks);
         let handler = make(&redis);
         let worker = Worker::new(redis.clone(), settings.worker.clone(), handler);
         let health = Arc::new(WorkerHealth {
@@ -165,6 +170,7 @@ impl<H: Handler> WorkerRole<H> {
             worker,
             health,
             tasks,
+            registration,
         })
     }
 
@@ -190,6 +196,7 @@ impl<H: Handler> WorkerRole<H> {
         // The admin listener stays up through the drain so probes see it.
         let admin = serve_admin(self.admin, admin_router(health), &self.tasks);
         self.worker.run(shutdown).await;
+        self.registration.leave().await;
         stop_tasks("worker", &self.tasks).await;
         // The admin listener is one of the tasks, so it has ended by now
         // unless it was stuck past the grace period.

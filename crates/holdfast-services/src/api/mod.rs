@@ -56,7 +56,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use holdfast_cache::ReadThrough;
-use holdfast_core::metric_names;
+use holdfast_core::{Keys, metric_names};
 use holdfast_redis::{Redis, RedisConfig};
 use holdfast_store::{Store, StoreError};
 use tokio_util::sync::CancellationToken;
@@ -302,7 +302,7 @@ impl Api {
     /// A listener cannot be bound, the database cannot be opened, migrated
     /// or seeded, or the Redis or users client settings are unusable.
     pub async fn build(settings: ApiSettings) -> Result<Self, StartError> {
-        let listeners = RoleListeners::bind(
+        let mut listeners = RoleListeners::bind(
             settings.listen,
             settings.admin_listen,
             settings.stack.clone(),
@@ -345,8 +345,9 @@ impl Api {
         let users_client = UsersClient::new(users_base, settings.users_client.clone())
             .map_err(StartError::UsersClient)?;
 
+        let redis = Redis::start(settings.redis.clone(), listeners.tasks())?;
+        listeners.announce("api", &redis, &Keys::new(settings.cache.prefix.clone()));
         let tasks = listeners.tasks();
-        let redis = Redis::start(settings.redis.clone(), tasks)?;
         let users = ReadThrough::new(redis.clone(), "users", settings.cache.clone());
         let products = ReadThrough::new(redis.clone(), "products", settings.cache.clone());
         let db = Arc::new(Mutex::new(DbStatus::up()));

@@ -141,8 +141,9 @@ pub struct Exporter {
 impl Exporter {
     /// Binds the listener (port 0 allowed) and starts connecting to Redis.
     pub async fn build(settings: ExporterSettings) -> Result<Self, StartError> {
-        let listeners = RoleListeners::bind(settings.listen, None, settings.stack).await?;
+        let mut listeners = RoleListeners::bind(settings.listen, None, settings.stack).await?;
         let redis = Redis::start(settings.redis, listeners.tasks())?;
+        listeners.announce("exporter", &redis, &settings.keys);
         let scraper = Arc::new(Scraper::new(
             redis.clone(),
             settings.keys,

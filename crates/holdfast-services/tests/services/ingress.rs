@@ -286,3 +286,52 @@ async fn with_redis_disabled_the_ingress_runs_and_answers_503_at_once() {
     let body: Value = ready.json().await.unwrap();
     assert_eq!(body["reasons"][0], "redis is disabled");
 }
+
+#[tokio::test]
+async fn running_roles_are_listed_in_the_registry_and_leave_it_when_they_stop() {
+    use holdfast_services::registry::instances;
+    let app = spawn_ingress(|_| {}).await;
+    let worker = app.spawn_worker().await;
+    let stop_reader = tokio_util::sync::CancellationToken::new();
+    let redis = holdfast_testkit::ready_redis(
+        holdfast_testkit::quick_redis_config(app.server.url()),
+        stop_reader.clone(),
+    )
+    .await;
+
+    holdfast_testkit::wait_until(Duration::from_secs(5), "both roles registered", || {
+        let redis = redis.clone();
+        let keys = app.keys.clone();
+        async move { instances(&redis, &keys).await.is_ok_and(|l| l.len() == 2) }
+    })
+    .await;
+    let listed = instances(&redis, &app.keys).await.expect("registry read");
+    let roles: Vec<&str> = listed.iter().map(|i| i.role.as_str()).collect();
+    assert_eq!(roles, ["ingress", "worker"], "{listed:?}");
+    assert_eq!(listed[0].admin_url.as_deref(), Some(app.admin.as_str()));
+    assert_eq!(listed[1].admin_url.as_deref(), Some(worker.admin.as_str()));
+    for instance in &listed {
+        let url = format!(
+            "{}/health/live",
+            instance.admin_url.as_deref().unwrap_or_default()
+        );
+        assert_eq!(
+            http::get(&app.client, &url).await.status(),
+            200,
+            "{instance:?}"
+        );
+    }
+
+    app.shutdown.cancel();
+    holdfast_testkit::wait_until(
+        Duration::from_secs(5),
+        "entries deleted on a clean stop",
+        || {
+            let redis = redis.clone();
+            let keys = app.keys.clone();
+            async move { instances(&redis, &keys).await.is_ok_and(|l| l.is_empty()) }
+        },
+    )
+    .await;
+    stop_reader.cancel();
+}
