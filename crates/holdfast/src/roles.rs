@@ -242,11 +242,17 @@ pub async fn exporter(args: ExporterArgs, shutdown: CancellationToken) -> Result
 /// metrics if it has one.
 fn print_http_role(labels: [&str; 3], (host, port): (IpAddr, u16), admin: Option<(IpAddr, u16)>) {
     let [role, swagger_ui, role_admin] = labels;
-    println!("  {role:<16}http://{host}:{port}");
-    println!("  {swagger_ui:<16}http://{host}:{port}/swagger-ui/");
+    let base = url(host, port);
+    println!("  {role:<16}{base}");
+    println!("  {swagger_ui:<16}{base}/swagger-ui/");
     if let Some((admin_host, admin_port)) = admin {
-        println!("  {role_admin:<16}http://{admin_host}:{admin_port}/metrics");
+        println!("  {role_admin:<16}{}/metrics", url(admin_host, admin_port));
     }
+}
+
+/// `http://host:port`, an IPv6 host in brackets.
+fn url(host: IpAddr, port: u16) -> String {
+    format!("http://{}", std::net::SocketAddr::new(host, port))
 }
 
 /// `holdfast up`: the demo stack in one process. Its roles are built from
@@ -361,10 +367,9 @@ pub async fn up(
     );
     for (n, w) in workers.iter().enumerate() {
         println!(
-            "  worker {} admin  http://{}:{}/health",
+            "  worker {} admin  {}/health",
             n + 1,
-            args.worker_admin_listen.ip(),
-            w.admin_port()
+            url(args.worker_admin_listen.ip(), w.admin_port())
         );
     }
     match &private {
@@ -376,12 +381,12 @@ pub async fn up(
     }
     println!();
     println!(
-        "  try: curl -s -X POST http://{host}:{}/WeatherForecast/city -H 'content-type: application/json' -d '{{\"city\": \"New York\", \"location\": \"Downtown\"}}'",
-        ingress.port()
+        "  try: curl -s -X POST {}/WeatherForecast/city -H 'content-type: application/json' -d '{{\"city\": \"New York\", \"location\": \"Downtown\"}}'",
+        url(host, ingress.port())
     );
     println!(
-        "  try: curl -si http://{api_host}:{}/api/products/500   (twice: first from the database, ~{} ms, then from the cache)",
-        api.port(),
+        "  try: curl -si {}/api/products/500   (twice: first from the database, ~{} ms, then from the cache)",
+        url(api_host, api.port()),
         args.products_db_delay.as_millis()
     );
     println!(
