@@ -7,6 +7,8 @@
 //!   and jobs;
 //! - [`worker`]: a stream worker role with the weather demo's handler and an
 //!   admin listener;
+//! - [`dashboard`]: the web overview of every registered instance (first
+//!   part of the dashboard);
 //! - [`exporter`]: one Prometheus endpoint for what lives in Redis: the
 //!   metric aggregates every role flushes, Redis essentials and topics;
 //! - [`http`], [`problem`], [`health`]: what every listener shares: one
@@ -22,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod dashboard;
 pub mod exporter;
 pub mod health;
 pub mod http;

@@ -10,6 +10,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use holdfast_core::{Keys, Topic};
 use holdfast_redis::RedisConfig;
 use holdfast_services::api::{ApiSettings, DatabaseUrl};
+use holdfast_services::dashboard::DashboardSettings;
 use holdfast_services::exporter::ExporterSettings;
 use holdfast_services::ingress::IngressSettings;
 use holdfast_services::worker::WorkerSettings;
@@ -40,6 +41,9 @@ pub enum Command {
     /// Prometheus endpoint for what lives in Redis: the metrics every role
     /// flushes, Redis essentials and every topic's backlog.
     Exporter(ExporterArgs),
+    /// The web dashboard: every registered instance of the stack with its
+    /// health and Redis state (overview; more views to come).
+    Dashboard(DashboardArgs),
     /// List, replay or purge a topic's dead letters.
     #[command(subcommand)]
     DeadLetters(DeadLetterCommand),
@@ -214,6 +218,16 @@ pub struct ExporterArgs {
     pub topics: Option<Vec<String>>,
 }
 
+/// `holdfast dashboard`.
+#[derive(Args, Debug, Clone)]
+pub struct DashboardArgs {
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    /// Listener for the pages, the JSON API and /health*.
+    #[arg(long, env = "HOLDFAST_LISTEN", default_value_t = DashboardSettings::DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+}
+
 /// `holdfast up`.
 #[derive(Args, Debug, Clone)]
 pub struct UpArgs {
@@ -243,6 +257,9 @@ pub struct UpArgs {
     /// Api admin listener.
     #[arg(long, default_value_t = loopback(ApiSettings::DEFAULT_ADMIN_PORT))]
     pub api_admin_listen: SocketAddr,
+    /// Dashboard listener.
+    #[arg(long, default_value_t = loopback(DashboardSettings::DEFAULT_PORT))]
+    pub dashboard_listen: SocketAddr,
     /// Database of the api (default: an SQLite file in a temporary
     /// directory, removed on exit).
     #[arg(long, env = "DATABASE_URL", value_parser = parse_database_url)]

@@ -43,6 +43,7 @@ async fn run(cli: cli::Cli) -> Result<()> {
         cli::Command::Ingress(args) => roles::ingress(args, shutdown).await,
         cli::Command::Worker(args) => roles::worker(args, shutdown).await,
         cli::Command::Exporter(args) => roles::exporter(args, shutdown).await,
+        cli::Command::Dashboard(args) => roles::dashboard(args, shutdown).await,
         cli::Command::DeadLetters(cmd) => roles::dead_letters(cmd).await,
         cli::Command::Bench(cmd) => bench::run(cmd).await,
         cli::Command::Load(args) => load_cmd::run(args, shutdown).await,

@@ -9,6 +9,7 @@ use holdfast_redis::local::{LocalRedis, LocalRedisOptions};
 use holdfast_redis::{Redis, RedisConfig};
 use holdfast_resilience::Tasks;
 use holdfast_services::api::{Api, ApiSettings, DatabaseUrl};
+use holdfast_services::dashboard::{Dashboard, DashboardSettings};
 use holdfast_services::exporter::{Exporter, ExporterSettings};
 use holdfast_services::ingress::{Ingress, IngressSettings};
 use holdfast_services::worker::{WorkerRole, WorkerSettings};
@@ -16,8 +17,8 @@ use holdfast_streams::{Admin, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
-    ApiArgs, DeadLetterCommand, ExporterArgs, IngressArgs, MetricsSinkArgs, RedisArgs, UpArgs,
-    WorkerArgs,
+    ApiArgs, DashboardArgs, DeadLetterCommand, ExporterArgs, IngressArgs, MetricsSinkArgs,
+    RedisArgs, UpArgs, WorkerArgs,
 };
 
 /// This process's metrics sink: flushes the process-wide registry to Redis
@@ -237,6 +238,24 @@ pub async fn exporter(args: ExporterArgs, shutdown: CancellationToken) -> Result
     Ok(())
 }
 
+/// Settings of the dashboard from its arguments.
+pub fn dashboard_settings(args: &DashboardArgs) -> DashboardSettings {
+    let mut settings = DashboardSettings::new(redis_config(&args.redis));
+    settings.listen = args.listen;
+    settings.keys = Keys::new(args.redis.key_prefix.clone());
+    settings
+}
+
+/// `holdfast dashboard`.
+pub async fn dashboard(args: DashboardArgs, shutdown: CancellationToken) -> Result<()> {
+    let dashboard = Dashboard::build(dashboard_settings(&args))
+        .await
+        .with_context(|| format!("could not start the dashboard on {}", args.listen))?;
+    tracing::info!(port = dashboard.port(), redis = %redact(&args.redis.redis_url), "dashboard listening");
+    dashboard.run_until_stopped(shutdown).await?;
+    Ok(())
+}
+
 /// The banner lines of an HTTP role of `up`, labelled by `labels`: where
 /// it answers (`host`, `port`), its Swagger UI, and its admin listener's
 /// metrics if it has one.
@@ -320,6 +339,16 @@ pub async fn up(
             args.api_listen, args.api_admin_listen
         )
     })?;
+    let mut dashboard_settings = DashboardSettings::new(redis.clone());
+    dashboard_settings.listen = args.dashboard_listen;
+    let dashboard = Dashboard::build(dashboard_settings)
+        .await
+        .with_context(|| {
+            format!(
+                "could not start the dashboard on {} (is another holdfast running?)",
+                args.dashboard_listen
+            )
+        })?;
     let mut workers = Vec::new();
     for n in 0..args.workers.max(1) {
         let mut admin = args.worker_admin_listen;
@@ -372,6 +401,10 @@ pub async fn up(
             url(args.worker_admin_listen.ip(), w.admin_port())
         );
     }
+    println!(
+        "  dashboard       {}/",
+        url(args.dashboard_listen.ip(), dashboard.port())
+    );
     match &private {
         Some(server) => println!(
             "  redis           redis://127.0.0.1:{} (private; stopped on exit)",
@@ -406,11 +439,15 @@ pub async fn up(
     for w in workers {
         workers_tasks.spawn(w.run_until_stopped(workers_stop.clone()));
     }
-    let (ingress_result, api_result) = tokio::join!(
+    let (ingress_result, api_result, dashboard_result) = tokio::join!(
         ingress.run_until_stopped(shutdown.clone()),
-        api.run_until_stopped(shutdown.clone())
+        api.run_until_stopped(shutdown.clone()),
+        dashboard.run_until_stopped(shutdown.clone())
     );
     workers_stop.cancel();
+    if let Err(err) = dashboard_result {
+        tracing::error!(%err, "the dashboard stopped with an error");
+    }
     if let Err(err) = ingress_result {
         tracing::error!(%err, "the ingress stopped with an error");
     }

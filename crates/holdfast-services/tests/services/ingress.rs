@@ -335,3 +335,59 @@ async fn running_roles_are_listed_in_the_registry_and_leave_it_when_they_stop() 
     .await;
     stop_reader.cancel();
 }
+
+#[tokio::test]
+async fn the_dashboard_overview_shows_every_registered_instance_with_its_health() {
+    use holdfast_services::dashboard::{Dashboard, DashboardSettings};
+    let app = spawn_ingress(|_| {}).await;
+    let _worker = app.spawn_worker().await;
+    let mut settings =
+        DashboardSettings::new(holdfast_testkit::quick_redis_config(app.server.url()));
+    settings.listen = "127.0.0.1:0".parse().unwrap();
+    settings.keys = app.keys.clone();
+    let dashboard = Dashboard::build(settings).await.expect("dashboard binds");
+    let base = format!("http://127.0.0.1:{}", dashboard.port());
+    tokio::spawn(dashboard.run_until_stopped(app.shutdown.child_token()));
+
+    let state_url = format!("{base}/api/dashboard/state");
+    holdfast_testkit::wait_until(Duration::from_secs(5), "three instances ready", || {
+        let client = app.client.clone();
+        let url = state_url.clone();
+        async move {
+            let state = http::get_json(&client, &url).await;
+            state["instances"]
+                .as_array()
+                .is_some_and(|list| list.len() == 3 && list.iter().all(|i| i["healthy"] == true))
+        }
+    })
+    .await;
+    let state = http::get_json(&app.client, &state_url).await;
+    let roles: Vec<&str> = state["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["role"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(roles, ["dashboard", "ingress", "worker"], "{state}");
+    let worker = &state["instances"][2];
+    assert_eq!(worker["redis_state"], "ready", "{state}");
+    assert_eq!(worker["terminals_total"], 16, "{state}");
+    assert_eq!(state["redis"], "ready", "{state}");
+    assert_eq!(state["registry_fresh"], true, "{state}");
+
+    let page = http::get(&app.client, &format!("{base}/")).await;
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = page.text().await.unwrap();
+    for text in ["ingress", "worker", "dashboard", "ready"] {
+        assert!(
+            html.contains(text),
+            "{text} missing from the overview:\n{html}"
+        );
+    }
+}
