@@ -21,8 +21,8 @@ use holdfast_resilience::Tasks;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::health::{Health, admin_router};
-use crate::http::{StackConfig, serve, serve_admin, stop_tasks};
+use crate::health::{Health, admin_router, health_routes, logs_routes};
+use crate::http::{StackConfig, serve, serve_admin, stack, stop_tasks};
 use crate::registry::{self, Instance, Registration};
 use crate::start::{StartError, bind};
 
@@ -94,6 +94,16 @@ impl RoleListeners {
     /// Limits of the public listener.
     pub(crate) fn stack(&self) -> &StackConfig {
         &self.stack
+    }
+
+    /// The router of a role with one listener (the exporter, the
+    /// dashboard): `routes`, `/health*` of `health` and `/logs`, inside
+    /// the middleware stack.
+    pub(crate) fn single_listener_router(&self, health: Health, routes: Router) -> Router {
+        stack(
+            health_routes(health).merge(logs_routes()).merge(routes),
+            &self.stack,
+        )
     }
 
     /// The flag [`Self::serve`] sets when the drain begins.

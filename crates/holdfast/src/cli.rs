@@ -551,12 +551,19 @@ mod tests {
 
     #[test]
     fn durations_written_as_defaults_read_back_as_the_same_value() {
-        for duration in [
-            Duration::ZERO,
-            Duration::from_millis(50),
-            Duration::from_millis(1500),
-            Duration::from_secs(360),
-        ] {
+        // Every duration default the flags show, as `--help` writes it.
+        let defaults = [
+            SinkConfig::DEFAULT_INTERVAL,
+            IngressSettings::DEFAULT_TIMEOUT,
+            ApiSettings::DEFAULT_PRODUCTS_DB_DELAY,
+            ApiSettings::DEFAULT_CACHE_TTL,
+            WorkerSettings::DEFAULT_PROCESSING_TIME,
+            WorkerConfig::DEFAULT_CLAIM_TIMEOUT,
+            WorkerConfig::DEFAULT_DRAIN_TIMEOUT,
+            WorkerConfig::DEFAULT_STALL_AFTER,
+            UP_PRODUCTS_DB_DELAY,
+        ];
+        for duration in defaults {
             assert_eq!(parse_duration(&duration_text(duration)), Ok(duration));
         }
     }

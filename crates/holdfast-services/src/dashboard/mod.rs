@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use state::{DashboardState, InstanceView, RedisChange};
 
-use crate::health::{Health, HealthCheck, health_routes, logs_routes};
-use crate::http::{StackConfig, every_interface, stack};
+use crate::health::{Health, HealthCheck};
+use crate::http::{StackConfig, every_interface};
 use crate::problem::ApiError;
 use crate::role::RoleListeners;
 use crate::start::StartError;
@@ -132,10 +132,7 @@ impl Dashboard {
             .route("/", get(overview))
             .route("/api/dashboard/state", get(state_json))
             .with_state(self.state.clone());
-        stack(
-            health_routes(health).merge(logs_routes()).merge(pages),
-            self.listeners.stack(),
-        )
+        self.listeners.single_listener_router(health, pages)
     }
 
     /// Serves until `shutdown` is cancelled, then stops its tasks.

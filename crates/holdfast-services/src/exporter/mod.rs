@@ -47,8 +47,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use scrape::Scraper;
 
-use crate::health::{Health, HealthCheck, health_routes, logs_routes};
-use crate::http::{StackConfig, stack};
+use crate::health::{Health, HealthCheck};
+use crate::http::StackConfig;
 use crate::role::RoleListeners;
 use crate::start::StartError;
 
@@ -177,12 +177,8 @@ impl Exporter {
         let metrics = Router::new()
             .route("/metrics", get(metrics))
             .with_state(self.scraper.clone());
-        stack(
-            health_routes(self.health.clone())
-                .merge(metrics)
-                .merge(logs_routes()),
-            self.listeners.stack(),
-        )
+        self.listeners
+            .single_listener_router(self.health.clone(), metrics)
     }
 
     /// Serves until `shutdown` is cancelled, lets scrapes in progress finish,

@@ -44,28 +44,23 @@ pub type ServiceUnavailable = ProblemResponse<503>;
 /// 504: no answer before the deadline.
 pub type GatewayTimeout = ProblemResponse<504>;
 
+/// Three problem answers documented together, for the sets many
+/// operations share; use the aliases below.
+pub struct ProblemGroup<A, B, C>(std::marker::PhantomData<(A, B, C)>);
+
 /// What an operation that reads a JSON body can be refused with: 400
 /// (syntax), 413 (size) and 422 (content).
-pub struct BodyProblems;
+pub type BodyProblems = ProblemGroup<BadRequest, PayloadTooLarge, UnprocessableEntity>;
 
 /// What a read of one resource by id can fail with: 400 (a bad id), 404
 /// and 503 (its source of truth unavailable).
-pub struct ByIdProblems;
+pub type ByIdProblems = ProblemGroup<BadRequest, NotFound, ServiceUnavailable>;
 
-impl IntoResponses for BodyProblems {
+impl<A: IntoResponses, B: IntoResponses, C: IntoResponses> IntoResponses for ProblemGroup<A, B, C> {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        let mut responses = BadRequest::responses();
-        responses.extend(PayloadTooLarge::responses());
-        responses.extend(UnprocessableEntity::responses());
-        responses
-    }
-}
-
-impl IntoResponses for ByIdProblems {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        let mut responses = BadRequest::responses();
-        responses.extend(NotFound::responses());
-        responses.extend(ServiceUnavailable::responses());
+        let mut responses = A::responses();
+        responses.extend(B::responses());
+        responses.extend(C::responses());
         responses
     }
 }
