@@ -1,7 +1,12 @@
-//! The stack a scenario runs against: a private redis-server, fault proxies
-//! where the scenario asks for them, and the holdfast roles as child
-//! processes of the `holdfast` binary (workers, ingress, api), each on free
-//! loopback ports with its log in the run's directory.
+//! The stack that `holdfast up` runs and a chaos scenario runs against: a
+//! private redis-server (or a Redis given by URL), fault proxies where
+//! faults must be playable, and the holdfast roles as child processes of
+//! the `holdfast` binary (workers, ingress, api, and for `up` the exporter
+//! and the dashboard), each with its log in the stack's directory.
+//!
+//! A scenario's stack takes free loopback ports ([`StackLayout::free`]);
+//! `up` gives fixed ones. [`crate::supervisor`] restarts a role that dies
+//! when nobody meant it to.
 //!
 //! The stack says what each role runs with in typed form ([`RoleLaunch`]);
 //! the binary, through [`RoleCommandLine`], writes that as its own command
@@ -47,13 +52,26 @@ pub enum RoleLaunch {
     Ingress(IngressLaunch),
     /// The cached api.
     Api(ApiLaunch),
+    /// The metrics exporter.
+    Exporter(ExporterLaunch),
+    /// The dashboard.
+    Dashboard(DashboardLaunch),
+}
+
+/// The Redis a role talks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleRedis {
+    /// Redis (or the proxy in front of it).
+    pub url: String,
+    /// `false` runs the role without Redis (`REDIS_ENABLED=false`).
+    pub enabled: bool,
 }
 
 /// A worker of the stack; what is not named keeps the role's default.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerLaunch {
-    /// Redis (or the proxy in front of it).
-    pub redis_url: String,
+    /// Its Redis.
+    pub redis: RoleRedis,
     /// The admin listener.
     pub admin: SocketAddr,
     /// Its consumer name, kept across restarts so it finds its own pending
@@ -70,8 +88,8 @@ pub struct WorkerLaunch {
 /// The ingress of the stack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IngressLaunch {
-    /// Redis (or the proxy in front of it).
-    pub redis_url: String,
+    /// Its Redis.
+    pub redis: RoleRedis,
     /// The public listener.
     pub listen: SocketAddr,
     /// The admin listener.
@@ -81,8 +99,8 @@ pub struct IngressLaunch {
 /// The api of the stack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiLaunch {
-    /// Redis (or the proxy in front of it).
-    pub redis_url: String,
+    /// Its Redis.
+    pub redis: RoleRedis,
     /// The public listener.
     pub listen: SocketAddr,
     /// The admin listener.
@@ -91,6 +109,111 @@ pub struct ApiLaunch {
     pub database_url: String,
     /// How long a cached value is fresh.
     pub cache_ttl: Duration,
+    /// Artificial delay of product reads from the database (`None`: the
+    /// role's default).
+    pub products_db_delay: Option<Duration>,
+}
+
+/// The exporter of the stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExporterLaunch {
+    /// Its Redis.
+    pub redis: RoleRedis,
+    /// Its listener (`/metrics`, `/health*`, `/logs`).
+    pub listen: SocketAddr,
+}
+
+/// The dashboard of the stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DashboardLaunch {
+    /// Its Redis.
+    pub redis: RoleRedis,
+    /// Its listener.
+    pub listen: SocketAddr,
+    /// The stack's control API, when the dashboard may play faults. The
+    /// token goes to the process in its environment
+    /// ([`DASHBOARD_TOKEN_ENV`]), never on its command line, where any
+    /// user of the machine could read it.
+    pub control_url: Option<String>,
+}
+
+/// The environment variable the dashboard reads its control token from.
+pub const DASHBOARD_TOKEN_ENV: &str = "HOLDFAST_DASHBOARD_TOKEN";
+
+/// The environment variable that tells a role which process started it;
+/// the role stops when that process is gone.
+pub const PARENT_PID_ENV: &str = "HOLDFAST_PARENT_PID";
+
+/// Where the stack's Redis comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisSource {
+    /// A redis-server of the stack's own, in the stack's directory.
+    Private,
+    /// A Redis given by URL (`REDIS_URL`); the Redis faults cannot touch it.
+    External(String),
+    /// No Redis at all: every role runs with `REDIS_ENABLED=false`.
+    Disabled,
+}
+
+/// Where the roles listen, which optional roles run, and where Redis comes
+/// from. A port of 0 takes a free port.
+#[derive(Debug, Clone)]
+pub struct StackLayout {
+    /// Where Redis comes from.
+    pub redis: RedisSource,
+    /// The ingress's public listener.
+    pub ingress: SocketAddr,
+    /// The ingress's admin listener.
+    pub ingress_admin: SocketAddr,
+    /// The api's public listener.
+    pub api: SocketAddr,
+    /// The api's admin listener.
+    pub api_admin: SocketAddr,
+    /// The first worker's admin listener; the next workers take the next
+    /// ports (or free ones when this port is 0).
+    pub worker_admin: SocketAddr,
+    /// The exporter's listener, when one runs.
+    pub exporter: Option<SocketAddr>,
+    /// The dashboard, when one runs.
+    pub dashboard: Option<DashboardPlan>,
+    /// The api's database URL, in place of what the spec names.
+    pub database_url: Option<String>,
+    /// Artificial delay of the api's product reads.
+    pub products_db_delay: Option<Duration>,
+    /// Wait at start until every role is ready (`/health/ready`); `false`
+    /// waits only until each answers (`/health/live`), for a stack whose
+    /// Redis is disabled or not reachable yet.
+    pub wait_ready: bool,
+}
+
+/// The dashboard of a stack that has one.
+#[derive(Debug, Clone)]
+pub struct DashboardPlan {
+    /// Its listener.
+    pub listen: SocketAddr,
+    /// The control API it may play faults through, and its token.
+    pub control: Option<(String, String)>,
+}
+
+impl StackLayout {
+    /// Every listener on a free loopback port, a private Redis, no
+    /// exporter and no dashboard: a scenario's stack.
+    pub fn free() -> StackLayout {
+        let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        StackLayout {
+            redis: RedisSource::Private,
+            ingress: any,
+            ingress_admin: any,
+            api: any,
+            api_admin: any,
+            worker_admin: any,
+            exporter: None,
+            dashboard: None,
+            database_url: None,
+            products_db_delay: None,
+            wait_ready: true,
+        }
+    }
 }
 
 /// Writes a role's launch as the arguments of the `holdfast` binary. The
@@ -117,12 +240,14 @@ pub struct Launcher {
 
 impl Launcher {
     /// The role `name`, not started yet: the command line its `launch` is
-    /// written as, and its log file `{name}.log` in `logs`.
+    /// written as, the environment it adds, and its log file `{name}.log`
+    /// in `logs`.
     fn role(
         &self,
         name: String,
         admin: SocketAddr,
         launch: &RoleLaunch,
+        env: Vec<(&'static str, String)>,
         logs: &Path,
     ) -> Result<Role, StackError> {
         let args =
@@ -137,7 +262,9 @@ impl Launcher {
             name,
             admin,
             args,
+            env,
             child: None,
+            restarts: 0,
         })
     }
 }
@@ -158,7 +285,7 @@ pub enum StackError {
         source: std::io::Error,
     },
     /// A role did not become ready.
-    #[error("{role} was not ready within {READY_TIMEOUT:?}; its log: {}", log.display())]
+    #[error("{role} did not answer its health probe within {READY_TIMEOUT:?}; its log: {}", log.display())]
     NotReady {
         /// The role.
         role: String,
@@ -192,13 +319,15 @@ pub fn free_port() -> std::io::Result<u16> {
 
 /// One role process.
 pub struct Role {
-    /// `worker-1`, `ingress`, `api`.
+    /// `worker-1`, `ingress`, `api`, `exporter`, `dashboard`.
     pub name: String,
     /// The admin listener (`/health`).
     pub admin: SocketAddr,
     args: Vec<String>,
+    env: Vec<(&'static str, String)>,
     log: PathBuf,
     child: Option<Child>,
+    restarts: u32,
 }
 
 impl Role {
@@ -214,6 +343,15 @@ impl Role {
             .env("RUST_LOG", "info")
             .env_remove("REDIS_URL")
             .env_remove("DATABASE_URL")
+            .env_remove(DASHBOARD_TOKEN_ENV)
+            // The role stops by itself if this process dies without
+            // stopping it (a SIGKILL leaves no chance to): no orphans.
+            .env(PARENT_PID_ENV, std::process::id().to_string())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            // A group of its own: a Ctrl-C in the terminal reaches the
+            // process that started the stack, which stops the roles in
+            // order, not every role at once.
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)
@@ -229,7 +367,18 @@ impl Role {
         self.child.is_some()
     }
 
-    /// SIGKILL, and wait for the process to be gone.
+    /// Its pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
+    /// How often the supervisor started it again after it died.
+    pub fn restarts(&self) -> u32 {
+        self.restarts
+    }
+
+    /// SIGKILL, and wait for the process to be gone. The stack then knows
+    /// it is down on purpose: the supervisor leaves it down.
     pub async fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.start_kill();
@@ -237,17 +386,46 @@ impl Role {
         }
     }
 
-    /// SIGTERM, then SIGKILL after a grace period.
-    async fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
+    /// SIGKILL, as a crash or the OOM killer would, without telling the
+    /// stack: the supervisor sees a process that died and starts it again,
+    /// exactly as it would after a real crash. `false` when it was not
+    /// running.
+    pub fn crash(&self) -> bool {
+        let Some(pid) = self.pid() else {
+            return false;
         };
-        if let Some(pid) = child.id() {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .is_ok()
+    }
+
+    /// Whether the process has exited since it was started (and was not
+    /// stopped through this handle): how it ended, once. The handle then
+    /// counts it as not running.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        self.child = None;
+        Some(status)
+    }
+
+    /// SIGTERM, without waiting.
+    fn terminate(&self) {
+        if let Some(pid) = self.pid() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid as i32),
                 nix::sys::signal::Signal::SIGTERM,
             );
         }
+    }
+
+    /// SIGTERM, then SIGKILL after a grace period.
+    async fn stop(&mut self) {
+        self.terminate();
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         if tokio::time::timeout(STOP_GRACE, child.wait())
             .await
             .is_err()
@@ -266,9 +444,12 @@ impl Role {
 /// The running stack.
 pub struct Stack {
     bin: PathBuf,
-    /// The private redis-server.
-    pub redis: LocalRedis,
-    /// Proxy between the roles and Redis, when the scenario asked for one.
+    /// The private redis-server, unless Redis came by URL or is disabled.
+    pub redis: Option<LocalRedis>,
+    /// The Redis URL of the roles, as they were started (through the proxy
+    /// when there is one).
+    pub roles_redis_url: String,
+    /// Proxy between the roles and Redis, when asked for.
     pub redis_proxy: Option<Proxy>,
     /// Proxy between the api and its database, when asked for.
     pub database_proxy: Option<Proxy>,
@@ -278,121 +459,234 @@ pub struct Stack {
     pub ingress: Role,
     /// The api process.
     pub api: Role,
+    /// The exporter process, when the stack has one.
+    pub exporter: Option<Role>,
+    /// The dashboard process, when the stack has one.
+    pub dashboard: Option<Role>,
     /// Public URL of the ingress.
     pub ingress_url: String,
     /// Public URL of the api.
     pub api_url: String,
+    /// URL of the exporter's `/metrics`, when there is one.
+    pub exporter_url: Option<String>,
+    /// URL of the dashboard, when there is one.
+    pub dashboard_url: Option<String>,
+    /// The api's database URL (through its proxy when there is one).
+    pub database_url: String,
     /// The password the roles were started with.
     pub password: Option<String>,
 }
 
 impl Stack {
-    /// Starts Redis, the proxies and the roles, and waits until every role
-    /// is ready. `dir` receives the logs (and the SQLite file).
+    /// Starts Redis, the proxies and the roles of a scenario on free ports,
+    /// and waits until every role is ready. `dir` receives the logs (and
+    /// the SQLite file).
     pub async fn start(
         launcher: &Launcher,
         spec: &StackSpec,
         dir: &Path,
     ) -> Result<Stack, StackError> {
+        Self::start_with(launcher, spec, &StackLayout::free(), dir).await
+    }
+
+    /// Starts the stack `spec` describes, laid out as `layout` says, and
+    /// waits until every role is ready.
+    pub async fn start_with(
+        launcher: &Launcher,
+        spec: &StackSpec,
+        layout: &StackLayout,
+        dir: &Path,
+    ) -> Result<Stack, StackError> {
         let logs = dir.join("logs");
         std::fs::create_dir_all(&logs).map_err(io("creating the log directory"))?;
-        let redis = LocalRedis::start(LocalRedisOptions {
-            aof: spec.durability != Durability::None,
-            appendfsync: match spec.durability {
-                Durability::None => None,
-                other => Some(other.as_str().to_owned()),
-            },
-            password: spec.redis_password.clone(),
-            ..LocalRedisOptions::default()
-        })
-        .await?;
-        let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-        let redis_proxy = if spec.redis_proxy {
-            Some(
-                Proxy::start("redis", loopback, format!("127.0.0.1:{}", redis.port()))
-                    .await
-                    .map_err(io("starting the redis proxy"))?,
-            )
-        } else {
-            None
+        let (redis, direct_url) = match &layout.redis {
+            RedisSource::Private => {
+                let redis = LocalRedis::start(LocalRedisOptions {
+                    aof: spec.durability != Durability::None,
+                    appendfsync: match spec.durability {
+                        Durability::None => None,
+                        other => Some(other.as_str().to_owned()),
+                    },
+                    password: spec.redis_password.clone(),
+                    ..LocalRedisOptions::default()
+                })
+                .await?;
+                let url = redis.url();
+                (Some(redis), url)
+            }
+            RedisSource::External(url) => (None, url.clone()),
+            RedisSource::Disabled => (None, String::new()),
         };
-        let redis_port = redis_proxy
-            .as_ref()
-            .map_or(redis.port(), |p| p.local_addr().port());
-        let redis_url = match &spec.redis_password {
-            Some(password) => format!("redis://:{password}@127.0.0.1:{redis_port}/"),
-            None => format!("redis://127.0.0.1:{redis_port}/"),
+        // A proxy needs a plain host:port to forward to: the private
+        // server always has one; a Redis by URL is left as it is.
+        let redis_proxy = match &redis {
+            Some(server) if spec.redis_proxy => Some(
+                Proxy::start(
+                    "redis",
+                    SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+                    format!("127.0.0.1:{}", server.port()),
+                )
+                .await
+                .map_err(io("starting the redis proxy"))?,
+            ),
+            _ => None,
+        };
+        let role_redis = RoleRedis {
+            url: match &redis_proxy {
+                Some(proxy) => {
+                    let port = proxy.local_addr().port();
+                    match &spec.redis_password {
+                        Some(password) => format!("redis://:{password}@127.0.0.1:{port}/"),
+                        None => format!("redis://127.0.0.1:{port}/"),
+                    }
+                }
+                None if direct_url.is_empty() => holdfast_redis::RedisConfig::DEFAULT_URL.into(),
+                None => direct_url.clone(),
+            },
+            enabled: layout.redis != RedisSource::Disabled,
         };
 
-        let (database_url, database_proxy) = database(spec, dir).await?;
+        let (database_url, database_proxy) = match &layout.database_url {
+            Some(url) => (url.clone(), None),
+            None => database(spec, dir).await?,
+        };
 
         let mut workers = Vec::new();
         for i in 1..=spec.workers {
             let name = format!("worker-{i}");
-            let admin = port_addr()?;
+            let admin = if layout.worker_admin.port() == 0 {
+                port_addr()?
+            } else {
+                next_worker_admin(layout, &workers)
+            };
             let launch = RoleLaunch::Worker(WorkerLaunch {
-                redis_url: redis_url.clone(),
+                redis: role_redis.clone(),
                 admin,
                 consumer_name: name.clone(),
                 claim_timeout: spec.claim_timeout,
                 processing_time: spec.processing_time,
                 drain_timeout: WORKER_DRAIN_TIMEOUT,
             });
-            workers.push(launcher.role(name, admin, &launch, &logs)?);
+            workers.push(launcher.role(name, admin, &launch, Vec::new(), &logs)?);
         }
-        let ingress_listen = port_addr()?;
-        let ingress_admin = port_addr()?;
+        let ingress_listen = or_free(layout.ingress)?;
+        let ingress_admin = or_free(layout.ingress_admin)?;
         let launch = RoleLaunch::Ingress(IngressLaunch {
-            redis_url: redis_url.clone(),
+            redis: role_redis.clone(),
             listen: ingress_listen,
             admin: ingress_admin,
         });
-        let ingress = launcher.role("ingress".into(), ingress_admin, &launch, &logs)?;
-        let api_listen = port_addr()?;
-        let api_admin = port_addr()?;
+        let ingress = launcher.role("ingress".into(), ingress_admin, &launch, Vec::new(), &logs)?;
+        let api_listen = or_free(layout.api)?;
+        let api_admin = or_free(layout.api_admin)?;
         let launch = RoleLaunch::Api(ApiLaunch {
-            redis_url,
+            redis: role_redis.clone(),
             listen: api_listen,
             admin: api_admin,
-            database_url,
+            database_url: database_url.clone(),
             cache_ttl: spec.cache_ttl,
+            products_db_delay: layout.products_db_delay,
         });
-        let api = launcher.role("api".into(), api_admin, &launch, &logs)?;
+        let api = launcher.role("api".into(), api_admin, &launch, Vec::new(), &logs)?;
+        let exporter = match layout.exporter {
+            Some(listen) => {
+                let listen = or_free(listen)?;
+                let launch = RoleLaunch::Exporter(ExporterLaunch {
+                    redis: role_redis.clone(),
+                    listen,
+                });
+                Some(launcher.role("exporter".into(), listen, &launch, Vec::new(), &logs)?)
+            }
+            None => None,
+        };
+        let dashboard = match &layout.dashboard {
+            Some(plan) => {
+                let listen = or_free(plan.listen)?;
+                let launch = RoleLaunch::Dashboard(DashboardLaunch {
+                    redis: role_redis.clone(),
+                    listen,
+                    control_url: plan.control.as_ref().map(|(url, _)| url.clone()),
+                });
+                let env = plan
+                    .control
+                    .as_ref()
+                    .map(|(_, token)| vec![(DASHBOARD_TOKEN_ENV, token.clone())])
+                    .unwrap_or_default();
+                Some(launcher.role("dashboard".into(), listen, &launch, env, &logs)?)
+            }
+            None => None,
+        };
         let mut stack = Stack {
             bin: launcher.bin.clone(),
             redis,
+            roles_redis_url: role_redis.url,
             redis_proxy,
             database_proxy,
             workers,
             ingress,
             api,
+            exporter_url: exporter
+                .as_ref()
+                .map(|r| format!("http://{}/metrics", r.admin)),
+            dashboard_url: dashboard.as_ref().map(|r| format!("http://{}/", r.admin)),
+            exporter,
+            dashboard,
             ingress_url: format!("http://{ingress_listen}"),
             api_url: format!("http://{api_listen}"),
+            database_url,
             password: spec.redis_password.clone(),
         };
         for role in stack.roles_mut() {
             role.spawn(&launcher.bin)?;
         }
         let client = reqwest::Client::new();
+        let probe = if layout.wait_ready { "ready" } else { "live" };
         for role in stack.roles() {
-            wait_ready(&client, role).await?;
+            wait_ready(&client, role, probe).await?;
         }
         Ok(stack)
     }
 
-    /// Every role, workers first.
+    /// The URL of Redis itself, not through the proxy: the private server's
+    /// (with its current password), or the one given. Empty when Redis is
+    /// disabled.
+    pub fn redis_url(&self) -> String {
+        match &self.redis {
+            Some(server) => server.url(),
+            None if self.roles_redis_url == holdfast_redis::RedisConfig::DEFAULT_URL => {
+                String::new()
+            }
+            None => self.roles_redis_url.clone(),
+        }
+    }
+
+    /// Every role: workers, ingress, api, then the exporter and the
+    /// dashboard when there are.
     pub fn roles(&self) -> impl Iterator<Item = &Role> {
         self.workers
             .iter()
             .chain(std::iter::once(&self.ingress))
             .chain(std::iter::once(&self.api))
+            .chain(self.exporter.iter())
+            .chain(self.dashboard.iter())
     }
 
-    fn roles_mut(&mut self) -> impl Iterator<Item = &mut Role> {
+    pub(crate) fn roles_mut(&mut self) -> impl Iterator<Item = &mut Role> {
         self.workers
             .iter_mut()
             .chain(std::iter::once(&mut self.ingress))
             .chain(std::iter::once(&mut self.api))
+            .chain(self.exporter.iter_mut())
+            .chain(self.dashboard.iter_mut())
+    }
+
+    /// The pid of every process of the stack that runs now: the roles and
+    /// the private redis-server.
+    pub fn pids(&self) -> Vec<u32> {
+        self.roles()
+            .filter_map(Role::pid)
+            .chain(self.redis.as_ref().and_then(LocalRedis::pid))
+            .collect()
     }
 
     /// Starts a killed worker again with the same arguments (and consumer
@@ -406,10 +700,36 @@ impl Stack {
         Ok(())
     }
 
-    /// Stops every role (SIGTERM, then SIGKILL), the proxies and Redis.
+    /// Starts the role `name` again after it died, counting the restart.
+    pub(crate) fn respawn(&mut self, name: &str) -> Result<u32, StackError> {
+        let bin = self.bin.clone();
+        let Some(role) = self.roles_mut().find(|r| r.name == name) else {
+            return Ok(0);
+        };
+        if !role.is_running() {
+            role.spawn(&bin)?;
+            role.restarts += 1;
+        }
+        Ok(role.restarts)
+    }
+
+    /// Stops every role (SIGTERM, then SIGKILL): the dashboard and the
+    /// public roles first, the workers last so they answer what the ingress
+    /// still has in flight; then the proxies and Redis.
     pub async fn stop(mut self) {
-        for role in self.roles_mut() {
-            role.stop().await;
+        // SIGTERM to a whole group at once, then wait for each: the group
+        // takes as long as its slowest, not the sum.
+        for workers in [false, true] {
+            for role in self.roles_mut() {
+                if role.name.starts_with("worker-") == workers {
+                    role.terminate();
+                }
+            }
+            for role in self.roles_mut() {
+                if role.name.starts_with("worker-") == workers {
+                    role.stop().await;
+                }
+            }
         }
         if let Some(proxy) = self.redis_proxy.take() {
             proxy.shutdown().await;
@@ -417,7 +737,42 @@ impl Stack {
         if let Some(proxy) = self.database_proxy.take() {
             proxy.shutdown().await;
         }
-        self.redis.stop().await;
+        if let Some(redis) = self.redis.as_mut() {
+            redis.stop().await;
+        }
+    }
+}
+
+/// The first port from the layout's worker admin port on that no other
+/// listener of the layout and no worker before has.
+fn next_worker_admin(layout: &StackLayout, workers: &[Role]) -> SocketAddr {
+    let taken: Vec<u16> = [
+        Some(layout.ingress),
+        Some(layout.ingress_admin),
+        Some(layout.api),
+        Some(layout.api_admin),
+        layout.exporter,
+        layout.dashboard.as_ref().map(|d| d.listen),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|a| a.port())
+    .chain(workers.iter().map(|w| w.admin.port()))
+    .collect();
+    let mut admin = layout.worker_admin;
+    while taken.contains(&admin.port()) {
+        admin.set_port(admin.port().wrapping_add(1));
+    }
+    admin
+}
+
+fn or_free(addr: SocketAddr) -> Result<SocketAddr, StackError> {
+    if addr.port() == 0 {
+        let mut addr = addr;
+        addr.set_port(free_port().map_err(io("choosing a free port"))?);
+        Ok(addr)
+    } else {
+        Ok(addr)
     }
 }
 
@@ -426,8 +781,8 @@ fn port_addr() -> Result<SocketAddr, StackError> {
     Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
 }
 
-async fn wait_ready(client: &reqwest::Client, role: &Role) -> Result<(), StackError> {
-    let url = format!("http://{}/health/ready", role.admin);
+async fn wait_ready(client: &reqwest::Client, role: &Role, probe: &str) -> Result<(), StackError> {
+    let url = format!("http://{}/health/{probe}", role.admin);
     let give_up = tokio::time::Instant::now() + READY_TIMEOUT;
     while tokio::time::Instant::now() < give_up {
         let ready = client

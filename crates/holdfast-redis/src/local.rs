@@ -291,6 +291,16 @@ impl LocalRedis {
         self.child.as_ref().and_then(Child::id)
     }
 
+    /// Whether the server has exited since it was started, without being
+    /// stopped or killed through this handle (someone killed it by hand, or
+    /// it crashed): how it ended, once. It then counts as stopped, and
+    /// [`restart`](LocalRedis::restart) starts it again.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        self.child = None;
+        Some(status)
+    }
+
     /// Kills the server with SIGKILL, like a crash or the OOM killer, and
     /// waits until it is gone. The directory is kept, so [`restart`]
     /// reloads whatever the AOF holds.

@@ -10,7 +10,7 @@ use holdfast_chaos::scenario::{BUILT_IN, Scenario};
 use holdfast_chaos::stack::{Launcher, RoleCommandLine, RoleLaunch};
 use holdfast_services::api::DatabaseUrl;
 
-use crate::cli::{ApiArgs, IngressArgs, WorkerArgs};
+use crate::cli::{ApiArgs, DashboardArgs, ExporterArgs, IngressArgs, WorkerArgs};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -167,7 +167,7 @@ pub async fn run(cmd: ChaosCommand, shutdown: CancellationToken) -> Result<()> {
 /// types of this binary: each role's defaults, with what the stack sets
 /// written over them.
 #[derive(Debug)]
-struct CliCommandLines;
+pub struct CliCommandLines;
 
 impl RoleCommandLine for CliCommandLines {
     fn command_line(&self, launch: &RoleLaunch) -> Result<Vec<String>, String> {
@@ -175,7 +175,8 @@ impl RoleCommandLine for CliCommandLines {
         Ok(match launch {
             RoleLaunch::Worker(worker) => {
                 let mut args = WorkerArgs::defaults().map_err(refused)?;
-                args.redis.redis_url.clone_from(&worker.redis_url);
+                args.redis.redis_url.clone_from(&worker.redis.url);
+                args.redis.redis_enabled = worker.redis.enabled;
                 args.admin_listen = worker.admin;
                 args.consumer_name = Some(worker.consumer_name.clone());
                 args.claim_timeout = worker.claim_timeout;
@@ -185,19 +186,39 @@ impl RoleCommandLine for CliCommandLines {
             }
             RoleLaunch::Ingress(ingress) => {
                 let mut args = IngressArgs::defaults().map_err(refused)?;
-                args.redis.redis_url.clone_from(&ingress.redis_url);
+                args.redis.redis_url.clone_from(&ingress.redis.url);
+                args.redis.redis_enabled = ingress.redis.enabled;
                 args.listen = ingress.listen;
                 args.admin_listen = ingress.admin;
                 args.command_line()
             }
             RoleLaunch::Api(api) => {
                 let mut args = ApiArgs::defaults().map_err(refused)?;
-                args.redis.redis_url.clone_from(&api.redis_url);
+                args.redis.redis_url.clone_from(&api.redis.url);
+                args.redis.redis_enabled = api.redis.enabled;
                 args.listen = api.listen;
                 args.admin_listen = api.admin;
                 args.database_url = DatabaseUrl::parse(&api.database_url)
                     .map_err(|err| format!("database URL: {err}"))?;
                 args.cache_ttl = api.cache_ttl;
+                if let Some(delay) = api.products_db_delay {
+                    args.products_db_delay = delay;
+                }
+                args.command_line()
+            }
+            RoleLaunch::Exporter(exporter) => {
+                let mut args = ExporterArgs::defaults().map_err(refused)?;
+                args.redis.redis_url.clone_from(&exporter.redis.url);
+                args.redis.redis_enabled = exporter.redis.enabled;
+                args.listen = exporter.listen;
+                args.command_line()
+            }
+            RoleLaunch::Dashboard(dashboard) => {
+                let mut args = DashboardArgs::defaults().map_err(refused)?;
+                args.redis.redis_url.clone_from(&dashboard.redis.url);
+                args.redis.redis_enabled = dashboard.redis.enabled;
+                args.listen = dashboard.listen;
+                args.control_url.clone_from(&dashboard.control_url);
                 args.command_line()
             }
         })

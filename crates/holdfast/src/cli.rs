@@ -205,7 +205,7 @@ pub struct WorkerArgs {
 }
 
 /// `holdfast exporter`.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, PartialEq)]
 pub struct ExporterArgs {
     #[command(flatten)]
     pub redis: RedisArgs,
@@ -219,13 +219,23 @@ pub struct ExporterArgs {
 }
 
 /// `holdfast dashboard`.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, PartialEq)]
 pub struct DashboardArgs {
     #[command(flatten)]
     pub redis: RedisArgs,
     /// Listener for the pages, the JSON API and /health*.
     #[arg(long, env = "HOLDFAST_LISTEN", default_value_t = DashboardSettings::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
+    /// The control API of the stack the dashboard may play faults on
+    /// (`holdfast up` gives its own); needs --token. Without it the
+    /// dashboard is read-only.
+    #[arg(long, env = "HOLDFAST_CONTROL_URL", requires = "token")]
+    pub control_url: Option<String>,
+    /// The token that mutating requests need (chaos actions, dead-letter
+    /// replay and purge), as `Authorization: Bearer TOKEN`. Prefer the
+    /// environment variable: a flag is visible to every user of the machine.
+    #[arg(long, env = "HOLDFAST_DASHBOARD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// `holdfast up`.
@@ -260,6 +270,21 @@ pub struct UpArgs {
     /// Dashboard listener.
     #[arg(long, default_value_t = loopback(DashboardSettings::DEFAULT_PORT))]
     pub dashboard_listen: SocketAddr,
+    /// Exporter listener (the stack's merged /metrics).
+    #[arg(long, default_value_t = loopback(ExporterSettings::DEFAULT_PORT))]
+    pub exporter_listen: SocketAddr,
+    /// Run the roles without Redis (every Redis-backed feature answers
+    /// from its fallback).
+    #[arg(long, env = "REDIS_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub redis_enabled: bool,
+    /// Connect the roles to Redis directly, without the fault proxy (the
+    /// dashboard's slow-Redis and blackhole actions then are unavailable).
+    #[arg(long)]
+    pub no_proxy: bool,
+    /// Where the processes' logs go (default: a temporary directory,
+    /// removed on exit).
+    #[arg(long)]
+    pub log_dir: Option<std::path::PathBuf>,
     /// Database of the api (default: an SQLite file in a temporary
     /// directory, removed on exit).
     #[arg(long, env = "DATABASE_URL", value_parser = parse_database_url)]
@@ -406,13 +431,18 @@ struct CommandLine(Vec<String>);
 impl CommandLine {
     /// `holdfast <command>` with the flags every role shares.
     fn role(command: &str, redis: &RedisArgs, metrics: &MetricsSinkArgs) -> Self {
+        Self::with_redis(command, redis)
+            .duration("--metrics-flush-interval", metrics.metrics_flush_interval)
+            .switch("--no-metrics-sink", metrics.no_metrics_sink)
+    }
+
+    /// `holdfast <command>` with the Redis flags.
+    fn with_redis(command: &str, redis: &RedisArgs) -> Self {
         CommandLine(vec![command.to_owned()])
             .flag("--redis-url", &redis.redis_url)
             .flag("--redis-enabled", redis.redis_enabled)
             .flag("--key-prefix", &redis.key_prefix)
             .flag("--partitions", redis.partitions)
-            .duration("--metrics-flush-interval", metrics.metrics_flush_interval)
-            .switch("--no-metrics-sink", metrics.no_metrics_sink)
     }
 
     fn flag(mut self, name: &str, value: impl ToString) -> Self {
@@ -531,6 +561,42 @@ impl ApiArgs {
     }
 }
 
+impl ExporterArgs {
+    /// What `holdfast exporter` runs with when given no flags and no
+    /// environment variables.
+    pub fn defaults() -> Result<Self, clap::Error> {
+        defaults_of("exporter")
+    }
+
+    /// The command line (`exporter --redis-url …`) that parses to these
+    /// arguments.
+    pub fn command_line(&self) -> Vec<String> {
+        CommandLine::with_redis("exporter", &self.redis)
+            .flag("--listen", self.listen)
+            .optional("--topics", self.topics.as_ref().map(|t| t.join(",")))
+            .into_args()
+    }
+}
+
+impl DashboardArgs {
+    /// What `holdfast dashboard` runs with when given no flags and no
+    /// environment variables.
+    pub fn defaults() -> Result<Self, clap::Error> {
+        defaults_of("dashboard")
+    }
+
+    /// The command line (`dashboard --redis-url …`) that parses to these
+    /// arguments, except the token: that goes in the environment
+    /// (`HOLDFAST_DASHBOARD_TOKEN`), where other users of the machine cannot
+    /// read it.
+    pub fn command_line(&self) -> Vec<String> {
+        CommandLine::with_redis("dashboard", &self.redis)
+            .flag("--listen", self.listen)
+            .optional("--control-url", self.control_url.as_ref())
+            .into_args()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -633,6 +699,23 @@ mod tests {
             body_limit: 2048,
         };
         assert!(matches!(parsed(api.command_line()), Command::Api(back) if back == api));
+        let exporter = ExporterArgs {
+            redis: redis_args(),
+            listen,
+            topics: Some(vec!["orders".into(), "weather".into()]),
+        };
+        assert!(
+            matches!(parsed(exporter.command_line()), Command::Exporter(back) if back == exporter)
+        );
+        let dashboard = DashboardArgs {
+            redis: redis_args(),
+            listen,
+            control_url: None,
+            token: None,
+        };
+        assert!(
+            matches!(parsed(dashboard.command_line()), Command::Dashboard(back) if back == dashboard)
+        );
     }
 
     #[test]

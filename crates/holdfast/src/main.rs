@@ -37,6 +37,12 @@ async fn run(cli: cli::Cli) -> Result<()> {
     // exits at once for people who really mean it. It lives as long as the
     // process, which exits when `run` returns.
     tokio::spawn(watch_signals(shutdown.clone(), forced_exit.clone()));
+    if let Some(parent) = std::env::var(holdfast_chaos::stack::PARENT_PID_ENV)
+        .ok()
+        .and_then(|pid| pid.parse::<i32>().ok())
+    {
+        tokio::spawn(watch_parent(parent, shutdown.clone()));
+    }
     match cli.command {
         cli::Command::Up(args) => roles::up(args, shutdown, forced_exit).await,
         cli::Command::Api(args) => roles::api(args, shutdown).await,
@@ -54,7 +60,7 @@ async fn run(cli: cli::Cli) -> Result<()> {
 
 /// The processes this one started that a forced exit (a second signal,
 /// which skips every destructor) must kill first: the private redis-server
-/// of `holdfast up`. Handed to whoever starts such a process and to the
+/// and the roles of `holdfast up`. Handed to whoever starts such a process and to the
 /// signal watcher; clones share the list.
 #[derive(Clone, Debug, Default)]
 pub struct ForcedExit {
@@ -62,21 +68,39 @@ pub struct ForcedExit {
 }
 
 impl ForcedExit {
-    /// Kill process `pid` if this process is forced to exit.
-    pub fn kill_on_exit(&self, pid: u32) {
-        self.pids
-            .lock()
-            .expect("forced-exit list poisoned")
-            .push(pid);
+    /// The processes to kill if this process is forced to exit, in place
+    /// of the earlier list.
+    pub fn set_pids(&self, pids: Vec<u32>) {
+        *self.pids.lock().unwrap_or_else(|e| e.into_inner()) = pids;
     }
 
     /// Sends SIGKILL to every process on the list.
     fn kill_all(&self) {
-        for &pid in self.pids.lock().expect("forced-exit list poisoned").iter() {
+        for &pid in self.pids.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid as i32),
                 nix::sys::signal::Signal::SIGKILL,
             );
+        }
+    }
+}
+
+/// A role started by a stack (`holdfast up`, `chaos run`) stops cleanly
+/// when the process that started it is gone, even if that one was killed
+/// with SIGKILL and could not stop it.
+async fn watch_parent(parent: i32, shutdown: CancellationToken) {
+    loop {
+        if nix::unistd::getppid().as_raw() != parent {
+            tracing::warn!(
+                parent,
+                "the process that started this one is gone: shutting down"
+            );
+            shutdown.cancel();
+            return;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
         }
     }
 }

@@ -1,11 +1,17 @@
 //! Turning command-line arguments into role settings, and `holdfast up`.
 
-use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use holdfast_chaos::faults::SharedStack;
+use holdfast_chaos::scenario::{Durability, StackSpec};
+use holdfast_chaos::stack::{
+    DASHBOARD_TOKEN_ENV, DashboardPlan, Launcher, RedisSource, Stack, StackLayout,
+};
+use holdfast_chaos::stack_control::StackControl;
+use holdfast_chaos::supervisor::{EventLog, supervise};
 use holdfast_core::{Keys, Topic};
-use holdfast_redis::local::{LocalRedis, LocalRedisOptions};
 use holdfast_redis::{Redis, RedisConfig};
 use holdfast_resilience::Tasks;
 use holdfast_services::api::{Api, ApiSettings, DatabaseUrl};
@@ -13,9 +19,11 @@ use holdfast_services::dashboard::{Dashboard, DashboardSettings};
 use holdfast_services::exporter::{Exporter, ExporterSettings};
 use holdfast_services::ingress::{Ingress, IngressSettings};
 use holdfast_services::worker::{WorkerRole, WorkerSettings};
+use holdfast_store::Backend;
 use holdfast_streams::{Admin, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 
+use crate::chaos_cmd::CliCommandLines;
 use crate::cli::{
     ApiArgs, DashboardArgs, DeadLetterCommand, ExporterArgs, IngressArgs, MetricsSinkArgs,
     RedisArgs, UpArgs, WorkerArgs,
@@ -243,6 +251,8 @@ pub fn dashboard_settings(args: &DashboardArgs) -> DashboardSettings {
     let mut settings = DashboardSettings::new(redis_config(&args.redis));
     settings.listen = args.listen;
     settings.keys = Keys::new(args.redis.key_prefix.clone());
+    settings.control_url.clone_from(&args.control_url);
+    settings.token.clone_from(&args.token);
     settings
 }
 
@@ -256,220 +266,234 @@ pub async fn dashboard(args: DashboardArgs, shutdown: CancellationToken) -> Resu
     Ok(())
 }
 
-/// The banner lines of an HTTP role of `up`, labelled by `labels`: where
-/// it answers (`host`, `port`), its Swagger UI, and its admin listener's
-/// metrics if it has one.
-fn print_http_role(labels: [&str; 3], (host, port): (IpAddr, u16), admin: Option<(IpAddr, u16)>) {
-    let [role, swagger_ui, role_admin] = labels;
-    let base = url(host, port);
-    println!("  {role:<16}{base}");
-    println!("  {swagger_ui:<16}{base}/swagger-ui/");
-    if let Some((admin_host, admin_port)) = admin {
-        println!("  {role_admin:<16}{}/metrics", url(admin_host, admin_port));
-    }
-}
-
 /// `http://host:port`, an IPv6 host in brackets.
-fn url(host: IpAddr, port: u16) -> String {
-    format!("http://{}", std::net::SocketAddr::new(host, port))
+fn url(addr: std::net::SocketAddr) -> String {
+    format!("http://{addr}")
 }
 
-/// `holdfast up`: the demo stack in one process. Its roles are built from
-/// the library settings types, so they run with the same defaults as the
-/// role commands; only what `up` changes (loopback listeners, the demo's
-/// database and delay, the processing time) is set here.
+/// `holdfast up`: the demo stack as a small process supervisor. The stack
+/// is the one `holdfast chaos run` starts (the same module, the same role
+/// command lines): a private redis-server with AOF unless `REDIS_URL` is
+/// given, a fault proxy in front of it unless `--no-proxy`, and every role
+/// as a child process of this binary with its log captured. A role that
+/// dies is started again with backoff; the dashboard plays faults through
+/// the control API this process serves on a loopback port, with a token.
 pub async fn up(
     args: UpArgs,
     shutdown: CancellationToken,
     forced_exit: crate::ForcedExit,
 ) -> Result<()> {
-    let mut private = None;
-    let redis_url = match &args.redis_url {
-        Some(url) => url.clone(),
-        None => {
-            let server = LocalRedis::start(LocalRedisOptions {
-                aof: true,
-                appendfsync: Some("everysec".into()),
-                ..LocalRedisOptions::default()
-            })
-            .await
-            .context(
-                "could not start a private redis-server (set REDIS_URL to use an existing Redis)",
-            )?;
-            let url = server.url();
-            if let Some(pid) = server.pid() {
-                // A second Ctrl-C exits at once, skipping destructors: it
-                // must not leave this redis-server behind.
-                forced_exit.kill_on_exit(pid);
-            }
-            private = Some(server);
-            url
-        }
+    let scratch = tempfile::Builder::new()
+        .prefix("holdfast-up-")
+        .tempdir()
+        .context("creating the stack's directory")?;
+    let dir = scratch.path().to_owned();
+    let redis = match (&args.redis_url, args.redis_enabled) {
+        (_, false) => RedisSource::Disabled,
+        (Some(url), true) => RedisSource::External(url.clone()),
+        (None, true) => RedisSource::Private,
     };
-    let redis = RedisConfig::new(redis_url.clone());
-    let mut ingress_settings = IngressSettings::new(redis.clone());
-    ingress_settings.listen = args.listen;
-    ingress_settings.admin_listen = Some(args.admin_listen);
-    let ingress = Ingress::build(ingress_settings).await.with_context(|| {
-        format!(
-            "could not bind {} or {} (is another holdfast running?)",
-            args.listen, args.admin_listen
-        )
-    })?;
     // Without DATABASE_URL the demo gets a fresh SQLite file of its own,
-    // removed on exit, so runs never share or leave state.
-    let (database_url, scratch_dir) = match &args.database_url {
-        Some(url) => (url.clone(), None),
-        None => {
-            let dir = std::env::temp_dir().join(format!("holdfast-up-{}", std::process::id()));
-            (
-                DatabaseUrl::sqlite_file(&dir.join("holdfast.db")),
-                Some(dir),
-            )
+    // removed on exit, so runs never share or leave state. A networked
+    // database goes behind the fault proxy, for "database down".
+    let (database, database_url) = match &args.database_url {
+        Some(url) if url.backend() == Backend::Sqlite => {
+            ("sqlite".to_owned(), Some(url.expose().to_owned()))
+        }
+        Some(url) => (url.expose().to_owned(), None),
+        None => (
+            "sqlite".to_owned(),
+            Some(
+                DatabaseUrl::sqlite_file(&dir.join("holdfast.db"))
+                    .expose()
+                    .to_owned(),
+            ),
+        ),
+    };
+    let spec = StackSpec {
+        workers: args.workers.max(1),
+        durability: Durability::Everysec,
+        redis_password: None,
+        redis_proxy: !args.no_proxy,
+        database_proxy: database_url.is_none() && !args.no_proxy,
+        database,
+        claim_timeout: WorkerConfig::DEFAULT_CLAIM_TIMEOUT,
+        cache_ttl: ApiSettings::DEFAULT_CACHE_TTL,
+        processing_time: args.processing_time,
+    };
+    let control_listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .await
+        .context("binding the stack's control API on a loopback port")?;
+    let control_url = url(control_listener.local_addr()?);
+    let token = match std::env::var(DASHBOARD_TOKEN_ENV) {
+        Ok(token) if !token.is_empty() => token,
+        _ => uuid::Uuid::new_v4().simple().to_string(),
+    };
+    let layout = StackLayout {
+        wait_ready: redis != RedisSource::Disabled,
+        redis,
+        ingress: args.listen,
+        ingress_admin: args.admin_listen,
+        api: args.api_listen,
+        api_admin: args.api_admin_listen,
+        worker_admin: args.worker_admin_listen,
+        exporter: Some(args.exporter_listen),
+        dashboard: Some(DashboardPlan {
+            listen: args.dashboard_listen,
+            control: Some((control_url.clone(), token.clone())),
+        }),
+        database_url,
+        products_db_delay: Some(args.products_db_delay),
+    };
+    let launcher = Launcher {
+        bin: std::env::current_exe().context("finding the holdfast binary")?,
+        command_line: Arc::new(CliCommandLines),
+    };
+    let log_dir = args.log_dir.clone().unwrap_or_else(|| dir.clone());
+    println!(
+        "holdfast up: starting the stack (logs in {})",
+        log_dir.join("logs").display()
+    );
+    let stack = tokio::select! {
+        stack = Stack::start_with(&launcher, &spec, &layout, &log_dir) => stack.context(
+            "the stack did not start (is another holdfast running? the log named above says more)",
+        )?,
+        () = shutdown.cancelled() => {
+            println!("holdfast stopped before the stack was up");
+            return Ok(());
         }
     };
-    let mut api_settings = ApiSettings::new(redis.clone());
-    api_settings.listen = args.api_listen;
-    api_settings.admin_listen = Some(args.api_admin_listen);
-    api_settings.database_url = database_url;
-    api_settings.products_db_delay = args.products_db_delay;
-    let api = Api::build(api_settings).await.with_context(|| {
-        format!(
-            "could not start the api on {} or {} (is another holdfast running?)",
-            args.api_listen, args.api_admin_listen
-        )
-    })?;
-    let mut dashboard_settings = DashboardSettings::new(redis.clone());
-    dashboard_settings.listen = args.dashboard_listen;
-    let dashboard = Dashboard::build(dashboard_settings)
-        .await
-        .with_context(|| {
-            format!(
-                "could not start the dashboard on {} (is another holdfast running?)",
-                args.dashboard_listen
-            )
-        })?;
-    let mut workers = Vec::new();
-    for n in 0..args.workers.max(1) {
-        let mut admin = args.worker_admin_listen;
-        if n > 0 {
-            admin.set_port(0);
-        }
-        let mut worker_settings = WorkerSettings::new(
-            redis.clone(),
-            Keys::default(),
-            topic(WorkerSettings::DEFAULT_TOPIC)?,
-        );
-        worker_settings.admin_listen = admin;
-        worker_settings.processing_time = args.processing_time;
-        let role = WorkerRole::build(worker_settings)
-            .await
-            .with_context(|| format!("could not bind {admin}"))?;
-        workers.push(role);
-    }
+    let banner = banner(&stack, &args, &token, &control_url);
+    let stack: SharedStack = Arc::new(tokio::sync::Mutex::new(stack));
+    let events = EventLog::new();
+    events.push(None, "stack started");
 
-    // Print the banner only once the stack can answer, so the first request
-    // a person sends after reading it succeeds.
-    let mut ready = ingress.redis().wait_ready(Duration::from_secs(10)).await;
-    ready &= api.redis().wait_ready(Duration::from_secs(10)).await;
-    for w in &workers {
-        ready &= w.redis().wait_ready(Duration::from_secs(10)).await;
+    // The supervisor, the control API and the forced-exit list end with
+    // `background`.
+    let background = Tasks::new();
+    background.spawn(supervise(
+        stack.clone(),
+        events.clone(),
+        background.stop_token(),
+    ));
+    background.spawn(keep_pids_current(
+        stack.clone(),
+        forced_exit,
+        background.stop_token(),
+    ));
+    let control = StackControl::new(stack.clone(), events, token);
+    let router = control.router();
+    let stop = background.stop_token();
+    background.spawn(async move {
+        let served = axum::serve(control_listener, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(err) = served {
+            tracing::error!(%err, "the control API stopped");
+        }
+    });
+    print!("{banner}");
+
+    shutdown.cancelled().await;
+    println!("holdfast: stopping (faults are reverted, then the roles stop, workers last)");
+    control.end_all().await;
+    background.stop_and_wait(REDIS_TASKS_GRACE).await;
+    match Arc::try_unwrap(stack) {
+        Ok(stack) => stack.into_inner().stop().await,
+        Err(_) => tracing::warn!("the stack was still in use; its processes are killed on exit"),
     }
-    if !ready {
-        tracing::warn!("redis is not answering yet; requests get 503 until it does");
+    drop(scratch);
+    println!("holdfast stopped");
+    Ok(())
+}
+
+/// What `up` prints once its stack is ready: where everything answers.
+fn banner(stack: &Stack, args: &UpArgs, token: &str, control_url: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(out, "holdfast is up");
+    let dashboard = stack.dashboard_url.clone().unwrap_or_default();
+    let _ = writeln!(out, "  dashboard       {dashboard}#token={token}");
+    let _ = writeln!(out, "  ingress         {}", stack.ingress_url);
+    let _ = writeln!(out, "  swagger ui      {}/swagger-ui/", stack.ingress_url);
+    let _ = writeln!(out, "  api             {}", stack.api_url);
+    let _ = writeln!(out, "  api swagger ui  {}/swagger-ui/", stack.api_url);
+    if let Some(exporter) = &stack.exporter_url {
+        let _ = writeln!(out, "  metrics         {exporter}   (every role, merged)");
     }
-    let host = args.listen.ip();
-    println!("holdfast is up");
-    print_http_role(
-        ["ingress", "swagger ui", "ingress admin"],
-        (host, ingress.port()),
-        ingress
-            .admin_port()
-            .map(|port| (args.admin_listen.ip(), port)),
-    );
-    let api_host = args.api_listen.ip();
-    print_http_role(
-        ["api", "api swagger ui", "api admin"],
-        (api_host, api.port()),
-        api.admin_port()
-            .map(|port| (args.api_admin_listen.ip(), port)),
-    );
-    for (n, w) in workers.iter().enumerate() {
-        println!(
-            "  worker {} admin  {}/health",
-            n + 1,
-            url(args.worker_admin_listen.ip(), w.admin_port())
+    for role in stack.roles() {
+        let _ = writeln!(
+            out,
+            "  {:<16}{}/health",
+            format!("{} admin", role.name),
+            url(role.admin)
         );
     }
-    println!(
-        "  dashboard       {}/",
-        url(args.dashboard_listen.ip(), dashboard.port())
-    );
-    match &private {
-        Some(server) => println!(
-            "  redis           redis://127.0.0.1:{} (private; stopped on exit)",
-            server.port()
-        ),
-        None => println!("  redis           {}", redact(&redis_url)),
+    match (&stack.redis, &args.redis_url, args.redis_enabled) {
+        (_, _, false) => {
+            let _ = writeln!(out, "  redis           disabled (REDIS_ENABLED=false)");
+        }
+        (Some(server), _, _) => {
+            let _ = writeln!(
+                out,
+                "  redis           redis://127.0.0.1:{} (private, AOF; stopped on exit){}",
+                server.port(),
+                if stack.redis_proxy.is_some() {
+                    "; the roles reach it through a fault proxy"
+                } else {
+                    ""
+                }
+            );
+        }
+        (None, Some(given), _) => {
+            let _ = writeln!(out, "  redis           {}", redact(given));
+        }
+        (None, None, _) => {}
     }
-    println!();
-    println!(
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
         "  try: curl -s -X POST {}/WeatherForecast/city -H 'content-type: application/json' -d '{{\"city\": \"New York\", \"location\": \"Downtown\"}}'",
-        url(host, ingress.port())
+        stack.ingress_url
     );
-    println!(
+    let _ = writeln!(
+        out,
         "  try: curl -si {}/api/products/500   (twice: first from the database, ~{} ms, then from the cache)",
-        url(api_host, api.port()),
+        stack.api_url,
         args.products_db_delay.as_millis()
     );
-    println!(
+    let _ = writeln!(
+        out,
         "       products 1-{} were warmed into the cache at start: their first read is already a hit",
         ApiSettings::DEFAULT_WARM_PRODUCTS
     );
-    println!("Press Ctrl-C to stop.");
-
-    // One sink for the whole process: every role records into the same
-    // process-wide registry.
-    let sink = Sink::start(redis, Keys::DEFAULT_PREFIX, &args.metrics)?;
-
-    // The ingress and the api drain first, together, while the workers
-    // still answer what the ingress has in flight; then the workers drain.
-    let workers_stop = CancellationToken::new();
-    let mut workers_tasks = tokio::task::JoinSet::new();
-    for w in workers {
-        workers_tasks.spawn(w.run_until_stopped(workers_stop.clone()));
-    }
-    let (ingress_result, api_result, dashboard_result) = tokio::join!(
-        ingress.run_until_stopped(shutdown.clone()),
-        api.run_until_stopped(shutdown.clone()),
-        dashboard.run_until_stopped(shutdown.clone())
+    let _ = writeln!(
+        out,
+        "  the dashboard link carries the control token its chaos buttons need (also in ${DASHBOARD_TOKEN_ENV})"
     );
-    workers_stop.cancel();
-    if let Err(err) = dashboard_result {
-        tracing::error!(%err, "the dashboard stopped with an error");
-    }
-    if let Err(err) = ingress_result {
-        tracing::error!(%err, "the ingress stopped with an error");
-    }
-    if let Err(err) = api_result {
-        tracing::error!(%err, "the api stopped with an error");
-    }
-    while let Some(result) = workers_tasks.join_next().await {
-        if let Err(err) = result.context("a worker task failed")? {
-            tracing::error!(%err, "a worker stopped with an error");
+    let _ = writeln!(
+        out,
+        "  control API     {control_url}/stack   (Authorization: Bearer <the token>)"
+    );
+    let _ = writeln!(out, "Press Ctrl-C to stop.");
+    out
+}
+
+/// Keeps the list of processes a forced exit kills current, as roles are
+/// started again with new pids.
+async fn keep_pids_current(
+    stack: SharedStack,
+    forced_exit: crate::ForcedExit,
+    stop: CancellationToken,
+) {
+    loop {
+        let pids = stack.lock().await.pids();
+        forced_exit.set_pids(pids);
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
     }
-    Sink::finish(sink).await;
-    if let Some(mut server) = private {
-        server.stop().await;
-    }
-    if let Some(dir) = scratch_dir
-        && let Err(err) = std::fs::remove_dir_all(&dir)
-    {
-        tracing::warn!(%err, dir = %dir.display(), "could not remove the demo database");
-    }
-    println!("holdfast stopped");
-    Ok(())
 }
 
 /// Hides the password of a Redis URL.

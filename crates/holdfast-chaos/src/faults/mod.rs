@@ -138,41 +138,53 @@ impl FaultAction {
 
     async fn apply(&self, label: &str, stack: &SharedStack, log: &impl FaultLog) -> Undo {
         let mut stack = stack.lock().await;
-        match self {
-            FaultAction::RedisKill => {
-                redis::kill(&mut stack.redis, label, log).await;
+        let stack = &mut *stack;
+        if self.takes_redis_away()
+            && !matches!(self, FaultAction::Proxy(_))
+            && stack.redis.is_none()
+        {
+            log.fault(format!(
+                "{label}: the stack has no redis-server of its own to act on"
+            ));
+            return Undo::Nothing;
+        }
+        match (self, stack.redis.as_mut()) {
+            (FaultAction::RedisKill, Some(server)) => {
+                redis::kill(server, label, log).await;
                 Undo::StartRedisAgain
             }
-            FaultAction::RedisStop => {
-                redis::stop(&mut stack.redis, label, log).await;
+            (FaultAction::RedisStop, Some(server)) => {
+                redis::stop(server, label, log).await;
                 Undo::StartRedisAgain
             }
-            FaultAction::RedisPassword => {
+            (FaultAction::RedisPassword, Some(server)) => {
                 let original = stack.password.clone().unwrap_or_default();
-                redis::change_password(&mut stack.redis, original, label, log)
+                redis::change_password(server, original, label, log)
                     .await
                     .map_or(Undo::Nothing, Undo::RestorePassword)
             }
-            FaultAction::Proxy(proxy) => proxy
-                .apply(&stack, label, log)
+            (FaultAction::Proxy(proxy), _) => proxy
+                .apply(stack, label, log)
                 .map_or(Undo::Nothing, |id| Undo::RemoveProxyFault(proxy.target, id)),
-            FaultAction::WorkerKill(_) => {
+            (FaultAction::WorkerKill(_), _) => {
                 log.fault(format!("fault start: {label}"));
                 Undo::Nothing
             }
+            (_, None) => Undo::Nothing,
         }
     }
 }
 
 async fn revert(undo: Undo, label: &str, stack: &SharedStack, log: &impl FaultLog) {
     let mut stack = stack.lock().await;
-    match undo {
-        Undo::StartRedisAgain => redis::start_again(&mut stack.redis, label, log).await,
-        Undo::RestorePassword(original) => {
-            redis::restore_password(&mut stack.redis, &original, label, log).await;
+    let stack = &mut *stack;
+    match (undo, stack.redis.as_mut()) {
+        (Undo::StartRedisAgain, Some(server)) => redis::start_again(server, label, log).await,
+        (Undo::RestorePassword(original), Some(server)) => {
+            redis::restore_password(server, &original, label, log).await;
         }
-        Undo::RemoveProxyFault(target, id) => network::revert(target, id, &stack, label, log),
-        Undo::Nothing => log.fault(format!("fault end: {label}")),
+        (Undo::RemoveProxyFault(target, id), _) => network::revert(target, id, stack, label, log),
+        _ => log.fault(format!("fault end: {label}")),
     }
 }
 

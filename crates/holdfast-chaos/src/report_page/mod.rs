@@ -27,6 +27,20 @@ pub fn render_svg(report: &RunReport) -> String {
     Chart::new(report).to_string()
 }
 
+/// A live chart in the same drawing (the dashboard's): the loads of
+/// `report` as its series, its faults as bands, its events as markers; no
+/// verdict, `subtitle` at the top right, `top_axis` as the top panel's
+/// axis title, and ids prefixed with `id_prefix` so that several charts fit
+/// in one page.
+pub fn render_live_svg(
+    report: &RunReport,
+    id_prefix: &str,
+    subtitle: String,
+    top_axis: &'static str,
+) -> String {
+    Chart::live(report, id_prefix, subtitle, top_axis).to_string()
+}
+
 /// The whole page: self-contained HTML (inline CSS, the SVG inline, no
 /// external URL, no script).
 ///

@@ -13,6 +13,7 @@
 mod events;
 mod loads;
 
+use holdfast_redis::local::LocalRedis;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -141,7 +142,7 @@ async fn run_on(
             "stack ready: ingress {}, api {}, redis port {}",
             stack.ingress_url,
             stack.api_url,
-            stack.redis.port()
+            stack.redis.as_ref().map_or(0, LocalRedis::port)
         ),
     );
     // The health watchers go on while the jobs settle, until the
@@ -286,7 +287,7 @@ async fn check_jobs(
     };
     let (ingress_url, redis_url) = {
         let stack = stack.lock().await;
-        (stack.ingress_url.clone(), stack.redis.url())
+        (stack.ingress_url.clone(), stack.redis_url())
     };
     if live {
         eprintln!(

@@ -8,9 +8,22 @@
 //! the registry is not. A page or `GET /api/dashboard/state` computes the
 //! state fresh; at most [`MAX_CONCURRENT_READS`] are computed at once.
 //!
-//! Live charts, streams, cache, users, loop tests, logs and chaos controls
-//! are the next parts of the dashboard issue; this module is where they go.
+//! Live data goes out over server-sent events (`GET
+//! /api/dashboard/events`): one task reads the state once a second while
+//! anyone listens and renders it once; every open page gets the same
+//! rendered fragment, so a hundred open pages cost what one does.
+//!
+//! Where the dashboard controls a stack (`holdfast up`, or
+//! `--control-url` with a token) the chaos actions pass through
+//! [`control`] to the stack's control API.
+//!
+//! Streams, cache, users, loop tests and logs views are the next parts of
+//! the dashboard issue; this module is where they go.
 
+pub mod charts;
+pub mod control;
+mod live;
+mod scrape;
 mod state;
 
 use std::net::SocketAddr;
@@ -21,12 +34,14 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use holdfast_core::Keys;
 use holdfast_redis::{Redis, RedisConfig};
 use tokio_util::sync::CancellationToken;
 
 pub use state::{DashboardState, InstanceView, RedisChange};
+
+use self::control::ControlClient;
 
 use crate::health::{Health, HealthCheck};
 use crate::http::{StackConfig, every_interface};
@@ -56,6 +71,11 @@ pub struct DashboardSettings {
     pub keys: Keys,
     /// Limits of the listener.
     pub stack: StackConfig,
+    /// The stack's control API (`http://127.0.0.1:PORT`), for the chaos
+    /// actions; needs `token`.
+    pub control_url: Option<String>,
+    /// The token mutating requests need.
+    pub token: Option<String>,
 }
 
 impl DashboardSettings {
@@ -71,6 +91,8 @@ impl DashboardSettings {
             redis,
             keys: Keys::default(),
             stack: StackConfig::default(),
+            control_url: None,
+            token: None,
         }
     }
 }
@@ -80,6 +102,8 @@ pub struct Dashboard {
     listeners: RoleListeners,
     redis: Redis,
     state: Arc<state::Reader>,
+    live: live::Live,
+    control: Option<Arc<ControlClient>>,
 }
 
 impl Dashboard {
@@ -91,7 +115,18 @@ impl Dashboard {
         let mut listeners = RoleListeners::bind(settings.listen, None, settings.stack).await?;
         let redis = Redis::start(settings.redis, listeners.tasks())?;
         listeners.announce("dashboard", &redis, &settings.keys);
-        let state = Arc::new(state::Reader::new(redis.clone(), settings.keys)?);
+        let control = match (&settings.control_url, settings.token) {
+            (Some(url), Some(token)) => Some(Arc::new(
+                ControlClient::new(url, token).map_err(StartError::HttpClient)?,
+            )),
+            _ => None,
+        };
+        let state = Arc::new(state::Reader::new(
+            redis.clone(),
+            settings.keys,
+            control.clone(),
+        )?);
+        let live = live::Live::start(state.clone(), listeners.tasks());
         // Keeps the list of instances current between page views, so a
         // Redis that goes down leaves the dashboard the list it had; ends
         // when the role stops its tasks.
@@ -110,6 +145,8 @@ impl Dashboard {
             listeners,
             redis,
             state,
+            live,
+            control,
         })
     }
 
@@ -129,9 +166,20 @@ impl Dashboard {
             redis: self.redis.clone(),
         });
         let pages = Router::new()
-            .route("/", get(overview))
+            .route(
+                "/",
+                get(overview).with_state((self.state.clone(), self.live.charts.clone())),
+            )
             .route("/api/dashboard/state", get(state_json))
-            .with_state(self.state.clone());
+            .with_state(self.state.clone())
+            .route(
+                "/api/dashboard/events",
+                get(live::events).with_state(self.live.clone()),
+            )
+            .route(
+                "/api/dashboard/chaos/{action}",
+                post(control::chaos).with_state(self.control.clone()),
+            );
         self.listeners.single_listener_router(health, pages)
     }
 
@@ -167,12 +215,64 @@ impl HealthCheck for DashboardHealth {
 #[template(path = "overview.html")]
 struct OverviewPage {
     state: DashboardState,
+    charts: ChartsFragment,
 }
 
-async fn overview(State(reader): State<Arc<state::Reader>>) -> Result<Response, ApiError> {
-    let page = OverviewPage {
-        state: reader.read().await,
-    };
+/// The charts, which server-sent events replace.
+#[derive(Template)]
+#[template(path = "charts.html")]
+pub(crate) struct ChartsFragment {
+    pub(crate) last: Option<charts::Tick>,
+    pub(crate) requests: String,
+    pub(crate) cache: String,
+    pub(crate) topics: String,
+}
+
+impl ChartsFragment {
+    /// The charts of `ticks`, with the actions and events of `stack`.
+    pub(crate) fn new(
+        ticks: &[charts::Tick],
+        stack: Option<&holdfast_chaos::stack_control::StackView>,
+    ) -> Self {
+        use holdfast_chaos::report_page::render_live_svg;
+        let [requests, cache, topics] = charts::reports(ticks, stack);
+        let span = format!("{} points, one a second", ticks.len());
+        Self {
+            last: ticks.last().cloned(),
+            requests: render_live_svg(
+                &requests,
+                "hf-requests",
+                span.clone(),
+                "answered/s · errors/s",
+            ),
+            cache: render_live_svg(&cache, "hf-cache", span.clone(), "reads/s"),
+            topics: render_live_svg(&topics, "hf-topics", span, "entries"),
+        }
+    }
+
+    /// Milliseconds for people: `12.3 ms`, or `–` when there is none.
+    fn ms(&self, value: &f64) -> String {
+        if value.is_finite() {
+            format!("{value:.1} ms")
+        } else {
+            "–".to_owned()
+        }
+    }
+}
+
+/// The live part of the overview, which server-sent events replace.
+#[derive(Template)]
+#[template(path = "live.html")]
+pub(crate) struct LiveFragment<'a> {
+    pub(crate) state: &'a DashboardState,
+}
+
+async fn overview(
+    State((reader, charts)): State<(Arc<state::Reader>, Arc<charts::Charts>)>,
+) -> Result<Response, ApiError> {
+    let state = reader.read().await;
+    let charts = ChartsFragment::new(&charts.ticks(), state.stack.as_ref());
+    let page = OverviewPage { state, charts };
     let html = page.render().map_err(|err| {
         tracing::error!(error = %err, "the overview page did not render");
         ApiError::new(

@@ -9,9 +9,12 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
+use super::control::ControlClient;
 use super::{HEALTH_TIMEOUT, MAX_CONCURRENT_READS};
 use crate::registry::{self, Instance};
 use crate::start::StartError;
+use holdfast_chaos::stack_control::StackView;
+use std::sync::Arc;
 
 /// The state of the stack, as `GET /api/dashboard/state` answers it.
 #[derive(Clone, Debug, Serialize)]
@@ -25,6 +28,33 @@ pub struct DashboardState {
     pub instances: Vec<InstanceView>,
     /// When this state was read, in unix milliseconds.
     pub read_at_unix_ms: u64,
+    /// Whether this dashboard controls a stack (chaos actions possible).
+    pub control: bool,
+    /// The stack as its control API shows it: processes with their
+    /// restarts, the action running, past actions, recent events.
+    pub stack: Option<StackView>,
+    /// Why `stack` is missing although the dashboard controls a stack.
+    pub stack_error: Option<String>,
+}
+
+impl DashboardState {
+    /// `HH:MM:SS` (UTC) of a moment in Unix milliseconds.
+    pub fn time_of_day(&self, at_unix_ms: &u64) -> String {
+        let seconds = at_unix_ms / 1000 % 86_400;
+        format!(
+            "{:02}:{:02}:{:02}",
+            seconds / 3600,
+            seconds / 60 % 60,
+            seconds % 60
+        )
+    }
+
+    /// Whole seconds from this reading to `at_unix_ms` (0 when past).
+    pub fn seconds_until(&self, at_unix_ms: &u64) -> u64 {
+        at_unix_ms
+            .saturating_sub(self.read_at_unix_ms)
+            .div_ceil(1000)
+    }
 }
 
 /// One instance as the dashboard shows it.
@@ -97,20 +127,27 @@ pub(super) struct Reader {
     last: Mutex<Vec<Instance>>,
     /// See [`MAX_CONCURRENT_READS`]; never closed.
     reads: Semaphore,
+    /// The stack's control API, when the dashboard has one.
+    control: Option<Arc<ControlClient>>,
 }
 
 impl Reader {
-    pub(super) fn new(redis: Redis, keys: Keys) -> Result<Self, StartError> {
+    pub(super) fn new(
+        redis: Redis,
+        keys: Keys,
+        control: Option<Arc<ControlClient>>,
+    ) -> Result<Self, StartError> {
         let client = reqwest::Client::builder()
             .timeout(HEALTH_TIMEOUT)
             .build()
-            .map_err(StartError::UsersClient)?;
+            .map_err(StartError::HttpClient)?;
         Ok(Self {
             redis,
             keys,
             client,
             last: Mutex::new(Vec::new()),
             reads: Semaphore::new(MAX_CONCURRENT_READS),
+            control,
         })
     }
 
@@ -130,6 +167,19 @@ impl Reader {
         }
     }
 
+    /// The last list of instances read, without asking Redis.
+    pub(super) fn known(&self) -> Vec<Instance> {
+        self.last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The HTTP client the instances are read with.
+    pub(super) fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     pub(super) async fn read(&self) -> DashboardState {
         // The semaphore is never closed, so acquiring cannot fail.
         let _permit = self.reads.acquire().await;
@@ -143,6 +193,13 @@ impl Reader {
         for instance in instances {
             asking.spawn(view(self.client.clone(), instance, now));
         }
+        let stack = async {
+            match &self.control {
+                Some(control) => Some(control.stack().await),
+                None => None,
+            }
+        };
+        let stack = stack.await;
         let mut views = Vec::with_capacity(asking.len());
         while let Some(done) = asking.join_next().await {
             if let Ok(view) = done {
@@ -155,6 +212,9 @@ impl Reader {
             registry_fresh: fresh,
             instances: views,
             read_at_unix_ms: now,
+            control: self.control.is_some(),
+            stack_error: stack.as_ref().and_then(|s| s.as_ref().err().cloned()),
+            stack: stack.and_then(Result::ok),
         }
     }
 }

@@ -357,32 +357,51 @@ impl IngressOnRedis {
 }
 
 /// Starts `holdfast up` with no `REDIS_URL` (so it runs a private
-/// redis-server) and its stdout piped, and waits until its ingress is ready.
+/// redis-server) on free ports, its stdout piped, and waits until its
+/// ingress is ready. `dashboard_port` tells where its dashboard answers.
 pub async fn spawn_up(client: &reqwest::Client) -> Process {
     start_until_ready(client, || {
-        let (port, admin_port, worker_admin_port) = (free_port(), free_port(), free_port());
-        let listen = format!("127.0.0.1:{port}");
-        let admin = format!("127.0.0.1:{admin_port}");
-        let worker_admin = format!("127.0.0.1:{worker_admin_port}");
-        let api_listen = format!("127.0.0.1:{}", free_port());
-        let api_admin = format!("127.0.0.1:{}", free_port());
+        let (port, admin_port) = (free_port(), free_port());
+        let on = |port: u16| format!("127.0.0.1:{port}");
         let mut command = holdfast_command(&[
             "up",
             "--listen",
-            &listen,
+            &on(port),
             "--admin-listen",
-            &admin,
+            &on(admin_port),
             "--worker-admin-listen",
-            &worker_admin,
+            "127.0.0.1:0",
             "--api-listen",
-            &api_listen,
+            &on(free_port()),
             "--api-admin-listen",
-            &api_admin,
+            &on(free_port()),
+            "--exporter-listen",
+            &on(free_port()),
+            "--dashboard-listen",
+            &on(free_port()),
         ]);
         command.stdout(Stdio::piped());
         Process::spawn("up", command, admin_port, Some(port))
     })
     .await
+}
+
+/// Reads `up`'s stdout until its banner ends; the banner's lines.
+pub async fn read_banner(stdout: &mut Lines<BufReader<ChildStdout>>) -> Vec<String> {
+    let mut transcript = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = stdout.next_line().await.expect("read stdout") {
+            let banner_done = line.contains("Press Ctrl-C");
+            transcript.push(line);
+            if banner_done {
+                return;
+            }
+        }
+        panic!("stdout ended before the banner: {transcript:#?}");
+    })
+    .await
+    .expect("`holdfast up` printed no \"Press Ctrl-C\"");
+    transcript
 }
 
 /// `POST /WeatherForecast/city` with a deadline of `timeout_ms`.

@@ -13,9 +13,10 @@ use reqwest::StatusCode;
 use tokio::time::Instant;
 
 use helpers::{
-    IngressOnRedis, answers, http_client, pending_requests, post_forecast, send_forecasts,
-    spawn_ingress, spawn_up, spawn_worker,
+    IngressOnRedis, answers, http_client, pending_requests, post_forecast, read_banner,
+    send_forecasts, spawn_ingress, spawn_up, spawn_worker,
 };
+use serde_json::json;
 
 /// How long a role has to exit after SIGTERM or SIGINT once its requests
 /// are answered (a blocking stream read takes up to 1 s to notice).
@@ -155,19 +156,7 @@ async fn holdfast_up_serves_a_forecast_and_stops_cleanly_on_sigint() {
     let client = http_client();
     let mut up = spawn_up(&client).await;
     let mut stdout = up.stdout_lines();
-    let mut transcript = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), async {
-        while let Some(line) = stdout.next_line().await.expect("read stdout") {
-            let banner_done = line.contains("Press Ctrl-C");
-            transcript.push(line);
-            if banner_done {
-                return;
-            }
-        }
-        panic!("stdout ended before the banner: {transcript:#?}");
-    })
-    .await
-    .expect("`holdfast up` printed no \"Press Ctrl-C\"");
+    let mut transcript = read_banner(&mut stdout).await;
 
     // Act
     let response = post_forecast(&client, up.port.expect("ingress port"), "New York", 5_000)
@@ -193,6 +182,194 @@ async fn holdfast_up_serves_a_forecast_and_stops_cleanly_on_sigint() {
         transcript.iter().any(|l| l.contains("holdfast stopped")),
         "stdout: {transcript:#?}"
     );
+}
+
+/// The dashboard's state, as JSON.
+async fn dashboard_state(client: &reqwest::Client, dashboard: &str) -> serde_json::Value {
+    client
+        .get(format!("{dashboard}api/dashboard/state"))
+        .send()
+        .await
+        .expect("dashboard state")
+        .json()
+        .await
+        .expect("dashboard state JSON")
+}
+
+/// Polls the dashboard's state until `check` holds, for at most `within`;
+/// the state that passed, or a panic naming `what` with the last state.
+async fn wait_for_state(
+    client: &reqwest::Client,
+    dashboard: &str,
+    within: Duration,
+    what: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let give_up = tokio::time::Instant::now() + within;
+    loop {
+        let state = dashboard_state(client, dashboard).await;
+        if check(&state) {
+            return state;
+        }
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "{what} did not happen within {within:?}; last state: {state:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn redis_states(state: &serde_json::Value) -> Vec<String> {
+    state["instances"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .map(|i| i["redis_state"].as_str().unwrap_or("none").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn holdfast_up_plays_chaos_from_its_dashboard_and_restarts_a_killed_worker() {
+    // Arrange: `up` with every role as its own process.
+    let client = http_client();
+    let mut up = spawn_up(&client).await;
+    let mut stdout = up.stdout_lines();
+    let banner = read_banner(&mut stdout).await;
+    let link = banner
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("dashboard").map(str::trim))
+        .unwrap_or_else(|| panic!("no dashboard line in {banner:#?}"))
+        .to_owned();
+    let (dashboard, token) = link
+        .split_once("#token=")
+        .expect("the link carries a token");
+    let dashboard = dashboard.to_owned();
+    let roles = [
+        "api",
+        "dashboard",
+        "exporter",
+        "ingress",
+        "worker",
+        "worker",
+    ];
+    wait_for_state(
+        &client,
+        &dashboard,
+        Duration::from_secs(10),
+        "every role ready",
+        |s| {
+            let found: Vec<_> = s["instances"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|i| i["healthy"] == true)
+                .filter_map(|i| i["role"].as_str())
+                .collect();
+            found == roles
+        },
+    )
+    .await;
+    let chaos = |action: &str| format!("{dashboard}api/dashboard/chaos/{action}");
+
+    // Act and assert: no token, no action.
+    let refused = client
+        .post(chaos("crash-redis"))
+        .json(&json!({"down_for_s": 2}))
+        .send()
+        .await
+        .expect("chaos without a token");
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        refused.headers()[reqwest::header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("application/problem+json")
+    );
+    let state = dashboard_state(&client, &dashboard).await;
+    assert!(state["stack"]["running"].is_null(), "{state:#}");
+
+    // Crash Redis for 2 s: every role reconnects, then all are ready.
+    let crashed = client
+        .post(chaos("crash-redis"))
+        .bearer_auth(token)
+        .json(&json!({"down_for_s": 2}))
+        .send()
+        .await
+        .expect("crash redis");
+    assert_eq!(crashed.status(), StatusCode::ACCEPTED);
+    let busy = client
+        .post(chaos("slow-redis"))
+        .bearer_auth(token)
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("a second action");
+    assert_eq!(busy.status(), StatusCode::CONFLICT, "one action at a time");
+    wait_for_state(
+        &client,
+        &dashboard,
+        Duration::from_secs(2),
+        "every role's Redis down",
+        |s| {
+            let states = redis_states(s);
+            states.len() == roles.len() && states.iter().all(|st| st != "ready")
+        },
+    )
+    .await;
+    wait_for_state(
+        &client,
+        &dashboard,
+        Duration::from_secs(6),
+        "every role's Redis back",
+        |s| {
+            let states = redis_states(s);
+            s["stack"]["running"].is_null()
+                && states.len() == roles.len()
+                && states.iter().all(|st| st == "ready")
+        },
+    )
+    .await;
+
+    // Kill a worker: `up` starts it again.
+    let killed = client
+        .post(chaos("kill-worker"))
+        .bearer_auth(token)
+        .json(&json!({"worker": 1}))
+        .send()
+        .await
+        .expect("kill a worker");
+    assert_eq!(killed.status(), StatusCode::ACCEPTED);
+    let state = wait_for_state(
+        &client,
+        &dashboard,
+        Duration::from_secs(10),
+        "worker-1 restarted",
+        |s| {
+            s["stack"]["processes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["name"] == "worker-1" && p["restarts"] == 1 && p["running"] == true)
+        },
+    )
+    .await;
+    let events: Vec<_> = state["stack"]["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["what"].as_str())
+        .collect();
+    assert!(
+        events.iter().any(|e| e.contains("exited unexpectedly")),
+        "{events:#?}"
+    );
+
+    // Stop: everything goes, cleanly.
+    up.signal(Signal::SIGINT);
+    let exit = up.exit_status(Duration::from_secs(20)).await;
+    assert!(exit.success(), "`holdfast up` exited with {exit}");
 }
 
 /// Runs a short-lived `holdfast` command to completion and returns stdout.

@@ -161,6 +161,10 @@ pub(super) struct Chart {
     scenario: String,
     title: String,
     passed: bool,
+    /// A live chart (the dashboard's): no verdict after the title.
+    live: bool,
+    /// Prefix of the SVG's ids, distinct for each chart of one page.
+    id_prefix: String,
     subtitle: String,
     title_y: Px,
     legend: Vec<Entry>,
@@ -214,6 +218,8 @@ impl Chart {
             scenario: report.scenario.clone(),
             title: truncate(&report.scenario, 60),
             passed: report.passed,
+            live: false,
+            id_prefix: "hf".to_owned(),
             subtitle: format!(
                 "{} · {held}/{} invariants held{}",
                 duration_text(report.duration_s),
@@ -245,6 +251,23 @@ impl Chart {
             axis_title_y: Px(layout.axis_title_y),
             has_events: !report.events.is_empty(),
         }
+    }
+
+    /// The chart as the dashboard draws it live: no verdict, `subtitle` in
+    /// place of the invariants, `top_axis` as the top panel's axis title,
+    /// ids prefixed with `id_prefix`.
+    pub(super) fn live(
+        report: &RunReport,
+        id_prefix: &str,
+        subtitle: String,
+        top_axis: &'static str,
+    ) -> Self {
+        let mut chart = Self::new(report);
+        chart.live = true;
+        id_prefix.clone_into(&mut chart.id_prefix);
+        chart.subtitle = subtitle;
+        chart.axis_titles[0].0 = top_axis;
+        chart
     }
 
     fn verdict(&self) -> &'static str {

@@ -1,0 +1,133 @@
+//! `GET /api/dashboard/events`: the state, once a second, over server-sent
+//! events.
+//!
+//! One task reads the state and renders it; every subscriber gets the same
+//! [`Snapshot`] through a watch channel, so the cost does not grow with the
+//! number of open pages, and nothing is read while nobody listens. A
+//! subscriber that goes away drops its receiver and its stream; nothing of
+//! it is left behind.
+//!
+//! The same task takes the charts' point every second, listened to or not,
+//! so that the charts hold five minutes when a page opens.
+//!
+//! Each second brings three events: `overview`, the live part of the page
+//! as HTML rendered by the same template as the page itself (the page swaps
+//! it in), `charts`, the charts likewise, and `state`, the same state as
+//! `GET /api/dashboard/state`'s JSON, for scripts.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use askama::Template;
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use holdfast_resilience::Tasks;
+use tokio::sync::watch;
+
+use super::charts::Charts;
+use super::state::Reader;
+use super::{ChartsFragment, LiveFragment};
+
+/// How often the state is read while anyone listens.
+pub const LIVE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// One reading, ready to send.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// The live part of the overview page.
+    html: String,
+    /// The charts.
+    charts: String,
+    /// The state as JSON.
+    json: String,
+}
+
+/// The subscribers' side of the reading task.
+#[derive(Clone, Debug)]
+pub struct Live {
+    sender: Arc<watch::Sender<Arc<Snapshot>>>,
+    /// The charts' points.
+    pub charts: Arc<Charts>,
+}
+
+impl Live {
+    /// Starts the reading task on `tasks`.
+    pub fn start(reader: Arc<Reader>, tasks: &Tasks) -> Live {
+        let (sender, _) = watch::channel(Arc::new(Snapshot::default()));
+        let sender = Arc::new(sender);
+        let charts = Arc::new(Charts::default());
+        let live = Live {
+            sender: sender.clone(),
+            charts: charts.clone(),
+        };
+        let stop = tasks.clone();
+        tasks.spawn(async move {
+            loop {
+                let known = reader.known();
+                charts.retain(&known);
+                charts
+                    .sample(
+                        reader.client(),
+                        &known,
+                        holdfast_core::Deadline::now_unix_ms(),
+                    )
+                    .await;
+                if sender.receiver_count() > 0 {
+                    let snapshot = read(&reader, &charts).await;
+                    sender.send_replace(Arc::new(snapshot));
+                }
+                tokio::select! {
+                    () = stop.stopping() => return,
+                    () = tokio::time::sleep(LIVE_INTERVAL) => {}
+                }
+            }
+        });
+        live
+    }
+}
+
+async fn read(reader: &Reader, charts: &Charts) -> Snapshot {
+    let state = reader.read().await;
+    let charts = ChartsFragment::new(&charts.ticks(), state.stack.as_ref())
+        .render()
+        .unwrap_or_else(|err| {
+            tracing::error!(error = %err, "the live charts did not render");
+            String::new()
+        })
+        .replace('\r', "");
+    let html = LiveFragment { state: &state }
+        .render()
+        .unwrap_or_else(|err| {
+            tracing::error!(error = %err, "the live overview did not render");
+            String::new()
+        })
+        // An event's data may not hold a carriage return.
+        .replace('\r', "");
+    let json = serde_json::to_string(&state).unwrap_or_default();
+    Snapshot { html, charts, json }
+}
+
+/// The event stream of one subscriber.
+pub(super) async fn events(
+    State(live): State<Live>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let receiver = live.sender.subscribe();
+    let stream =
+        futures_util::stream::unfold((receiver, true), |(mut receiver, first)| async move {
+            // The first reading is sent as soon as there is one; after it,
+            // each new reading.
+            if !first || receiver.borrow().html.is_empty() {
+                receiver.changed().await.ok()?;
+            }
+            let snapshot = receiver.borrow_and_update().clone();
+            let events = [
+                Ok(Event::default().event("overview").data(&snapshot.html)),
+                Ok(Event::default().event("charts").data(&snapshot.charts)),
+                Ok(Event::default().event("state").data(&snapshot.json)),
+            ];
+            Some((futures_util::stream::iter(events), (receiver, false)))
+        });
+    Sse::new(futures_util::StreamExt::flatten(stream)).keep_alive(KeepAlive::default())
+}
