@@ -32,6 +32,43 @@ pub struct TopicStats {
     pub oldest_pending_ms: Option<u64>,
 }
 
+/// One partition of a topic, with its consumers.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PartitionStats {
+    /// The partition.
+    pub partition: u16,
+    /// Entries in the request stream.
+    pub length: u64,
+    /// Entries not yet delivered to the group.
+    pub lag: u64,
+    /// Entries delivered but not acknowledged.
+    pub pending: u64,
+    /// Entries in the dead-letter stream.
+    pub dead_letters: u64,
+    /// The group's consumers.
+    pub consumers: Vec<ConsumerStats>,
+}
+
+/// One consumer of a topic's group on one partition.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ConsumerStats {
+    /// Its name (the worker's consumer name).
+    pub name: String,
+    /// Entries it holds unacknowledged.
+    pub pending: u64,
+    /// Milliseconds since it last read or claimed.
+    pub idle_ms: u64,
+}
+
+/// A dead letter with every field of its entry, for inspection.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeadLetterEntry {
+    /// The letter as listed.
+    pub letter: DeadLetter,
+    /// Every field of the entry, in order, as text (invalid UTF-8 replaced).
+    pub fields: Vec<(String, String)>,
+}
+
 /// One dead letter, for listing.
 #[derive(Clone, Debug, Serialize)]
 pub struct DeadLetter {
@@ -63,6 +100,18 @@ fn text(entry: &RawEntry, name: &[u8]) -> Option<String> {
     entry
         .get(name)
         .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+fn letter_of(partition: u16, entry: RawEntry) -> DeadLetter {
+    DeadLetter {
+        partition,
+        origin_id: text(&entry, b"origin_id"),
+        request_id: text(&entry, b"id"),
+        code: text(&entry, b"dead_code"),
+        reason: text(&entry, b"dead_reason"),
+        deliveries: text(&entry, b"deliveries").and_then(|d| d.parse().ok()),
+        id: entry.id,
+    }
 }
 
 fn id_ms(id: &str) -> Option<u64> {
@@ -154,6 +203,123 @@ impl Admin {
         Ok(stats)
     }
 
+    /// Each partition's figures and consumers.
+    pub async fn partition_stats(&self, topic: &Topic) -> Result<Vec<PartitionStats>, RedisError> {
+        let mut out = Vec::with_capacity(usize::from(self.partitions));
+        for partition in 0..self.partitions {
+            let stream = self.keys.request_stream(topic, partition);
+            let dead = self.keys.dead_letter_stream(topic, partition);
+            let (length, dead_letters): (u64, u64) = self
+                .redis
+                .pipe(
+                    redis::pipe()
+                        .cmd("XLEN")
+                        .arg(&stream)
+                        .cmd("XLEN")
+                        .arg(&dead),
+                    self.redis.config().command_timeout,
+                )
+                .await?;
+            let mut stats = PartitionStats {
+                partition,
+                length,
+                dead_letters,
+                lag: length,
+                ..PartitionStats::default()
+            };
+            let groups: Value = match self
+                .redis
+                .cmd(redis::cmd("XINFO").arg("GROUPS").arg(&stream))
+                .await
+            {
+                Ok(v) => v,
+                // No stream yet.
+                Err(RedisError::Server(_)) => {
+                    out.push(stats);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let group = match &groups {
+                Value::Array(items) => items.iter().find(|g| {
+                    matches!(value::field(g, "name"), Some(Value::BulkString(n)) if n == Keys::GROUP.as_bytes())
+                }),
+                _ => None,
+            };
+            if let Some(group) = group {
+                stats.pending = value::field(group, "pending")
+                    .and_then(value::int)
+                    .unwrap_or(0) as u64;
+                stats.lag = value::field(group, "lag")
+                    .and_then(value::int)
+                    .map_or(length.saturating_sub(stats.pending), |l| l as u64);
+                let consumers: Value = self
+                    .redis
+                    .cmd(
+                        redis::cmd("XINFO")
+                            .arg("CONSUMERS")
+                            .arg(&stream)
+                            .arg(Keys::GROUP),
+                    )
+                    .await?;
+                if let Value::Array(items) = consumers {
+                    for c in &items {
+                        let number = |name| {
+                            value::field(c, name)
+                                .and_then(value::int)
+                                .unwrap_or(0)
+                                .max(0) as u64
+                        };
+                        stats.consumers.push(ConsumerStats {
+                            name: match value::field(c, "name") {
+                                Some(Value::BulkString(n)) => {
+                                    String::from_utf8_lossy(n).into_owned()
+                                }
+                                Some(Value::SimpleString(n)) => n.clone(),
+                                _ => String::new(),
+                            },
+                            pending: number("pending"),
+                            idle_ms: number("idle"),
+                        });
+                    }
+                }
+            }
+            out.push(stats);
+        }
+        Ok(out)
+    }
+
+    /// The dead letter `id` with all its fields, if a partition holds it.
+    pub async fn dead_letter(
+        &self,
+        topic: &Topic,
+        id: &str,
+    ) -> Result<Option<DeadLetterEntry>, RedisError> {
+        for partition in 0..self.partitions {
+            let dead = self.keys.dead_letter_stream(topic, partition);
+            let v: Value = self
+                .redis
+                .cmd(redis::cmd("XRANGE").arg(&dead).arg(id).arg(id))
+                .await?;
+            if let Some(entry) = value::entries(v).into_iter().next() {
+                let fields = entry
+                    .pairs()
+                    .map(|(k, v)| {
+                        (
+                            String::from_utf8_lossy(k).into_owned(),
+                            String::from_utf8_lossy(v).into_owned(),
+                        )
+                    })
+                    .collect();
+                return Ok(Some(DeadLetterEntry {
+                    letter: letter_of(partition, entry),
+                    fields,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
     /// Up to `count` dead letters of each partition, oldest first.
     pub async fn dead_letters(
         &self,
@@ -175,15 +341,7 @@ impl Admin {
                 )
                 .await?;
             for entry in value::entries(v) {
-                out.push(DeadLetter {
-                    partition,
-                    origin_id: text(&entry, b"origin_id"),
-                    request_id: text(&entry, b"id"),
-                    code: text(&entry, b"dead_code"),
-                    reason: text(&entry, b"dead_reason"),
-                    deliveries: text(&entry, b"deliveries").and_then(|d| d.parse().ok()),
-                    id: entry.id,
-                });
+                out.push(letter_of(partition, entry));
             }
         }
         Ok(out)

@@ -26,6 +26,6 @@ pub mod trace_context;
 pub mod value;
 pub mod worker;
 
-pub use admin::{Admin, DeadLetter, TopicStats};
+pub use admin::{Admin, ConsumerStats, DeadLetter, DeadLetterEntry, PartitionStats, TopicStats};
 pub use caller::{CallError, CallOptions, Caller, CallerConfig, JobRecord};
 pub use worker::{Handler, HandlerError, Request, Worker, WorkerConfig, WorkerStatus, handler_fn};

@@ -251,6 +251,7 @@ pub fn dashboard_settings(args: &DashboardArgs) -> DashboardSettings {
     let mut settings = DashboardSettings::new(redis_config(&args.redis));
     settings.listen = args.listen;
     settings.keys = Keys::new(args.redis.key_prefix.clone());
+    settings.partitions = args.redis.partitions;
     settings.control_url.clone_from(&args.control_url);
     settings.token.clone_from(&args.token);
     settings

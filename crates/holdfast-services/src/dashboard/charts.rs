@@ -296,6 +296,16 @@ impl Charts {
             .retain(|id, _| instances.iter().any(|i| &i.instance == id));
     }
 
+    /// The topics the exporter reported last.
+    pub fn topics(&self) -> Vec<String> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner
+            .ticks
+            .back()
+            .map(|t| t.topics.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// The points kept, oldest first.
     pub fn ticks(&self) -> Vec<Tick> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());

@@ -1,30 +1,18 @@
 //! The dashboard's chaos actions: `POST /api/dashboard/chaos/{action}` is
-//! checked here and passed on to the stack's control API (what `holdfast
-//! up` serves, or `--control-url`), which plays the fault.
-//!
-//! Safety, in the order it is checked:
-//! 1. Without a control API the dashboard is read-only: 404 `no_control`.
-//! 2. The request must carry the token as `Authorization: Bearer TOKEN`:
-//!    401 `unauthorized` otherwise. A browser never adds that header to a
-//!    request another site makes it send (that would need a CORS preflight,
-//!    which the dashboard does not allow), so the header is the CSRF guard;
-//!    no cookie is ever used.
-//! 3. When the browser sends an `Origin`, it must be this dashboard's own
-//!    (`http://` + the `Host` asked for): 403 `cross_origin` otherwise.
-//! 4. The body, if any, must be JSON (415 otherwise), so a plain HTML form
-//!    elsewhere cannot post one.
+//! checked (404 `no_control` without a control API, then the
+//! [`Guard`](super::guard::Guard)) and passed on to the stack's control API
+//! (what `holdfast up` serves, or `--control-url`), which plays the fault.
 //!
 //! The control API's answer (202 with the action, 409 when one runs, 422
 //! for bad parameters, all problem+json on error) is passed back as it is.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use holdfast_chaos::stack_control::{StackView, constant_time_eq};
+use holdfast_chaos::stack_control::StackView;
 
 use crate::problem::ApiError;
 
@@ -109,119 +97,45 @@ impl ControlClient {
         })?;
         Ok((status, [(header::CONTENT_TYPE, content_type)], bytes).into_response())
     }
-
-    fn token_matches(&self, headers: &HeaderMap) -> bool {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        constant_time_eq(given.as_bytes(), self.token.as_bytes())
-    }
 }
 
-/// Whether a browser's `Origin`, when sent, is the dashboard's own.
-fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return true;
-    };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    origin == format!("http://{host}") || origin == format!("https://{host}")
-}
-
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
-        })
-}
-
-/// `POST /api/dashboard/chaos/{action}`.
+/// `POST /api/dashboard/chaos/{action}`: plays a chaos action on the
+/// stack the dashboard controls.
+#[utoipa::path(
+    post,
+    path = "/api/dashboard/chaos/{action}",
+    tag = "chaos",
+    params(("action" = String, Path, description = "crash-redis, restart-redis, redis-password, slow-redis, blackhole-redis, database-down, kill-worker, or end")),
+    request_body(content = Object, description = "The action's parameters, e.g. {\"down_for_s\": 45}; all optional", content_type = "application/json"),
+    responses(
+        (status = 202, description = "The action started: its record (id, action, label, params, started_at_unix_ms, ends_at_unix_ms)", body = Object),
+        (status = 200, description = "`end`: the action that was ended", body = Object),
+        (status = 401, description = "No or a wrong token", body = holdfast_core::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Read-only dashboard, or another site's page", body = holdfast_core::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No control API, or no such action", body = holdfast_core::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Another action runs, or the stack lacks what the action acts on", body = holdfast_core::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid parameters", body = holdfast_core::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub(super) async fn chaos(
-    State(control): State<Option<Arc<ControlClient>>>,
+    State(shared): State<super::AppState>,
     Path(action): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, ApiError> {
-    let Some(control) = control else {
-        return Err(ApiError::new(
+) -> Response {
+    let Some(control) = &shared.control else {
+        return ApiError::new(
             StatusCode::NOT_FOUND,
             "no_control",
-            "this dashboard controls no stack: it is read-only (start it with --control-url and a token, or use `holdfast up`)",
-        ));
-    };
-    if !control.token_matches(&headers) {
-        let mut response = ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "chaos actions need the stack's control token as `Authorization: Bearer TOKEN`",
+            "this dashboard controls no stack (start it with --control-url and a token, or use `holdfast up`)",
         )
         .into_response();
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer"),
-        );
-        return Ok(response);
+    };
+    if let Err(refused) = shared.guard.check(&headers, !body.is_empty()) {
+        return refused.into_response();
     }
-    if !same_origin(&headers) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "cross_origin",
-            "chaos actions are taken only from the dashboard's own pages",
-        ));
-    }
-    if !body.is_empty() && !is_json(&headers) {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "the parameters of an action are a JSON object (content-type: application/json)",
-        ));
-    }
-    control.forward(&action, body).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(name.clone(), value.parse().unwrap());
-        }
-        map
-    }
-
-    #[test]
-    fn only_the_dashboards_own_origin_passes() {
-        assert!(same_origin(&headers(&[(header::HOST, "127.0.0.1:8000")])));
-        assert!(same_origin(&headers(&[
-            (header::HOST, "127.0.0.1:8000"),
-            (header::ORIGIN, "http://127.0.0.1:8000"),
-        ])));
-        assert!(!same_origin(&headers(&[
-            (header::HOST, "127.0.0.1:8000"),
-            (header::ORIGIN, "http://evil.example"),
-        ])));
-    }
-
-    #[test]
-    fn parameters_must_be_json() {
-        assert!(is_json(&headers(&[(
-            header::CONTENT_TYPE,
-            "application/json; charset=utf-8"
-        )])));
-        assert!(!is_json(&headers(&[(
-            header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded"
-        )])));
-        assert!(!is_json(&HeaderMap::new()));
-    }
+    control
+        .forward(&action, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use askama::Template;
-use axum::extract::State;
+use axum::Extension;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use holdfast_resilience::Tasks;
@@ -109,9 +109,17 @@ async fn read(reader: &Reader, charts: &Charts) -> Snapshot {
     Snapshot { html, charts, json }
 }
 
-/// The event stream of one subscriber.
+/// The live state, once a second, as server-sent events: `overview` (the
+/// live part of the overview page, HTML), `charts` (the charts, HTML with
+/// inline SVG) and `state` (the JSON of `GET /api/dashboard/state`).
+#[utoipa::path(
+    get,
+    path = "/api/dashboard/events",
+    tag = "overview",
+    responses((status = 200, description = "An event stream (text/event-stream) of `overview`, `charts` and `state` events, one of each a second", content_type = "text/event-stream", body = String))
+)]
 pub(super) async fn events(
-    State(live): State<Live>,
+    Extension(live): Extension<Live>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let receiver = live.sender.subscribe();
     let stream =

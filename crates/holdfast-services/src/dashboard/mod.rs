@@ -1,30 +1,41 @@
-//! The dashboard role, first part: the overview of every instance of the
-//! stack, rendered on the server, and the same state as JSON.
+//! The dashboard role: the whole stack live in a browser, rendered on the
+//! server from askama templates, with a JSON API beside the pages (in its
+//! OpenAPI document, Swagger UI at `/swagger-ui/`).
+//!
+//! | page | module | what it shows |
+//! |---|---|---|
+//! | `/` | [`state`], [`live`], [`charts`], [`control`] | every instance (health, Redis state and history, breaker, terminals), the stack's processes, actions and events, live charts, the chaos buttons |
+//! | `/streams` | [`streams`] | topics by partition, consumers, the dead-letter browser |
+//! | `/cache` | [`views`] | per entity: hit ratio, stale, fallbacks, loader latency, warm-up |
+//! | `/users` | [`views`] | a user search, each result with where it came from |
+//! | `/loop-tests` | [`loops`] | bounded loads at the stack with live progress |
+//! | `/stack-logs` | [`views`] | recent lines of every instance, by level and instance (`/logs` is the dashboard's own, as on every role) |
 //!
 //! Instances come from the registry in Redis ([`crate::registry`]); each
 //! one's admin `/health` is then read directly, all at once, each bounded
 //! by [`HEALTH_TIMEOUT`]. With Redis down the dashboard keeps the last list
 //! it read and still polls those instances, so it shows what is up while
-//! the registry is not. A page or `GET /api/dashboard/state` computes the
-//! state fresh; at most [`MAX_CONCURRENT_READS`] are computed at once.
+//! the registry is not. At most [`MAX_CONCURRENT_READS`] states are
+//! computed at once.
 //!
 //! Live data goes out over server-sent events (`GET
 //! /api/dashboard/events`): one task reads the state once a second while
 //! anyone listens and renders it once; every open page gets the same
-//! rendered fragment, so a hundred open pages cost what one does.
+//! rendered fragment, so many open pages cost what one does.
 //!
-//! Where the dashboard controls a stack (`holdfast up`, or
-//! `--control-url` with a token) the chaos actions pass through
-//! [`control`] to the stack's control API.
-//!
-//! Streams, cache, users, loop tests and logs views are the next parts of
-//! the dashboard issue; this module is where they go.
+//! Reading needs nothing; every action (chaos, dead-letter replay and
+//! purge, loop tests) passes the [`guard`]. Chaos actions also need a stack
+//! to control: `holdfast up`'s, or one given by `--control-url`.
 
 pub mod charts;
 pub mod control;
+pub mod guard;
 mod live;
+pub mod loops;
 mod scrape;
 mod state;
+pub mod streams;
+pub mod views;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,10 +45,14 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use holdfast_core::Keys;
 use holdfast_redis::{Redis, RedisConfig};
 use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
 
 pub use state::{DashboardState, InstanceView, RedisChange};
 
@@ -76,6 +91,8 @@ pub struct DashboardSettings {
     pub control_url: Option<String>,
     /// The token mutating requests need.
     pub token: Option<String>,
+    /// Partitions of every topic (for the streams view).
+    pub partitions: u16,
 }
 
 impl DashboardSettings {
@@ -93,6 +110,7 @@ impl DashboardSettings {
             stack: StackConfig::default(),
             control_url: None,
             token: None,
+            partitions: holdfast_core::Topic::DEFAULT_PARTITIONS,
         }
     }
 }
@@ -101,10 +119,22 @@ impl DashboardSettings {
 pub struct Dashboard {
     listeners: RoleListeners,
     redis: Redis,
-    state: Arc<state::Reader>,
+    shared: AppState,
     live: live::Live,
-    control: Option<Arc<ControlClient>>,
 }
+
+/// What every handler of the dashboard shares.
+pub(crate) struct Shared {
+    reader: Arc<state::Reader>,
+    charts: Arc<charts::Charts>,
+    guard: guard::Guard,
+    control: Option<Arc<ControlClient>>,
+    admin: holdfast_streams::Admin,
+    loops: loops::LoopTests,
+}
+
+/// The handlers' state.
+pub(crate) type AppState = Arc<Shared>;
 
 impl Dashboard {
     /// Binds the listener (port 0 allowed) and starts connecting to Redis.
@@ -115,12 +145,14 @@ impl Dashboard {
         let mut listeners = RoleListeners::bind(settings.listen, None, settings.stack).await?;
         let redis = Redis::start(settings.redis, listeners.tasks())?;
         listeners.announce("dashboard", &redis, &settings.keys);
-        let control = match (&settings.control_url, settings.token) {
+        let control = match (&settings.control_url, &settings.token) {
             (Some(url), Some(token)) => Some(Arc::new(
-                ControlClient::new(url, token).map_err(StartError::HttpClient)?,
+                ControlClient::new(url, token.clone()).map_err(StartError::HttpClient)?,
             )),
             _ => None,
         };
+        let admin =
+            holdfast_streams::Admin::new(redis.clone(), settings.keys.clone(), settings.partitions);
         let state = Arc::new(state::Reader::new(
             redis.clone(),
             settings.keys,
@@ -141,12 +173,19 @@ impl Dashboard {
                 }
             }
         });
+        let shared = Arc::new(Shared {
+            reader: state,
+            charts: live.charts.clone(),
+            guard: guard::Guard::new(settings.token),
+            control,
+            admin,
+            loops: loops::LoopTests::new(listeners.tasks().clone()),
+        });
         Ok(Self {
             listeners,
             redis,
-            state,
+            shared,
             live,
-            control,
         })
     }
 
@@ -165,21 +204,38 @@ impl Dashboard {
         let health: Health = Arc::new(DashboardHealth {
             redis: self.redis.clone(),
         });
+        let (api, openapi) = OpenApiRouter::with_openapi(DashboardDoc::openapi())
+            .routes(routes!(state_json))
+            .routes(routes!(live::events))
+            .routes(routes!(control::chaos))
+            .routes(routes!(streams::topics_json))
+            .routes(routes!(streams::dead_letters_json))
+            .routes(routes!(streams::dead_letter_json))
+            .routes(routes!(streams::replay))
+            .routes(routes!(streams::purge))
+            .routes(routes!(views::logs_json))
+            .routes(routes!(views::users_json))
+            .routes(routes!(views::cache_json))
+            .routes(routes!(loops::start, loops::list))
+            .routes(routes!(loops::one))
+            .routes(routes!(loops::cancel))
+            .with_state(self.shared.clone())
+            .split_for_parts();
         let pages = Router::new()
+            .route("/", get(overview))
+            .route("/streams", get(streams::page))
             .route(
-                "/",
-                get(overview).with_state((self.state.clone(), self.live.charts.clone())),
+                "/streams/{topic}/dead-letters/{id}",
+                get(streams::letter_page),
             )
-            .route("/api/dashboard/state", get(state_json))
-            .with_state(self.state.clone())
-            .route(
-                "/api/dashboard/events",
-                get(live::events).with_state(self.live.clone()),
-            )
-            .route(
-                "/api/dashboard/chaos/{action}",
-                post(control::chaos).with_state(self.control.clone()),
-            );
+            .route("/cache", get(views::cache_page))
+            .route("/users", get(views::users_page))
+            .route("/loop-tests", get(loops::page))
+            .route("/stack-logs", get(views::logs_page))
+            .with_state(self.shared.clone())
+            .merge(api)
+            .layer(axum::Extension(self.live.clone()))
+            .merge(SwaggerUi::new("/swagger-ui").url("/api-docs/openapi.json", openapi));
         self.listeners.single_listener_router(health, pages)
     }
 
@@ -214,6 +270,7 @@ impl HealthCheck for DashboardHealth {
 #[derive(Template)]
 #[template(path = "overview.html")]
 struct OverviewPage {
+    nav: &'static str,
     state: DashboardState,
     charts: ChartsFragment,
 }
@@ -267,23 +324,61 @@ pub(crate) struct LiveFragment<'a> {
     pub(crate) state: &'a DashboardState,
 }
 
-async fn overview(
-    State((reader, charts)): State<(Arc<state::Reader>, Arc<charts::Charts>)>,
-) -> Result<Response, ApiError> {
-    let state = reader.read().await;
-    let charts = ChartsFragment::new(&charts.ticks(), state.stack.as_ref());
-    let page = OverviewPage { state, charts };
-    let html = page.render().map_err(|err| {
-        tracing::error!(error = %err, "the overview page did not render");
-        ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "render_failed",
-            "the page could not be rendered",
-        )
-    })?;
-    Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response())
+/// Renders a page, or says it could not.
+pub(crate) fn html(page: &impl Template) -> Response {
+    match page.render() {
+        Ok(html) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "a dashboard page did not render");
+            ApiError::internal("the page could not be rendered").into_response()
+        }
+    }
 }
 
-async fn state_json(State(reader): State<Arc<state::Reader>>) -> Response {
-    axum::Json(reader.read().await).into_response()
+async fn overview(State(shared): State<AppState>) -> Response {
+    let state = shared.reader.read().await;
+    let charts = ChartsFragment::new(&shared.charts.ticks(), state.stack.as_ref());
+    html(&OverviewPage {
+        nav: "overview",
+        state,
+        charts,
+    })
+}
+
+/// The state of the stack: every instance with its health, the dashboard's
+/// Redis, and (where the dashboard controls a stack) its processes,
+/// actions and events.
+#[utoipa::path(
+    get,
+    path = "/api/dashboard/state",
+    tag = "overview",
+    responses((status = 200, description = "The state, read now", body = DashboardState))
+)]
+async fn state_json(State(shared): State<AppState>) -> Response {
+    axum::Json(shared.reader.read().await).into_response()
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "holdfast dashboard",
+        description = "The dashboard's JSON API: the state of the stack, live events, streams and dead letters, cache, users, logs, loop tests and chaos actions. Reading needs nothing; actions need the token as `Authorization: Bearer TOKEN`."
+    ),
+    components(schemas(holdfast_core::Problem)),
+    modifiers(&TokenScheme)
+)]
+struct DashboardDoc;
+
+/// Declares the bearer token the actions need.
+struct TokenScheme;
+
+impl utoipa::Modify for TokenScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
 }

@@ -17,9 +17,10 @@ use holdfast_chaos::stack_control::StackView;
 use std::sync::Arc;
 
 /// The state of the stack, as `GET /api/dashboard/state` answers it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct DashboardState {
     /// The dashboard's own Redis connection: `ready`, `reconnecting`, …
+    #[schema(value_type = String)]
     pub redis: &'static str,
     /// Whether the instance list was read from Redis now (`false`: the
     /// last list read, kept while Redis is down).
@@ -30,8 +31,11 @@ pub struct DashboardState {
     pub read_at_unix_ms: u64,
     /// Whether this dashboard controls a stack (chaos actions possible).
     pub control: bool,
-    /// The stack as its control API shows it: processes with their
-    /// restarts, the action running, past actions, recent events.
+    /// The stack as its control API shows it: `processes` (name, pid,
+    /// running, restarts, admin_url, log), `redis` (private, running, port,
+    /// proxy), `actions` (each with why it is unavailable), `running`,
+    /// `past` and recent `events`.
+    #[schema(value_type = Option<Object>)]
     pub stack: Option<StackView>,
     /// Why `stack` is missing although the dashboard controls a stack.
     pub stack_error: Option<String>,
@@ -58,7 +62,7 @@ impl DashboardState {
 }
 
 /// One instance as the dashboard shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct InstanceView {
     /// Its role.
     pub role: String,
@@ -88,7 +92,7 @@ pub struct InstanceView {
 }
 
 /// One change of an instance's Redis connection state.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct RedisChange {
     /// When, in unix milliseconds.
     pub at_unix_ms: u64,

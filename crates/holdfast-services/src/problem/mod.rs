@@ -98,6 +98,11 @@ impl ApiError {
         self.status
     }
 
+    /// What went wrong, for people.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
     /// The code.
     pub fn code(&self) -> &'static str {
         self.code
