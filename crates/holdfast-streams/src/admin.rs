@@ -60,6 +60,13 @@ pub struct ConsumerStats {
     pub idle_ms: u64,
 }
 
+/// What `XINFO GROUPS` says of the workers' group on one stream.
+struct GroupFigures {
+    lag: u64,
+    pending: u64,
+    consumers: u64,
+}
+
 /// A dead letter with every field of its entry, for inspection.
 #[derive(Clone, Debug, Serialize)]
 pub struct DeadLetterEntry {
@@ -128,63 +135,75 @@ impl Admin {
         }
     }
 
+    /// The lengths of a partition's request and dead-letter streams.
+    async fn lengths(&self, topic: &Topic, partition: u16) -> Result<(u64, u64), RedisError> {
+        let stream = self.keys.request_stream(topic, partition);
+        let dead = self.keys.dead_letter_stream(topic, partition);
+        self.redis
+            .pipe(
+                redis::pipe()
+                    .cmd("XLEN")
+                    .arg(&stream)
+                    .cmd("XLEN")
+                    .arg(&dead),
+                self.redis.config().command_timeout,
+            )
+            .await
+    }
+
+    /// The workers' group on `stream` (of `length` entries): lag, pending
+    /// and consumers; `None` when the stream or the group does not exist
+    /// yet (then every entry is waiting).
+    async fn group(&self, stream: &str, length: u64) -> Result<Option<GroupFigures>, RedisError> {
+        let groups: Value = match self
+            .redis
+            .cmd(redis::cmd("XINFO").arg("GROUPS").arg(stream))
+            .await
+        {
+            Ok(v) => v,
+            Err(RedisError::Server(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let group = match &groups {
+            Value::Array(items) => items.iter().find(|g| {
+                matches!(value::field(g, "name"), Some(Value::BulkString(n)) if n == Keys::GROUP.as_bytes())
+            }),
+            _ => None,
+        };
+        let Some(group) = group else {
+            return Ok(None);
+        };
+        let number = |name| value::field(group, name).and_then(value::int);
+        let pending = number("pending").unwrap_or(0).max(0) as u64;
+        Ok(Some(GroupFigures {
+            pending,
+            // `lag` is nil when Redis cannot compute it; the length is then
+            // the safe (larger) estimate.
+            lag: number("lag").map_or(length.saturating_sub(pending), |l| l.max(0) as u64),
+            consumers: number("consumers").unwrap_or(0).max(0) as u64,
+        }))
+    }
+
     /// Length, lag, pending, consumers and dead letters of a topic.
     pub async fn topic_stats(&self, topic: &Topic) -> Result<TopicStats, RedisError> {
         let mut stats = TopicStats::default();
         for partition in 0..self.partitions {
-            let stream = self.keys.request_stream(topic, partition);
-            let dead = self.keys.dead_letter_stream(topic, partition);
-            let (length, dead_len): (u64, u64) = self
-                .redis
-                .pipe(
-                    redis::pipe()
-                        .cmd("XLEN")
-                        .arg(&stream)
-                        .cmd("XLEN")
-                        .arg(&dead),
-                    self.redis.config().command_timeout,
-                )
-                .await?;
+            let (length, dead_len) = self.lengths(topic, partition).await?;
             stats.length += length;
             stats.dead_letters += dead_len;
             if length == 0 {
                 continue;
             }
-            let groups: Value = match self
-                .redis
-                .cmd(redis::cmd("XINFO").arg("GROUPS").arg(&stream))
-                .await
-            {
-                Ok(v) => v,
-                Err(RedisError::Server(_)) => continue,
-                Err(e) => return Err(e),
-            };
-            let group = match &groups {
-                Value::Array(items) => items.iter().find(|g| {
-                    matches!(value::field(g, "name"), Some(Value::BulkString(n)) if n == Keys::GROUP.as_bytes())
-                }),
-                _ => None,
-            };
-            let Some(group) = group else {
+            let stream = self.keys.request_stream(topic, partition);
+            let Some(group) = self.group(&stream, length).await? else {
                 // No workers yet: everything is waiting.
                 stats.lag += length;
                 continue;
             };
-            let pending = value::field(group, "pending")
-                .and_then(value::int)
-                .unwrap_or(0) as u64;
-            // `lag` is nil when Redis cannot compute it; the length is then
-            // the safe (larger) estimate.
-            let lag = value::field(group, "lag")
-                .and_then(value::int)
-                .map(|l| l as u64)
-                .unwrap_or(length.saturating_sub(pending));
-            stats.pending += pending;
-            stats.lag += lag;
-            stats.consumers += value::field(group, "consumers")
-                .and_then(value::int)
-                .unwrap_or(0) as u64;
-            if pending > 0 {
+            stats.pending += group.pending;
+            stats.lag += group.lag;
+            stats.consumers += group.consumers;
+            if group.pending > 0 {
                 let summary: Value = self
                     .redis
                     .cmd(redis::cmd("XPENDING").arg(&stream).arg(Keys::GROUP))
@@ -207,19 +226,8 @@ impl Admin {
     pub async fn partition_stats(&self, topic: &Topic) -> Result<Vec<PartitionStats>, RedisError> {
         let mut out = Vec::with_capacity(usize::from(self.partitions));
         for partition in 0..self.partitions {
+            let (length, dead_letters) = self.lengths(topic, partition).await?;
             let stream = self.keys.request_stream(topic, partition);
-            let dead = self.keys.dead_letter_stream(topic, partition);
-            let (length, dead_letters): (u64, u64) = self
-                .redis
-                .pipe(
-                    redis::pipe()
-                        .cmd("XLEN")
-                        .arg(&stream)
-                        .cmd("XLEN")
-                        .arg(&dead),
-                    self.redis.config().command_timeout,
-                )
-                .await?;
             let mut stats = PartitionStats {
                 partition,
                 length,
@@ -227,66 +235,50 @@ impl Admin {
                 lag: length,
                 ..PartitionStats::default()
             };
-            let groups: Value = match self
-                .redis
-                .cmd(redis::cmd("XINFO").arg("GROUPS").arg(&stream))
-                .await
-            {
-                Ok(v) => v,
-                // No stream yet.
-                Err(RedisError::Server(_)) => {
-                    out.push(stats);
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let group = match &groups {
-                Value::Array(items) => items.iter().find(|g| {
-                    matches!(value::field(g, "name"), Some(Value::BulkString(n)) if n == Keys::GROUP.as_bytes())
-                }),
-                _ => None,
-            };
-            if let Some(group) = group {
-                stats.pending = value::field(group, "pending")
-                    .and_then(value::int)
-                    .unwrap_or(0) as u64;
-                stats.lag = value::field(group, "lag")
-                    .and_then(value::int)
-                    .map_or(length.saturating_sub(stats.pending), |l| l as u64);
-                let consumers: Value = self
-                    .redis
-                    .cmd(
-                        redis::cmd("XINFO")
-                            .arg("CONSUMERS")
-                            .arg(&stream)
-                            .arg(Keys::GROUP),
-                    )
-                    .await?;
-                if let Value::Array(items) = consumers {
-                    for c in &items {
-                        let number = |name| {
-                            value::field(c, name)
-                                .and_then(value::int)
-                                .unwrap_or(0)
-                                .max(0) as u64
-                        };
-                        stats.consumers.push(ConsumerStats {
-                            name: match value::field(c, "name") {
-                                Some(Value::BulkString(n)) => {
-                                    String::from_utf8_lossy(n).into_owned()
-                                }
-                                Some(Value::SimpleString(n)) => n.clone(),
-                                _ => String::new(),
-                            },
-                            pending: number("pending"),
-                            idle_ms: number("idle"),
-                        });
-                    }
-                }
+            if let Some(group) = self.group(&stream, length).await? {
+                stats.pending = group.pending;
+                stats.lag = group.lag;
+                stats.consumers = self.consumers(&stream).await?;
             }
             out.push(stats);
         }
         Ok(out)
+    }
+
+    /// The group's consumers on `stream`.
+    async fn consumers(&self, stream: &str) -> Result<Vec<ConsumerStats>, RedisError> {
+        let consumers: Value = self
+            .redis
+            .cmd(
+                redis::cmd("XINFO")
+                    .arg("CONSUMERS")
+                    .arg(stream)
+                    .arg(Keys::GROUP),
+            )
+            .await?;
+        let Value::Array(items) = consumers else {
+            return Ok(Vec::new());
+        };
+        Ok(items
+            .iter()
+            .map(|c| {
+                let number = |name| {
+                    value::field(c, name)
+                        .and_then(value::int)
+                        .unwrap_or(0)
+                        .max(0) as u64
+                };
+                ConsumerStats {
+                    name: match value::field(c, "name") {
+                        Some(Value::BulkString(n)) => String::from_utf8_lossy(n).into_owned(),
+                        Some(Value::SimpleString(n)) => n.clone(),
+                        _ => String::new(),
+                    },
+                    pending: number("pending"),
+                    idle_ms: number("idle"),
+                }
+            })
+            .collect())
     }
 
     /// The dead letter `id` with all its fields, if a partition holds it.

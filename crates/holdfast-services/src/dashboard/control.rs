@@ -15,6 +15,9 @@ use axum::response::{IntoResponse, Response};
 use holdfast_chaos::stack_control::StackView;
 
 use crate::problem::ApiError;
+use crate::problem::responses::{
+    ActionProblems, BadGateway, Conflict, NotFound, UnprocessableEntity,
+};
 
 /// How long the dashboard waits for the control API.
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -99,8 +102,12 @@ impl ControlClient {
     }
 }
 
-/// `POST /api/dashboard/chaos/{action}`: plays a chaos action on the
-/// stack the dashboard controls.
+/// Plays a chaos action on the stack the dashboard controls.
+///
+/// 404 `no_control` (a dashboard that controls no stack) or
+/// `unknown_action`; 409 `action_running`, `not_available` (the stack lacks
+/// what the action acts on) or `nothing_running` (`end`); 422
+/// `invalid_params`; 502 `control_unreachable`.
 #[utoipa::path(
     post,
     path = "/api/dashboard/chaos/{action}",
@@ -110,11 +117,11 @@ impl ControlClient {
     responses(
         (status = 202, description = "The action started: its record (id, action, label, params, started_at_unix_ms, ends_at_unix_ms)", body = Object),
         (status = 200, description = "`end`: the action that was ended", body = Object),
-        (status = 401, description = "No or a wrong token", body = holdfast_core::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Read-only dashboard, or another site's page", body = holdfast_core::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No control API, or no such action", body = holdfast_core::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Another action runs, or the stack lacks what the action acts on", body = holdfast_core::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid parameters", body = holdfast_core::Problem, content_type = "application/problem+json"),
+        ActionProblems,
+        NotFound,
+        Conflict,
+        UnprocessableEntity,
+        BadGateway,
     )
 )]
 pub(super) async fn chaos(

@@ -14,11 +14,43 @@
 //! 4. A body, if any, must be JSON (415 otherwise), so a plain HTML form on
 //!    another site cannot post one.
 
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use holdfast_chaos::stack_control::constant_time_eq;
+use serde::de::DeserializeOwned;
 
+use super::AppState;
 use crate::problem::ApiError;
+
+/// The parameters of an action that passed the guard: the body read as
+/// JSON (`T::default()` when there is none). A refusal is answered before
+/// the body is looked at; an unreadable body is 422 `invalid_body`.
+#[derive(Debug)]
+pub struct Authorized<T>(pub T);
+
+impl<T: DeserializeOwned + Default> FromRequest<AppState> for Authorized<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let headers = req.headers().clone();
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        state.guard.check(&headers, !body.is_empty())?;
+        if body.is_empty() {
+            return Ok(Self(T::default()));
+        }
+        serde_json::from_slice(&body).map(Self).map_err(|err| {
+            ApiError::unprocessable(
+                "invalid_body",
+                format!("the body is not what this action takes: {err}"),
+            )
+            .into_response()
+        })
+    }
+}
 
 /// The token mutating requests need, if the dashboard has one.
 #[derive(Clone, Debug, Default)]

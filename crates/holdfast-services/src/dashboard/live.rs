@@ -10,10 +10,11 @@
 //! The same task takes the charts' point every second, listened to or not,
 //! so that the charts hold five minutes when a page opens.
 //!
-//! Each second brings three events: `overview`, the live part of the page
+//! Each second brings four events: `overview`, the live part of the page
 //! as HTML rendered by the same template as the page itself (the page swaps
-//! it in), `charts`, the charts likewise, and `state`, the same state as
-//! `GET /api/dashboard/state`'s JSON, for scripts.
+//! it in), `charts` and `stack` (processes and events) likewise, and
+//! `state`, the same state as `GET /api/dashboard/state`'s JSON, for
+//! scripts.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use tokio::sync::watch;
 
 use super::charts::Charts;
 use super::state::Reader;
-use super::{ChartsFragment, LiveFragment};
+use super::{ChartsFragment, LiveFragment, StackFragment};
 
 /// How often the state is read while anyone listens.
 pub const LIVE_INTERVAL: Duration = Duration::from_secs(1);
@@ -40,6 +41,8 @@ pub struct Snapshot {
     html: String,
     /// The charts.
     charts: String,
+    /// The stack's processes and events.
+    stack: String,
     /// The state as JSON.
     json: String,
 }
@@ -53,6 +56,11 @@ pub struct Live {
 }
 
 impl Live {
+    /// Open event streams now.
+    pub fn subscribers(&self) -> usize {
+        self.sender.receiver_count()
+    }
+
     /// Starts the reading task on `tasks`.
     pub fn start(reader: Arc<Reader>, tasks: &Tasks) -> Live {
         let (sender, _) = watch::channel(Arc::new(Snapshot::default()));
@@ -105,18 +113,31 @@ async fn read(reader: &Reader, charts: &Charts) -> Snapshot {
         })
         // An event's data may not hold a carriage return.
         .replace('\r', "");
+    let stack = StackFragment { state: &state }
+        .render()
+        .unwrap_or_else(|err| {
+            tracing::error!(error = %err, "the stack's processes did not render");
+            String::new()
+        })
+        .replace('\r', "");
     let json = serde_json::to_string(&state).unwrap_or_default();
-    Snapshot { html, charts, json }
+    Snapshot {
+        html,
+        charts,
+        stack,
+        json,
+    }
 }
 
 /// The live state, once a second, as server-sent events: `overview` (the
 /// live part of the overview page, HTML), `charts` (the charts, HTML with
-/// inline SVG) and `state` (the JSON of `GET /api/dashboard/state`).
+/// inline SVG), `stack` (the stack's processes and events, HTML) and
+/// `state` (the JSON of `GET /api/dashboard/state`).
 #[utoipa::path(
     get,
     path = "/api/dashboard/events",
     tag = "overview",
-    responses((status = 200, description = "An event stream (text/event-stream) of `overview`, `charts` and `state` events, one of each a second", content_type = "text/event-stream", body = String))
+    responses((status = 200, description = "An event stream (text/event-stream) of `overview`, `charts`, `stack` and `state` events, one of each a second", content_type = "text/event-stream", body = String))
 )]
 pub(super) async fn events(
     Extension(live): Extension<Live>,
@@ -133,6 +154,7 @@ pub(super) async fn events(
             let events = [
                 Ok(Event::default().event("overview").data(&snapshot.html)),
                 Ok(Event::default().event("charts").data(&snapshot.charts)),
+                Ok(Event::default().event("stack").data(&snapshot.stack)),
                 Ok(Event::default().event("state").data(&snapshot.json)),
             ];
             Some((futures_util::stream::iter(events), (receiver, false)))

@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use askama::Template;
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -29,8 +28,10 @@ use holdfast_resilience::Tasks;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use super::guard::Authorized;
 use super::{AppState, html};
 use crate::problem::ApiError;
+use crate::problem::responses::{ActionProblems, Conflict, NotFound, UnprocessableEntity};
 
 /// Most requests one loop test sends.
 pub const MAX_COUNT: u64 = 10_000_000;
@@ -419,9 +420,7 @@ fn url_of(shared: &AppState, request: &LoopRequest) -> Result<String, ApiError> 
     };
     let base = shared
         .reader
-        .known()
-        .into_iter()
-        .find(|i| i.role == role)
+        .first_of(role)
         .and_then(|i| i.public_url)
         .ok_or_else(|| {
             ApiError::conflict(
@@ -442,6 +441,10 @@ fn url_of(shared: &AppState, request: &LoopRequest) -> Result<String, ApiError> 
 }
 
 /// Starts a loop test.
+///
+/// 409 `loop_test_running` (one at a time) or `no_target` (no ingress or
+/// api registered); 422 `invalid_loop_test` (values out of range) or
+/// `invalid_body` (not a loop test).
 #[utoipa::path(
     post,
     path = "/api/dashboard/loop-tests",
@@ -450,27 +453,20 @@ fn url_of(shared: &AppState, request: &LoopRequest) -> Result<String, ApiError> 
     security(("token" = [])),
     responses(
         (status = 202, description = "Started", body = LoopRun),
-        (status = 401, description = "No or a wrong token", body = holdfast_core::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Read-only dashboard, or another site's page", body = holdfast_core::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "One runs already, or nothing to send it to", body = holdfast_core::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid parameters", body = holdfast_core::Problem, content_type = "application/problem+json"),
+        ActionProblems,
+        Conflict,
+        UnprocessableEntity,
     )
 )]
 pub(super) async fn start(
     State(shared): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Response> {
-    shared.guard.check(&headers, true)?;
-    let request: LoopRequest = serde_json::from_slice(&body).map_err(|err| {
-        ApiError::unprocessable("invalid_loop_test", format!("not a loop test: {err}"))
-            .into_response()
+    Authorized(request): Authorized<Option<LoopRequest>>,
+) -> Result<Response, ApiError> {
+    let request = request.ok_or_else(|| {
+        ApiError::unprocessable("invalid_loop_test", "the body names the loop test to run")
     })?;
-    let url = url_of(&shared, &request).map_err(IntoResponse::into_response)?;
-    let run = shared
-        .loops
-        .start(&request, url)
-        .map_err(IntoResponse::into_response)?;
+    let url = url_of(&shared, &request)?;
+    let run = shared.loops.start(&request, url)?;
     Ok((StatusCode::ACCEPTED, Json(run)).into_response())
 }
 
@@ -493,7 +489,7 @@ pub(super) async fn list(State(shared): State<AppState>) -> Response {
     params(("id" = u64, Path, description = "Its id")),
     responses(
         (status = 200, description = "The test and its progress", body = LoopRun),
-        (status = 404, description = "No such test", body = holdfast_core::Problem, content_type = "application/problem+json"),
+        NotFound,
     )
 )]
 pub(super) async fn one(
@@ -516,8 +512,8 @@ pub(super) async fn one(
     security(("token" = [])),
     responses(
         (status = 200, description = "Cancelling; the test ends once its requests in flight are answered", body = LoopRun),
-        (status = 401, description = "No or a wrong token", body = holdfast_core::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such test", body = holdfast_core::Problem, content_type = "application/problem+json"),
+        ActionProblems,
+        NotFound,
     )
 )]
 pub(super) async fn cancel(

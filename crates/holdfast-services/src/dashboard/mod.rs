@@ -203,6 +203,7 @@ impl Dashboard {
     pub fn router(&self) -> Router {
         let health: Health = Arc::new(DashboardHealth {
             redis: self.redis.clone(),
+            live: self.live.clone(),
         });
         let (api, openapi) = OpenApiRouter::with_openapi(DashboardDoc::openapi())
             .routes(routes!(state_json))
@@ -254,6 +255,7 @@ impl Dashboard {
 /// instance is down is its job.
 struct DashboardHealth {
     redis: Redis,
+    live: live::Live,
 }
 
 impl HealthCheck for DashboardHealth {
@@ -262,7 +264,11 @@ impl HealthCheck for DashboardHealth {
     }
 
     fn detail(&self) -> serde_json::Value {
-        serde_json::json!({ "role": "dashboard", "redis": self.redis.health() })
+        serde_json::json!({
+            "role": "dashboard",
+            "redis": self.redis.health(),
+            "event_streams": self.live.subscribers(),
+        })
     }
 }
 
@@ -315,6 +321,13 @@ impl ChartsFragment {
             "–".to_owned()
         }
     }
+}
+
+/// The stack's processes and events, which server-sent events replace.
+#[derive(Template)]
+#[template(path = "stack.html")]
+pub(crate) struct StackFragment<'a> {
+    pub(crate) state: &'a DashboardState,
 }
 
 /// The live part of the overview, which server-sent events replace.

@@ -179,6 +179,14 @@ impl Reader {
             .clone()
     }
 
+    /// A registered instance of `role` (the first by id), if one is known.
+    pub(super) fn first_of(&self, role: &str) -> Option<Instance> {
+        self.known()
+            .into_iter()
+            .filter(|i| i.role == role)
+            .min_by(|a, b| a.instance.cmp(&b.instance))
+    }
+
     /// The HTTP client the instances are read with.
     pub(super) fn client(&self) -> &reqwest::Client {
         &self.client

@@ -11,17 +11,20 @@ use std::time::Duration;
 
 use askama::Template;
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+
 use axum::response::{IntoResponse, Response};
 use holdfast_core::Topic;
 use holdfast_redis::RedisError;
 use holdfast_streams::{DeadLetter, DeadLetterEntry, PartitionStats};
 use serde::{Deserialize, Serialize};
 
+use super::guard::Authorized;
 use super::{AppState, html};
 use crate::problem::ApiError;
+use crate::problem::responses::{
+    ActionProblems, BadRequest, NotFound, ServiceUnavailable, UnprocessableEntity,
+};
 
 /// Most dead letters listed per partition.
 pub const MAX_LISTED: usize = 200;
@@ -86,7 +89,7 @@ async fn topics(shared: &AppState) -> Result<Vec<TopicView>, ApiError> {
     tag = "streams",
     responses(
         (status = 200, description = "Each topic's partitions: length, lag, pending, dead_letters, consumers [{name, pending, idle_ms}]", body = [TopicView]),
-        (status = 503, description = "Redis did not answer", body = holdfast_core::Problem, content_type = "application/problem+json"),
+        ServiceUnavailable,
     )
 )]
 pub(super) async fn topics_json(State(shared): State<AppState>) -> Result<Response, ApiError> {
@@ -101,8 +104,8 @@ pub(super) async fn topics_json(State(shared): State<AppState>) -> Result<Respon
     params(("topic" = String, Path, description = "The topic")),
     responses(
         (status = 200, description = "Up to 200 per partition: id, partition, origin_id, request_id, code, reason, deliveries", body = [Object]),
-        (status = 400, description = "Not a topic name", body = holdfast_core::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Redis did not answer", body = holdfast_core::Problem, content_type = "application/problem+json"),
+        BadRequest,
+        ServiceUnavailable,
     )
 )]
 pub(super) async fn dead_letters_json(
@@ -134,8 +137,8 @@ async fn one_letter(shared: &AppState, name: &str, id: &str) -> Result<DeadLette
     params(("topic" = String, Path, description = "The topic"), ("id" = String, Path, description = "Its id in the dead-letter stream")),
     responses(
         (status = 200, description = "{letter, fields: [[name, value], …]}", body = Object),
-        (status = 404, description = "No such dead letter", body = holdfast_core::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Redis did not answer", body = holdfast_core::Problem, content_type = "application/problem+json"),
+        NotFound,
+        ServiceUnavailable,
     )
 )]
 pub(super) async fn dead_letter_json(
@@ -165,19 +168,6 @@ pub struct PurgeRequest {
     pub confirm: bool,
 }
 
-fn parse<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
-    if body.is_empty() {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(body).map_err(|err| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            format!("the body is not what this action takes: {err}"),
-        )
-    })
-}
-
 /// Puts dead letters back on their request streams.
 #[utoipa::path(
     post,
@@ -188,21 +178,17 @@ fn parse<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T, Ap
     security(("token" = [])),
     responses(
         (status = 200, description = "{\"replayed\": n}", body = Object),
-        (status = 401, description = "No or a wrong token", body = holdfast_core::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Read-only dashboard, or another site's page", body = holdfast_core::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid body", body = holdfast_core::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Redis did not answer", body = holdfast_core::Problem, content_type = "application/problem+json"),
+        ActionProblems,
+        UnprocessableEntity,
+        ServiceUnavailable,
     )
 )]
 pub(super) async fn replay(
     State(shared): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Response> {
-    shared.guard.check(&headers, !body.is_empty())?;
-    let request: ReplayRequest = parse(&body).map_err(IntoResponse::into_response)?;
-    let topic = topic(&name).map_err(IntoResponse::into_response)?;
+    Authorized(request): Authorized<ReplayRequest>,
+) -> Result<Response, ApiError> {
+    let topic = topic(&name)?;
     let deadline = request
         .deadline_s
         .map_or(REPLAY_DEADLINE, Duration::from_secs)
@@ -211,12 +197,15 @@ pub(super) async fn replay(
         .admin
         .replay(&topic, &request.ids, deadline)
         .await
-        .map_err(|e| unavailable(&e).into_response())?;
+        .map_err(|e| unavailable(&e))?;
     tracing::info!(topic = %name, replayed, "dead letters replayed from the dashboard");
     Ok(Json(serde_json::json!({ "replayed": replayed })).into_response())
 }
 
 /// Deletes every dead letter of a topic.
+///
+/// 422 `confirm_required` without `{"confirm": true}`, `invalid_body` for
+/// anything else.
 #[utoipa::path(
     post,
     path = "/api/dashboard/topics/{topic}/dead-letters/purge",
@@ -226,34 +215,28 @@ pub(super) async fn replay(
     security(("token" = [])),
     responses(
         (status = 200, description = "{\"purged\": n}", body = Object),
-        (status = 401, description = "No or a wrong token", body = holdfast_core::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Read-only dashboard, or another site's page", body = holdfast_core::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "No `\"confirm\": true`, or an invalid body", body = holdfast_core::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Redis did not answer", body = holdfast_core::Problem, content_type = "application/problem+json"),
+        ActionProblems,
+        UnprocessableEntity,
+        ServiceUnavailable,
     )
 )]
 pub(super) async fn purge(
     State(shared): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Response> {
-    shared.guard.check(&headers, !body.is_empty())?;
-    let request: PurgeRequest = parse(&body).map_err(IntoResponse::into_response)?;
+    Authorized(request): Authorized<PurgeRequest>,
+) -> Result<Response, ApiError> {
     if !request.confirm {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
+        return Err(ApiError::unprocessable(
             "confirm_required",
             "a purge deletes every dead letter of the topic for good: send {\"confirm\": true}",
-        )
-        .into_response());
+        ));
     }
-    let topic = topic(&name).map_err(IntoResponse::into_response)?;
+    let topic = topic(&name)?;
     let purged = shared
         .admin
         .purge(&topic)
         .await
-        .map_err(|e| unavailable(&e).into_response())?;
+        .map_err(|e| unavailable(&e))?;
     tracing::warn!(topic = %name, purged, "dead letters purged from the dashboard");
     Ok(Json(serde_json::json!({ "purged": purged })).into_response())
 }

@@ -23,6 +23,7 @@ use serde_json::Value;
 use super::scrape::samples;
 use super::{AppState, html};
 use crate::problem::ApiError;
+use crate::problem::responses::{BadRequest, ServiceUnavailable};
 use crate::registry::Instance;
 
 /// How long the dashboard waits for one instance's logs or the api.
@@ -143,7 +144,7 @@ async fn logs(shared: &AppState, query: &LogsQuery) -> Result<Vec<InstanceLine>,
     params(LogsQuery),
     responses(
         (status = 200, description = "At most 500 lines, newest first", body = [InstanceLine]),
-        (status = 400, description = "Unknown level", body = holdfast_core::Problem, content_type = "application/problem+json"),
+        BadRequest,
     )
 )]
 pub(super) async fn logs_json(
@@ -199,17 +200,26 @@ pub(super) async fn logs_page(
 fn api_url(shared: &AppState) -> Result<String, ApiError> {
     shared
         .reader
-        .known()
-        .into_iter()
-        .find(|i| i.role == "api")
+        .first_of("api")
         .and_then(|i| i.public_url)
-        .ok_or_else(|| {
-            ApiError::unavailable(
-                "no_api",
-                "no api instance is registered: the search goes through the api",
-                Duration::from_secs(2),
-            )
-        })
+        .ok_or_else(no_api)
+}
+
+/// The api's admin URL (`/metrics`), from the registry.
+fn api_admin_url(shared: &AppState) -> Result<String, ApiError> {
+    shared
+        .reader
+        .first_of("api")
+        .and_then(|i| i.admin_url)
+        .ok_or_else(no_api)
+}
+
+fn no_api() -> ApiError {
+    ApiError::unavailable(
+        "no_api",
+        "no api instance is registered: this view reads through the api",
+        Duration::from_secs(2),
+    )
 }
 
 /// A search of the users view.
@@ -321,8 +331,8 @@ async fn search(shared: &AppState, q: &str) -> Result<Vec<FoundUser>, ApiError> 
     params(UsersQuery),
     responses(
         (status = 200, description = "Up to 20 users, each with the source of its read by id", body = [FoundUser]),
-        (status = 400, description = "The api refused the search (empty or too long)", body = holdfast_core::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "No api is registered or it did not answer", body = holdfast_core::Problem, content_type = "application/problem+json"),
+        BadRequest,
+        ServiceUnavailable,
     )
 )]
 pub(super) async fn users_json(
@@ -388,19 +398,7 @@ pub struct EntityCache {
 }
 
 async fn cache(shared: &AppState) -> Result<Vec<EntityCache>, ApiError> {
-    let api = shared
-        .reader
-        .known()
-        .into_iter()
-        .find(|i| i.role == "api")
-        .and_then(|i| i.admin_url)
-        .ok_or_else(|| {
-            ApiError::unavailable(
-                "no_api",
-                "no api instance is registered",
-                Duration::from_secs(2),
-            )
-        })?;
+    let api = api_admin_url(shared)?;
     let text = shared
         .reader
         .client()
@@ -501,7 +499,7 @@ fn quantile_ms(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
     tag = "views",
     responses(
         (status = 200, description = "Per entity: reads by outcome, hit ratio, warmed keys, loader calls, errors and latency", body = [EntityCache]),
-        (status = 503, description = "No api is registered or it did not answer", body = holdfast_core::Problem, content_type = "application/problem+json"),
+        ServiceUnavailable,
     )
 )]
 pub(super) async fn cache_json(State(shared): State<AppState>) -> Result<Response, ApiError> {

@@ -26,12 +26,18 @@ pub struct ProblemResponse<const STATUS: u16>;
 
 /// 400: the request cannot be read (bad id, query, header or JSON).
 pub type BadRequest = ProblemResponse<400>;
+/// 401: no or a wrong token; with `WWW-Authenticate: Bearer`.
+pub type Unauthorized = ProblemResponse<401>;
+/// 403: refused whoever asks (a read-only dashboard, another site's page).
+pub type Forbidden = ProblemResponse<403>;
 /// 404: no such thing.
 pub type NotFound = ProblemResponse<404>;
 /// 409: the request contradicts what is stored.
 pub type Conflict = ProblemResponse<409>;
 /// 413: the body is over the listener's limit.
 pub type PayloadTooLarge = ProblemResponse<413>;
+/// 415: the body is not JSON.
+pub type UnsupportedMediaType = ProblemResponse<415>;
 /// 422: well-formed, but refused.
 pub type UnprocessableEntity = ProblemResponse<422>;
 /// 429: too much is waiting; with `Retry-After`.
@@ -56,6 +62,11 @@ pub type BodyProblems = ProblemGroup<BadRequest, PayloadTooLarge, UnprocessableE
 /// and 503 (its source of truth unavailable).
 pub type ByIdProblems = ProblemGroup<BadRequest, NotFound, ServiceUnavailable>;
 
+/// What a dashboard action can be refused with before it is looked at:
+/// 401 (no or a wrong token), 403 (read-only, or another site's page) and
+/// 415 (a body that is not JSON).
+pub type ActionProblems = ProblemGroup<Unauthorized, Forbidden, UnsupportedMediaType>;
+
 impl<A: IntoResponses, B: IntoResponses, C: IntoResponses> IntoResponses for ProblemGroup<A, B, C> {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
         let mut responses = A::responses();
@@ -70,9 +81,14 @@ impl<const STATUS: u16> ProblemResponse<STATUS> {
     fn description() -> &'static str {
         match STATUS {
             400 => "The request cannot be read: a bad id, query, header or JSON syntax",
+            401 => "No token, or a wrong one (`unauthorized`): send `Authorization: Bearer TOKEN`",
+            403 => {
+                "Refused whoever asks: a read-only dashboard (`read_only`) or another site's page (`cross_origin`)"
+            }
             404 => "No such resource (`not_found`)",
             409 => "The request contradicts what is stored; nothing changed",
             413 => "The body is larger than the listener accepts (`body_too_large`)",
+            415 => "The body is not JSON (`unsupported_media_type`)",
             422 => {
                 "Well-formed, but refused: an invalid or unknown field, or a reference to something unknown"
             }

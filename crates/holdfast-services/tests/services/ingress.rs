@@ -390,4 +390,45 @@ async fn the_dashboard_overview_shows_every_registered_instance_with_its_health(
             "{text} missing from the overview:\n{html}"
         );
     }
+
+    // Every view renders; a dashboard without a token takes no action.
+    for view in ["streams", "cache", "users?q=a", "loop-tests", "stack-logs"] {
+        let page = http::get(&app.client, &format!("{base}/{view}")).await;
+        assert_eq!(page.status(), 200, "/{view}");
+    }
+    for action in [
+        "api/dashboard/chaos/crash-redis",
+        "api/dashboard/topics/weather/dead-letters/purge",
+        "api/dashboard/loop-tests",
+    ] {
+        let refused = app
+            .client
+            .post(format!("{base}/{action}"))
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        let (status, code) = if action.contains("chaos") {
+            (404, "no_control")
+        } else {
+            (403, "read_only")
+        };
+        http::problem(refused, status, code).await;
+    }
+
+    // The JSON API is in the dashboard's OpenAPI document.
+    let doc = http::get_json(&app.client, &format!("{base}/api-docs/openapi.json")).await;
+    for path in [
+        "/api/dashboard/state",
+        "/api/dashboard/events",
+        "/api/dashboard/chaos/{action}",
+        "/api/dashboard/topics/{topic}/dead-letters/replay",
+        "/api/dashboard/loop-tests",
+        "/api/dashboard/loop-tests/{id}",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from {doc:#}"
+        );
+    }
 }

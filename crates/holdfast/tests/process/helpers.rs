@@ -122,6 +122,13 @@ impl Process {
         }
     }
 
+    /// The child's pid as a number, while it runs.
+    pub fn pid_u32(&self) -> u32 {
+        self.child
+            .id()
+            .unwrap_or_else(|| panic!("{} has already exited", self.name))
+    }
+
     /// The child's pid, while it runs.
     fn pid(&self) -> Pid {
         let pid = self
@@ -402,6 +409,15 @@ pub async fn read_banner(stdout: &mut Lines<BufReader<ChildStdout>>) -> Vec<Stri
     .await
     .expect("`holdfast up` printed no \"Press Ctrl-C\"");
     transcript
+}
+
+/// The dashboard link of `up`'s banner (`http://…/#token=…`).
+pub fn dashboard_link(banner: &[String]) -> String {
+    banner
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("dashboard").map(str::trim))
+        .unwrap_or_else(|| panic!("no dashboard line in {banner:#?}"))
+        .to_owned()
 }
 
 /// `POST /WeatherForecast/city` with a deadline of `timeout_ms`.

@@ -4,6 +4,8 @@
 //! Each test starts its own redis-server and picks free ports, so tests run
 //! in parallel without seeing each other; see `helpers.rs`.
 
+mod browser;
+mod dashboard;
 mod helpers;
 
 use std::time::Duration;
@@ -13,8 +15,8 @@ use reqwest::StatusCode;
 use tokio::time::Instant;
 
 use helpers::{
-    IngressOnRedis, answers, http_client, pending_requests, post_forecast, read_banner,
-    send_forecasts, spawn_ingress, spawn_up, spawn_worker,
+    IngressOnRedis, answers, dashboard_link, http_client, pending_requests, post_forecast,
+    read_banner, send_forecasts, spawn_ingress, spawn_up, spawn_worker,
 };
 use serde_json::json;
 
@@ -237,11 +239,7 @@ async fn holdfast_up_plays_chaos_from_its_dashboard_and_restarts_a_killed_worker
     let mut up = spawn_up(&client).await;
     let mut stdout = up.stdout_lines();
     let banner = read_banner(&mut stdout).await;
-    let link = banner
-        .iter()
-        .find_map(|l| l.trim().strip_prefix("dashboard").map(str::trim))
-        .unwrap_or_else(|| panic!("no dashboard line in {banner:#?}"))
-        .to_owned();
+    let link = dashboard_link(&banner);
     let (dashboard, token) = link
         .split_once("#token=")
         .expect("the link carries a token");
