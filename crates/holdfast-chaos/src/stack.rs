@@ -58,6 +58,16 @@ pub enum RoleLaunch {
     Dashboard(DashboardLaunch),
 }
 
+/// How a role's metrics reach Redis (`None` in a launch: the role's
+/// defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleMetrics {
+    /// How often it adds its metrics to the aggregates in Redis.
+    pub flush_interval: Duration,
+    /// `false` keeps its metrics out of Redis.
+    pub sink: bool,
+}
+
 /// The Redis a role talks to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleRedis {
@@ -72,6 +82,8 @@ pub struct RoleRedis {
 pub struct WorkerLaunch {
     /// Its Redis.
     pub redis: RoleRedis,
+    /// Its metrics sink.
+    pub metrics: Option<RoleMetrics>,
     /// The admin listener.
     pub admin: SocketAddr,
     /// Its consumer name, kept across restarts so it finds its own pending
@@ -90,6 +102,8 @@ pub struct WorkerLaunch {
 pub struct IngressLaunch {
     /// Its Redis.
     pub redis: RoleRedis,
+    /// Its metrics sink.
+    pub metrics: Option<RoleMetrics>,
     /// The public listener.
     pub listen: SocketAddr,
     /// The admin listener.
@@ -101,6 +115,8 @@ pub struct IngressLaunch {
 pub struct ApiLaunch {
     /// Its Redis.
     pub redis: RoleRedis,
+    /// Its metrics sink.
+    pub metrics: Option<RoleMetrics>,
     /// The public listener.
     pub listen: SocketAddr,
     /// The admin listener.
@@ -180,6 +196,8 @@ pub struct StackLayout {
     pub database_url: Option<String>,
     /// Artificial delay of the api's product reads.
     pub products_db_delay: Option<Duration>,
+    /// The metrics sink of the roles that have one.
+    pub metrics: Option<RoleMetrics>,
     /// Wait at start until every role is ready (`/health/ready`); `false`
     /// waits only until each answers (`/health/live`), for a stack whose
     /// Redis is disabled or not reachable yet.
@@ -211,6 +229,7 @@ impl StackLayout {
             dashboard: None,
             database_url: None,
             products_db_delay: None,
+            metrics: None,
             wait_ready: true,
         }
     }
@@ -265,6 +284,7 @@ impl Launcher {
             env,
             child: None,
             restarts: 0,
+            started_unix_ms: 0,
         })
     }
 }
@@ -328,6 +348,8 @@ pub struct Role {
     log: PathBuf,
     child: Option<Child>,
     restarts: u32,
+    /// When it was last started, Unix milliseconds.
+    started_unix_ms: u64,
 }
 
 impl Role {
@@ -359,7 +381,13 @@ impl Role {
             .spawn()
             .map_err(io(format!("starting {} ({})", self.name, bin.display())))?;
         self.child = Some(child);
+        self.started_unix_ms = crate::supervisor::unix_ms();
         Ok(())
+    }
+
+    /// When it was last started, Unix milliseconds.
+    pub fn started_unix_ms(&self) -> u64 {
+        self.started_unix_ms
     }
 
     /// Whether the process is running (as far as this handle knows).
@@ -508,6 +536,7 @@ impl Stack {
                         other => Some(other.as_str().to_owned()),
                     },
                     password: spec.redis_password.clone(),
+                    own_process_group: true,
                     ..LocalRedisOptions::default()
                 })
                 .await?;
@@ -561,6 +590,7 @@ impl Stack {
             };
             let launch = RoleLaunch::Worker(WorkerLaunch {
                 redis: role_redis.clone(),
+                metrics: layout.metrics,
                 admin,
                 consumer_name: name.clone(),
                 claim_timeout: spec.claim_timeout,
@@ -573,6 +603,7 @@ impl Stack {
         let ingress_admin = or_free(layout.ingress_admin)?;
         let launch = RoleLaunch::Ingress(IngressLaunch {
             redis: role_redis.clone(),
+            metrics: layout.metrics,
             listen: ingress_listen,
             admin: ingress_admin,
         });
@@ -581,6 +612,7 @@ impl Stack {
         let api_admin = or_free(layout.api_admin)?;
         let launch = RoleLaunch::Api(ApiLaunch {
             redis: role_redis.clone(),
+            metrics: layout.metrics,
             listen: api_listen,
             admin: api_admin,
             database_url: database_url.clone(),
@@ -660,6 +692,19 @@ impl Stack {
         }
     }
 
+    /// The public URL of role process `name`, if it has one.
+    pub fn public_url(&self, name: &str) -> Option<String> {
+        match name {
+            "ingress" => Some(self.ingress_url.clone()),
+            "api" => Some(self.api_url.clone()),
+            "dashboard" => self
+                .dashboard_url
+                .clone()
+                .map(|u| u.trim_end_matches('/').to_owned()),
+            _ => None,
+        }
+    }
+
     /// Every role: workers, ingress, api, then the exporter and the
     /// dashboard when there are.
     pub fn roles(&self) -> impl Iterator<Item = &Role> {
@@ -716,7 +761,7 @@ impl Stack {
     /// Stops every role (SIGTERM, then SIGKILL): the dashboard and the
     /// public roles first, the workers last so they answer what the ingress
     /// still has in flight; then the proxies and Redis.
-    pub async fn stop(mut self) {
+    pub async fn stop(&mut self) {
         // SIGTERM to a whole group at once, then wait for each: the group
         // takes as long as its slowest, not the sum.
         for workers in [false, true] {

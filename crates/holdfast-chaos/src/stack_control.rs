@@ -57,6 +57,11 @@ pub const ACTIONS_KEPT: usize = 50;
 /// Events a [`StackView`] carries.
 pub const EVENTS_SHOWN: usize = 100;
 
+/// Longest wait for the stack while a fault or the supervisor acts on it
+/// (restarting Redis takes seconds); past it the last processes seen are
+/// shown.
+pub const VIEW_LOCK_WAIT: Duration = Duration::from_millis(150);
+
 /// The actions, by the name the API takes, with what each does.
 pub const ACTIONS: [(&str, &str); 7] = [
     (
@@ -142,12 +147,16 @@ pub struct ProcessView {
     pub restarts: u32,
     /// Its admin listener.
     pub admin_url: String,
+    /// Its public listener, if it has one.
+    pub public_url: Option<String>,
+    /// When it was last started, Unix milliseconds.
+    pub started_unix_ms: u64,
     /// Its log file.
     pub log: String,
 }
 
 /// The stack's Redis as the control API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RedisView {
     /// Whether it is the stack's own redis-server (the Redis actions need
     /// one).
@@ -274,6 +283,8 @@ pub struct StackControl {
     past: Mutex<VecDeque<ActionRecord>>,
     next_id: std::sync::atomic::AtomicU64,
     tasks: TaskTracker,
+    /// The processes, Redis and database proxy as last seen.
+    last_seen: Mutex<Option<(Vec<ProcessView>, RedisView, bool)>>,
 }
 
 impl std::fmt::Debug for StackControl {
@@ -380,6 +391,7 @@ impl StackControl {
             past: Mutex::new(VecDeque::new()),
             next_id: std::sync::atomic::AtomicU64::new(1),
             tasks: TaskTracker::new(),
+            last_seen: Mutex::new(None),
         })
     }
 
@@ -393,12 +405,7 @@ impl StackControl {
 
     /// Whether `headers` carry the token.
     fn authorized(&self, headers: &HeaderMap) -> Result<(), StackControlError> {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if constant_time_eq(given.as_bytes(), self.token.as_bytes()) {
+        if constant_time_eq(bearer_token(headers).as_bytes(), self.token.as_bytes()) {
             Ok(())
         } else {
             Err(StackControlError::Unauthorized)
@@ -432,28 +439,24 @@ impl StackControl {
         past.push_back(record);
     }
 
-    /// The stack as it is now.
+    /// The stack as it is now (or, while a fault or the supervisor holds
+    /// it longer than [`VIEW_LOCK_WAIT`], its processes as last seen).
     pub async fn view(&self) -> StackView {
-        let stack = self.stack.lock().await;
-        let processes = stack
-            .roles()
-            .map(|role| ProcessView {
-                name: role.name.clone(),
-                pid: role.pid(),
-                running: role.is_running(),
-                restarts: role.restarts(),
-                admin_url: format!("http://{}", role.admin),
-                log: role.log().display().to_string(),
-            })
-            .collect();
-        let redis = RedisView {
-            private: stack.redis.is_some(),
-            running: stack.redis.as_ref().is_some_and(|r| r.pid().is_some()),
-            port: stack.redis.as_ref().map(|r| r.port()),
-            proxy: stack.redis_proxy.is_some(),
+        let seen = match tokio::time::timeout(VIEW_LOCK_WAIT, self.stack.lock()).await {
+            Ok(stack) => {
+                let seen = seen_now(&stack);
+                drop(stack);
+                *self.last_seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(seen.clone());
+                seen
+            }
+            Err(_) => self
+                .last_seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .unwrap_or_default(),
         };
-        let database_proxy = stack.database_proxy.is_some();
-        drop(stack);
+        let (processes, redis, database_proxy) = seen;
         let actions = ACTIONS
             .iter()
             .map(|(action, description)| ActionAvailability {
@@ -602,6 +605,30 @@ impl StackControl {
     }
 }
 
+/// The processes, Redis and database proxy of `stack`.
+fn seen_now(stack: &crate::stack::Stack) -> (Vec<ProcessView>, RedisView, bool) {
+    let processes = stack
+        .roles()
+        .map(|role| ProcessView {
+            name: role.name.clone(),
+            pid: role.pid(),
+            running: role.is_running(),
+            restarts: role.restarts(),
+            admin_url: format!("http://{}", role.admin),
+            public_url: stack.public_url(&role.name),
+            started_unix_ms: role.started_unix_ms(),
+            log: role.log().display().to_string(),
+        })
+        .collect();
+    let redis = RedisView {
+        private: stack.redis.is_some(),
+        running: stack.redis.as_ref().is_some_and(|r| r.pid().is_some()),
+        port: stack.redis.as_ref().map(|r| r.port()),
+        proxy: stack.redis_proxy.is_some(),
+    };
+    (processes, redis, stack.database_proxy.is_some())
+}
+
 /// Why `action` cannot be played on a stack with this Redis and database.
 fn unavailable(action: &str, redis: &RedisView, database_proxy: bool) -> Option<String> {
     match action {
@@ -625,6 +652,15 @@ fn label(action: &str, fault: &FaultAction, hold: Duration, by_hand: bool) -> St
         "crash-redis" | "restart-redis" => format!("{} for {how_long}", fault.default_label()),
         _ => format!("{} for {how_long}", fault.default_label()),
     }
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header; empty without one.
+pub fn bearer_token(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
 }
 
 /// Compares without stopping at the first difference, so the time taken

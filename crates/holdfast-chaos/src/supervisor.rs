@@ -132,15 +132,22 @@ struct Restart {
     due: Option<Instant>,
 }
 
-/// Watches the stack until `stop`: restarts what died, tells `events`.
+/// Watches the stack until `stop`: restarts what died, tells `events`. A
+/// start that fails is tried again after the next backoff.
 pub async fn supervise(stack: SharedStack, events: EventLog, stop: CancellationToken) {
     let mut restarts: HashMap<String, Restart> = HashMap::new();
+    // Set when the supervisor's own start of Redis failed: tried again
+    // then, with backoff (a Redis down because of a fault is left alone).
+    let mut redis_retry: Option<(Instant, u32)> = None;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(CHECK_EVERY) => {}
         }
         let mut guard = stack.lock().await;
+        if stop.is_cancelled() {
+            return;
+        }
         let now = Instant::now();
         for role in guard.roles_mut() {
             let entry = restarts.entry(role.name.clone()).or_insert(Restart {
@@ -167,28 +174,61 @@ pub async fn supervise(stack: SharedStack, events: EventLog, stop: CancellationT
             .map(|(name, _)| name.clone())
             .collect();
         for name in due {
-            if let Some(entry) = restarts.get_mut(&name) {
-                entry.due = None;
-                entry.started = now;
-            }
-            match guard.respawn(&name) {
-                Ok(n) => events.push(Some(&name), format!("started again (restart {n})")),
-                Err(err) => events.push(Some(&name), format!("could not start again: {err}")),
+            let result = guard.respawn(&name);
+            let Some(entry) = restarts.get_mut(&name) else {
+                continue;
+            };
+            match result {
+                Ok(n) => {
+                    entry.due = None;
+                    entry.started = now;
+                    events.push(Some(&name), format!("started again (restart {n})"));
+                }
+                Err(err) => {
+                    let (delay, failures) = backoff(entry.failures, Duration::ZERO);
+                    entry.failures = failures;
+                    entry.due = Some(now + delay);
+                    events.push(
+                        Some(&name),
+                        format!(
+                            "could not start again ({err}); trying again in {}",
+                            holdfast_core::duration::format_duration(delay)
+                        ),
+                    );
+                }
             }
         }
-        if let Some(server) = guard.redis.as_mut()
-            && let Some(status) = server.exited()
-        {
+        let Some(server) = guard.redis.as_mut() else {
+            continue;
+        };
+        let failures = if let Some(status) = server.exited() {
             events.push(
                 Some("redis"),
                 format!("redis-server exited unexpectedly ({status}); starting it again"),
             );
-            match server.restart().await {
-                Ok(()) => events.push(Some("redis"), "redis-server started again"),
-                Err(err) => events.push(
+            0
+        } else if let Some((at, failures)) = redis_retry
+            && at <= now
+        {
+            failures
+        } else {
+            continue;
+        };
+        match server.restart().await {
+            Ok(()) => {
+                redis_retry = None;
+                events.push(Some("redis"), "redis-server started again");
+            }
+            Err(err) => {
+                let (delay, failures) = backoff(failures, Duration::ZERO);
+                redis_retry = Some((Instant::now() + delay, failures));
+                events.push(
                     Some("redis"),
-                    format!("redis-server did not start again: {err}"),
-                ),
+                    format!(
+                        "redis-server did not start again ({err}); trying again in {}",
+                        holdfast_core::duration::format_duration(delay)
+                    ),
+                );
             }
         }
     }

@@ -85,6 +85,10 @@ pub struct LocalRedisOptions {
     pub extra_args: Vec<String>,
     /// The `redis-server` to run; `None` means `redis-server` on `PATH`.
     pub binary: Option<PathBuf>,
+    /// Start it in a process group of its own, so that a Ctrl-C in the
+    /// terminal does not reach it: its owner stops it, last (`holdfast up`,
+    /// whose roles drain against it).
+    pub own_process_group: bool,
 }
 
 // Hand-written so that a password never ends up in test output or logs.
@@ -96,6 +100,7 @@ impl fmt::Debug for LocalRedisOptions {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("extra_args", &self.extra_args)
             .field("binary", &self.binary)
+            .field("own_process_group", &self.own_process_group)
             .finish()
     }
 }
@@ -465,7 +470,11 @@ impl LocalRedis {
             .append(true)
             .open(self.dir.path().join(STDERR_FILE))?;
         let binary = self.binary();
-        let child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        if self.options.own_process_group {
+            command.process_group(0);
+        }
+        let child = command
             .args(self.server_args())
             .stdin(Stdio::null())
             .stdout(Stdio::null())

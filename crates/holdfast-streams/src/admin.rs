@@ -347,13 +347,21 @@ impl Admin {
         ids: &[String],
         deadline: Duration,
     ) -> Result<usize, RedisError> {
-        let letters = self.dead_letters(topic, usize::MAX >> 1).await?;
+        // Named letters are looked up one by one; only "all" lists them.
+        let letters = if ids.is_empty() {
+            self.dead_letters(topic, usize::MAX >> 1).await?
+        } else {
+            let mut found = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(entry) = self.dead_letter(topic, id).await? {
+                    found.push(entry.letter);
+                }
+            }
+            found
+        };
         let new_deadline = Deadline::after(deadline).unix_ms();
         let mut replayed = 0;
         for letter in letters {
-            if !ids.is_empty() && !ids.contains(&letter.id) {
-                continue;
-            }
             let stream = self.keys.request_stream(topic, letter.partition);
             let dead = self.keys.dead_letter_stream(topic, letter.partition);
             let mut inv = scripts::REPLAY.key(&stream);

@@ -7,10 +7,10 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 use holdfast_chaos::runner::{RunOptions, run as run_scenario};
 use holdfast_chaos::scenario::{BUILT_IN, Scenario};
-use holdfast_chaos::stack::{Launcher, RoleCommandLine, RoleLaunch};
+use holdfast_chaos::stack::{Launcher, RoleCommandLine, RoleLaunch, RoleMetrics};
 use holdfast_services::api::DatabaseUrl;
 
-use crate::cli::{ApiArgs, DashboardArgs, ExporterArgs, IngressArgs, WorkerArgs};
+use crate::cli::{ApiArgs, DashboardArgs, ExporterArgs, IngressArgs, MetricsSinkArgs, WorkerArgs};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -163,6 +163,14 @@ pub async fn run(cmd: ChaosCommand, shutdown: CancellationToken) -> Result<()> {
     }
 }
 
+/// Writes a launch's metrics sink, if it names one, over the defaults.
+fn metrics(args: &mut MetricsSinkArgs, launch: Option<RoleMetrics>) {
+    if let Some(launch) = launch {
+        args.metrics_flush_interval = launch.flush_interval;
+        args.no_metrics_sink = !launch.sink;
+    }
+}
+
 /// The stack's role processes get their command lines from the argument
 /// types of this binary: each role's defaults, with what the stack sets
 /// written over them.
@@ -177,6 +185,7 @@ impl RoleCommandLine for CliCommandLines {
                 let mut args = WorkerArgs::defaults().map_err(refused)?;
                 args.redis.redis_url.clone_from(&worker.redis.url);
                 args.redis.redis_enabled = worker.redis.enabled;
+                metrics(&mut args.metrics, worker.metrics);
                 args.admin_listen = worker.admin;
                 args.consumer_name = Some(worker.consumer_name.clone());
                 args.claim_timeout = worker.claim_timeout;
@@ -188,6 +197,7 @@ impl RoleCommandLine for CliCommandLines {
                 let mut args = IngressArgs::defaults().map_err(refused)?;
                 args.redis.redis_url.clone_from(&ingress.redis.url);
                 args.redis.redis_enabled = ingress.redis.enabled;
+                metrics(&mut args.metrics, ingress.metrics);
                 args.listen = ingress.listen;
                 args.admin_listen = ingress.admin;
                 args.command_line()
@@ -196,6 +206,7 @@ impl RoleCommandLine for CliCommandLines {
                 let mut args = ApiArgs::defaults().map_err(refused)?;
                 args.redis.redis_url.clone_from(&api.redis.url);
                 args.redis.redis_enabled = api.redis.enabled;
+                metrics(&mut args.metrics, api.metrics);
                 args.listen = api.listen;
                 args.admin_listen = api.admin;
                 args.database_url = DatabaseUrl::parse(&api.database_url)

@@ -252,7 +252,8 @@ pub struct UpArgs {
     /// Ingress admin listener.
     #[arg(long, default_value_t = loopback(IngressSettings::DEFAULT_ADMIN_PORT))]
     pub admin_listen: SocketAddr,
-    /// Admin listener of the first worker (the second takes a free port).
+    /// Admin listener of the first worker; the next workers take the next
+    /// ports no other listener of `up` has (port 0: free ports).
     #[arg(long, default_value_t = loopback(WorkerSettings::DEFAULT_ADMIN_PORT))]
     pub worker_admin_listen: SocketAddr,
     /// Workers to start.

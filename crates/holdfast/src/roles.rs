@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use holdfast_chaos::faults::SharedStack;
 use holdfast_chaos::scenario::{Durability, StackSpec};
 use holdfast_chaos::stack::{
-    DASHBOARD_TOKEN_ENV, DashboardPlan, Launcher, RedisSource, Stack, StackLayout,
+    DASHBOARD_TOKEN_ENV, DashboardPlan, Launcher, RedisSource, RoleMetrics, Stack, StackLayout,
 };
 use holdfast_chaos::stack_control::StackControl;
 use holdfast_chaos::supervisor::{EventLog, supervise};
@@ -345,6 +345,10 @@ pub async fn up(
         }),
         database_url,
         products_db_delay: Some(args.products_db_delay),
+        metrics: Some(RoleMetrics {
+            flush_interval: args.metrics.metrics_flush_interval,
+            sink: !args.metrics.no_metrics_sink,
+        }),
     };
     let launcher = Launcher {
         bin: std::env::current_exe().context("finding the holdfast binary")?,
@@ -399,10 +403,7 @@ pub async fn up(
     println!("holdfast: stopping (faults are reverted, then the roles stop, workers last)");
     control.end_all().await;
     background.stop_and_wait(REDIS_TASKS_GRACE).await;
-    match Arc::try_unwrap(stack) {
-        Ok(stack) => stack.into_inner().stop().await,
-        Err(_) => tracing::warn!("the stack was still in use; its processes are killed on exit"),
-    }
+    stack.lock().await.stop().await;
     drop(scratch);
     println!("holdfast stopped");
     Ok(())
@@ -470,7 +471,7 @@ fn banner(stack: &Stack, args: &UpArgs, token: &str, control_url: &str) -> Strin
     );
     let _ = writeln!(
         out,
-        "  the dashboard link carries the control token its chaos buttons need (also in ${DASHBOARD_TOKEN_ENV})"
+        "  the dashboard link carries the token its actions need (set {DASHBOARD_TOKEN_ENV} before `up` to choose it)"
     );
     let _ = writeln!(
         out,

@@ -333,17 +333,10 @@ fn check_answers(
     checked
 }
 
+/// Stops the stack in order; a fault still playing waits for the lock
+/// between its steps, and then finds nothing to act on.
 async fn stop_stack(stack: SharedStack) {
-    match Arc::try_unwrap(stack) {
-        Ok(stack) => stack.into_inner().stop().await,
-        Err(shared) => {
-            // A fault task still holds it: stop what can be stopped.
-            let mut stack = shared.lock().await;
-            for w in &mut stack.workers {
-                w.kill9().await;
-            }
-        }
-    }
+    stack.lock().await.stop().await;
 }
 
 fn write_report(dir: &Path, report: RunReport) -> Result<RunOutcome, RunError> {

@@ -50,7 +50,7 @@ pub struct RolePoint {
 }
 
 /// One topic at one moment.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TopicPoint {
     /// Entries not yet delivered to the group.
     pub lag: u64,
@@ -164,16 +164,16 @@ fn growth(now: f64, before: f64) -> f64 {
 }
 
 /// The `q` quantile, in milliseconds, of the observations whose cumulative
-/// bucket counts are `buckets`, interpolated inside the bucket it falls in.
-fn quantile_ms(buckets: &BTreeMap<Bound, f64>, q: f64) -> f64 {
-    let total = buckets.values().copied().fold(0.0, f64::max);
+/// bucket counts are `buckets` (upper bound in seconds, count; in order of
+/// bound), interpolated inside the bucket it falls in; NaN when empty.
+pub(super) fn quantile_ms(buckets: &[(f64, f64)], q: f64) -> f64 {
+    let total = buckets.last().map_or(0.0, |&(_, count)| count);
     if total <= 0.0 {
         return f64::NAN;
     }
     let rank = q * total;
-    let mut lower = 0.0;
-    let mut below = 0.0;
-    for (Bound(le), &cumulative) in buckets {
+    let (mut lower, mut below) = (0.0, 0.0);
+    for &(le, cumulative) in buckets {
         if cumulative >= rank {
             if le.is_infinite() {
                 return lower * 1000.0;
@@ -186,7 +186,7 @@ fn quantile_ms(buckets: &BTreeMap<Bound, f64>, q: f64) -> f64 {
             };
             return (lower + (le - lower) * share) * 1000.0;
         }
-        lower = *le;
+        lower = le;
         below = cumulative;
     }
     lower * 1000.0
@@ -276,7 +276,12 @@ impl Charts {
             inner.before.insert(id, (role, now));
         }
         for (role, point) in &mut tick.roles {
-            let role_buckets = buckets.remove(role).unwrap_or_default();
+            let role_buckets: Vec<(f64, f64)> = buckets
+                .remove(role)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(Bound(le), count)| (le, count))
+                .collect();
             point.p50_ms = quantile_ms(&role_buckets, 0.50);
             point.p99_ms = quantile_ms(&role_buckets, 0.99);
         }
@@ -294,6 +299,16 @@ impl Charts {
         inner
             .before
             .retain(|id, _| instances.iter().any(|i| &i.instance == id));
+    }
+
+    /// Each topic's figures as the exporter reported them last.
+    pub fn topics_now(&self) -> BTreeMap<String, TopicPoint> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner
+            .ticks
+            .back()
+            .map(|t| t.topics.clone())
+            .unwrap_or_default()
     }
 
     /// The topics the exporter reported last.
@@ -497,7 +512,7 @@ holdfast_cache_reads_total{entity=\"product\",outcome=\"bypass\"} 4
     fn a_counter_that_went_down_was_reset() {
         assert_eq!(growth(5.0, 100.0), 5.0);
         assert_eq!(growth(105.0, 100.0), 5.0);
-        assert!(quantile_ms(&BTreeMap::new(), 0.5).is_nan());
+        assert!(quantile_ms(&[], 0.5).is_nan());
     }
 
     #[test]

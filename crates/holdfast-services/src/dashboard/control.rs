@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use holdfast_chaos::stack_control::StackView;
+use holdfast_chaos::stack_control::{ACTIONS, StackView};
 
 use crate::problem::ApiError;
 use crate::problem::responses::{
@@ -23,11 +23,20 @@ use crate::problem::responses::{
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The stack's control API, as the dashboard reaches it.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ControlClient {
     url: String,
     token: String,
     client: reqwest::Client,
+}
+
+// Hand-written so that the token never reaches a log.
+impl std::fmt::Debug for ControlClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlClient")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ControlClient {
@@ -83,6 +92,15 @@ impl ControlClient {
                     format!("the stack's control API did not answer: {err}"),
                 )
             })?;
+        if answer.status() == reqwest::StatusCode::UNAUTHORIZED {
+            // The person's token passed this dashboard; the stack refused
+            // the dashboard's: a configuration error, not theirs.
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "control_refused",
+                "the stack's control API refused this dashboard's token (--token differs from the stack's)",
+            ));
+        }
         let status =
             StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         let content_type = answer
@@ -140,6 +158,17 @@ pub(super) async fn chaos(
     };
     if let Err(refused) = shared.guard.check(&headers, !body.is_empty()) {
         return refused.into_response();
+    }
+    if action != "end" && !ACTIONS.iter().any(|(name, _)| *name == action) {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_action",
+            format!(
+                "no action is named {action:?}; the actions are {} and end",
+                ACTIONS.map(|(name, _)| name).join(", ")
+            ),
+        )
+        .into_response();
     }
     control
         .forward(&action, body)

@@ -18,7 +18,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use holdfast_chaos::stack_control::constant_time_eq;
+use holdfast_chaos::stack_control::{bearer_token, constant_time_eq};
 use serde::de::DeserializeOwned;
 
 use super::AppState;
@@ -53,9 +53,18 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for Authorized<T> {
 }
 
 /// The token mutating requests need, if the dashboard has one.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Guard {
     token: Option<String>,
+}
+
+// Hand-written so that the token never reaches a log.
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("has_token", &self.token.is_some())
+            .finish()
+    }
 }
 
 impl Guard {
@@ -83,12 +92,7 @@ impl Guard {
                 "this dashboard was started without a token: it shows, it takes no action",
             )));
         };
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        if !constant_time_eq(bearer_token(headers).as_bytes(), token.as_bytes()) {
             return Err(Refused(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",

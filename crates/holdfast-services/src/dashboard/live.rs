@@ -62,10 +62,9 @@ impl Live {
     }
 
     /// Starts the reading task on `tasks`.
-    pub fn start(reader: Arc<Reader>, tasks: &Tasks) -> Live {
+    pub fn start(reader: Arc<Reader>, charts: Arc<Charts>, tasks: &Tasks) -> Live {
         let (sender, _) = watch::channel(Arc::new(Snapshot::default()));
         let sender = Arc::new(sender);
-        let charts = Arc::new(Charts::default());
         let live = Live {
             sender: sender.clone(),
             charts: charts.clone(),

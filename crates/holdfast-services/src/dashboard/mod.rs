@@ -75,7 +75,7 @@ pub const REGISTRY_REFRESH: std::time::Duration = std::time::Duration::from_secs
 pub const MAX_CONCURRENT_READS: usize = 4;
 
 /// Settings of the dashboard role.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct DashboardSettings {
     /// Where the pages and the JSON API answer (default
     /// [`Self::DEFAULT_LISTEN`]).
@@ -93,6 +93,20 @@ pub struct DashboardSettings {
     pub token: Option<String>,
     /// Partitions of every topic (for the streams view).
     pub partitions: u16,
+}
+
+// Hand-written so that the token never reaches a log.
+impl std::fmt::Debug for DashboardSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DashboardSettings")
+            .field("listen", &self.listen)
+            .field("redis", &self.redis)
+            .field("keys", &self.keys)
+            .field("control_url", &self.control_url)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("partitions", &self.partitions)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DashboardSettings {
@@ -153,12 +167,14 @@ impl Dashboard {
         };
         let admin =
             holdfast_streams::Admin::new(redis.clone(), settings.keys.clone(), settings.partitions);
+        let charts = Arc::new(charts::Charts::default());
         let state = Arc::new(state::Reader::new(
             redis.clone(),
             settings.keys,
             control.clone(),
+            charts.clone(),
         )?);
-        let live = live::Live::start(state.clone(), listeners.tasks());
+        let live = live::Live::start(state.clone(), charts, listeners.tasks());
         // Keeps the list of instances current between page views, so a
         // Redis that goes down leaves the dashboard the list it had; ends
         // when the role stops its tasks.

@@ -1,7 +1,7 @@
 //! What the dashboard shows: the registered instances, each with what its
 //! own `/health` says, read fresh for every page or JSON request.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use holdfast_core::{Deadline, Keys};
 use holdfast_redis::Redis;
@@ -13,7 +13,7 @@ use super::control::ControlClient;
 use super::{HEALTH_TIMEOUT, MAX_CONCURRENT_READS};
 use crate::registry::{self, Instance};
 use crate::start::StartError;
-use holdfast_chaos::stack_control::StackView;
+use holdfast_chaos::stack_control::{ActionRecord, StackView};
 use std::sync::Arc;
 
 /// The state of the stack, as `GET /api/dashboard/state` answers it.
@@ -39,6 +39,77 @@ pub struct DashboardState {
     pub stack: Option<StackView>,
     /// Why `stack` is missing although the dashboard controls a stack.
     pub stack_error: Option<String>,
+    /// Redis essentials from `INFO`, while the dashboard's Redis answers.
+    pub redis_info: Option<RedisEssentials>,
+    /// Every topic the exporter reports: lag, pending and length now.
+    #[schema(value_type = Object)]
+    pub topics: std::collections::BTreeMap<String, super::charts::TopicPoint>,
+    /// Chaos actions: the past ones, then the one running (each `id`,
+    /// `action`, `label`, `params`, `started_at_unix_ms`,
+    /// `ends_at_unix_ms`, `ended_at_unix_ms`).
+    #[schema(value_type = Vec<Object>)]
+    pub actions: Vec<ActionRecord>,
+}
+
+/// What `INFO` says of the Redis the dashboard uses.
+#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct RedisEssentials {
+    /// `redis_version`.
+    pub version: String,
+    /// `master` or `slave` (a replica).
+    pub role: String,
+    /// Memory in use, bytes.
+    pub used_memory: u64,
+    /// `maxmemory`, bytes (0: no limit).
+    pub max_memory: u64,
+    /// Client connections.
+    pub connected_clients: u64,
+    /// Commands per second now.
+    pub ops_per_sec: u64,
+    /// Whether the append-only file is on.
+    pub aof_enabled: bool,
+    /// Seconds since the last RDB save.
+    pub seconds_since_save: Option<u64>,
+    /// Seconds it has been up.
+    pub uptime_s: u64,
+}
+
+impl RedisEssentials {
+    fn from_info(text: &str, now_s: u64) -> Self {
+        let info = crate::exporter::info::Info::parse(text);
+        let number = |field| info.number(field).unwrap_or(0.0).max(0.0) as u64;
+        Self {
+            version: info.get("redis_version").unwrap_or("").to_owned(),
+            role: info.get("role").unwrap_or("").to_owned(),
+            used_memory: number("used_memory"),
+            max_memory: number("maxmemory"),
+            connected_clients: number("connected_clients"),
+            ops_per_sec: number("instantaneous_ops_per_sec"),
+            aof_enabled: info.get("aof_enabled") == Some("1"),
+            seconds_since_save: info
+                .number("rdb_last_save_time")
+                .map(|at| now_s.saturating_sub(at.max(0.0) as u64)),
+            uptime_s: number("uptime_in_seconds"),
+        }
+    }
+
+    /// Memory in use, for people (`1.2 MiB`).
+    pub fn memory(&self) -> String {
+        let mib = self.used_memory as f64 / (1024.0 * 1024.0);
+        format!("{mib:.1} MiB")
+    }
+}
+
+impl InstanceView {
+    /// The link to its `/health`, when its admin URL is a plain HTTP(S)
+    /// URL (the registry is data anyone with Redis access can write: a
+    /// `javascript:` URL must never become a link).
+    pub fn health_link(&self) -> Option<String> {
+        self.admin_url
+            .as_deref()
+            .filter(|url| url.starts_with("http://") || url.starts_with("https://"))
+            .map(|url| format!("{url}/health"))
+    }
 }
 
 impl DashboardState {
@@ -79,8 +150,15 @@ pub struct InstanceView {
     pub redis_state: Option<String>,
     /// Its last Redis connection changes, as it reports them.
     pub redis_history: Vec<RedisChange>,
+    /// Reconnect attempts since its connection was last lost (a count that
+    /// keeps growing means Redis stays away).
+    pub reconnect_attempts: Option<u64>,
+    /// The last Redis error it saw.
+    pub last_error: Option<String>,
     /// Its Redis circuit breaker.
     pub breaker: Option<String>,
+    /// Calls waiting for a reply (ingress).
+    pub calls_in_flight: Option<u64>,
     /// Busy terminals (workers).
     pub terminals_busy: Option<u64>,
     /// Terminals (workers).
@@ -133,6 +211,8 @@ pub(super) struct Reader {
     reads: Semaphore,
     /// The stack's control API, when the dashboard has one.
     control: Option<Arc<ControlClient>>,
+    /// The charts' points (for the topics now).
+    charts: Arc<super::charts::Charts>,
 }
 
 impl Reader {
@@ -140,6 +220,7 @@ impl Reader {
         redis: Redis,
         keys: Keys,
         control: Option<Arc<ControlClient>>,
+        charts: Arc<super::charts::Charts>,
     ) -> Result<Self, StartError> {
         let client = reqwest::Client::builder()
             .timeout(HEALTH_TIMEOUT)
@@ -152,21 +233,46 @@ impl Reader {
             last: Mutex::new(Vec::new()),
             reads: Semaphore::new(MAX_CONCURRENT_READS),
             control,
+            charts,
         })
     }
 
     /// Reads the registry and keeps the list; the last list read when
     /// Redis does not answer, with `false`.
+    /// Where the registry cannot be read and the dashboard controls a
+    /// stack, the stack's processes it does not know yet are added from
+    /// the control API (so a stack without Redis is shown too).
     pub(super) async fn instances(&self) -> (Vec<Instance>, bool) {
         match registry::instances(&self.redis, &self.keys).await {
             Ok(found) => {
-                *self.last.lock().expect("last instances lock poisoned") = found.clone();
+                *self.last.lock().unwrap_or_else(PoisonError::into_inner) = found.clone();
                 (found, true)
             }
             Err(err) => {
                 tracing::debug!(error = %err, "registry not read; showing the last list");
-                let last = self.last.lock().expect("last instances lock poisoned");
-                (last.clone(), false)
+                let mut known = self.known();
+                if let Some(control) = &self.control
+                    && let Ok(stack) = control.stack().await
+                {
+                    for process in stack.processes {
+                        if known
+                            .iter()
+                            .any(|i| i.admin_url.as_deref() == Some(&process.admin_url))
+                        {
+                            continue;
+                        }
+                        known.push(Instance {
+                            role: role_of(&process.name).to_owned(),
+                            instance: process.name,
+                            version: String::new(),
+                            admin_url: Some(process.admin_url),
+                            public_url: process.public_url,
+                            started_unix_ms: process.started_unix_ms,
+                        });
+                    }
+                    *self.last.lock().unwrap_or_else(PoisonError::into_inner) = known.clone();
+                }
+                (known, false)
             }
         }
     }
@@ -211,7 +317,7 @@ impl Reader {
                 None => None,
             }
         };
-        let stack = stack.await;
+        let (stack, redis_info) = tokio::join!(stack, essentials(&self.redis, now));
         let mut views = Vec::with_capacity(asking.len());
         while let Some(done) = asking.join_next().await {
             if let Ok(view) = done {
@@ -226,9 +332,40 @@ impl Reader {
             read_at_unix_ms: now,
             control: self.control.is_some(),
             stack_error: stack.as_ref().and_then(|s| s.as_ref().err().cloned()),
+            actions: match &stack {
+                Some(Ok(view)) => view
+                    .past
+                    .iter()
+                    .chain(view.running.iter())
+                    .cloned()
+                    .collect(),
+                _ => Vec::new(),
+            },
             stack: stack.and_then(Result::ok),
+            redis_info,
+            topics: self.charts.topics_now(),
         }
     }
+}
+
+/// The role of a stack process by its name (`worker-2` is a worker).
+fn role_of(process: &str) -> &str {
+    process
+        .rsplit_once('-')
+        .filter(|(_, n)| n.chars().all(|c| c.is_ascii_digit()))
+        .map_or(process, |(role, _)| role)
+}
+
+/// Redis essentials, when the dashboard's Redis answers `INFO` in time.
+async fn essentials(redis: &Redis, now_unix_ms: u64) -> Option<RedisEssentials> {
+    if redis.state() != holdfast_redis::ConnState::Ready {
+        return None;
+    }
+    let text: String = tokio::time::timeout(HEALTH_TIMEOUT, redis.cmd(&redis::cmd("INFO")))
+        .await
+        .ok()?
+        .ok()?;
+    Some(RedisEssentials::from_info(&text, now_unix_ms / 1000))
 }
 
 /// One instance, with what its `/health` says.
@@ -263,7 +400,14 @@ fn view_of(instance: Instance, health: Option<&Value>, now: u64) -> InstanceView
             .and_then(Value::as_array)
             .map(|changes| changes.iter().map(RedisChange::from_json).collect())
             .unwrap_or_default(),
+        reconnect_attempts: redis
+            .and_then(|r| r.get("reconnect_attempts"))
+            .and_then(Value::as_u64),
+        last_error: text(redis.and_then(|r| r.get("last_error"))),
         breaker: text(redis.and_then(|r| r.get("breaker"))),
+        calls_in_flight: health
+            .and_then(|h| h.get("calls_in_flight"))
+            .and_then(Value::as_u64),
         terminals_busy: terminals
             .and_then(|t| t.get("active"))
             .and_then(Value::as_u64),
@@ -275,6 +419,10 @@ fn view_of(instance: Instance, health: Option<&Value>, now: u64) -> InstanceView
             .and_then(Value::as_array)
             .map(|reasons| reasons.iter().filter_map(|r| text(Some(r))).collect())
             .unwrap_or_default(),
-        uptime_s: now.saturating_sub(instance.started_unix_ms) / 1000,
+        uptime_s: if instance.started_unix_ms == 0 {
+            0
+        } else {
+            now.saturating_sub(instance.started_unix_ms) / 1000
+        },
     }
 }

@@ -120,7 +120,26 @@ pub(super) async fn dead_letters_json(
     Ok(Json(letters).into_response())
 }
 
+/// A stream entry id: `milliseconds-sequence`.
+fn entry_id(id: &str) -> Result<&str, ApiError> {
+    let valid = id.split_once('-').is_some_and(|(ms, seq)| {
+        !ms.is_empty()
+            && !seq.is_empty()
+            && ms.bytes().all(|b| b.is_ascii_digit())
+            && seq.bytes().all(|b| b.is_ascii_digit())
+    });
+    if valid {
+        Ok(id)
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_id",
+            format!("{id:?} is not a stream entry id (like 1795851867287-0)"),
+        ))
+    }
+}
+
 async fn one_letter(shared: &AppState, name: &str, id: &str) -> Result<DeadLetterEntry, ApiError> {
+    let id = entry_id(id)?;
     shared
         .admin
         .dead_letter(&topic(name)?, id)
@@ -137,6 +156,7 @@ async fn one_letter(shared: &AppState, name: &str, id: &str) -> Result<DeadLette
     params(("topic" = String, Path, description = "The topic"), ("id" = String, Path, description = "Its id in the dead-letter stream")),
     responses(
         (status = 200, description = "{letter, fields: [[name, value], …]}", body = Object),
+        BadRequest,
         NotFound,
         ServiceUnavailable,
     )
@@ -189,6 +209,9 @@ pub(super) async fn replay(
     Authorized(request): Authorized<ReplayRequest>,
 ) -> Result<Response, ApiError> {
     let topic = topic(&name)?;
+    for id in &request.ids {
+        entry_id(id)?;
+    }
     let deadline = request
         .deadline_s
         .map_or(REPLAY_DEADLINE, Duration::from_secs)

@@ -20,6 +20,7 @@ use holdfast_core::metric_names as names;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::charts::quantile_ms;
 use super::scrape::samples;
 use super::{AppState, html};
 use crate::problem::ApiError;
@@ -268,13 +269,16 @@ async fn search(shared: &AppState, q: &str) -> Result<Vec<FoundUser>, ApiError> 
     if !answer.status().is_success() {
         let status = answer.status();
         let problem: Value = answer.json().await.unwrap_or_default();
-        return Err(ApiError::bad_request(
-            "search_refused",
-            format!(
-                "the api answered {status}: {}",
-                problem["detail"].as_str().unwrap_or("")
-            ),
-        ));
+        let detail = format!(
+            "the api answered {status}: {}",
+            problem["detail"].as_str().unwrap_or("")
+        );
+        // The search text is the caller's; anything else is the api's.
+        return Err(if status.is_client_error() {
+            ApiError::bad_request("search_refused", detail)
+        } else {
+            ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "api_failed", detail)
+        });
     }
     let users: Vec<Value> = answer.json().await.unwrap_or_default();
     let mut reading = tokio::task::JoinSet::new();
@@ -457,39 +461,14 @@ fn entities(text: &str) -> Vec<EntityCache> {
         entry.hit_ratio_percent = (total > 0).then(|| hits as f64 * 100.0 / total as f64);
         if let Some(b) = buckets.get_mut(&entry.entity) {
             b.sort_by(|x, y| x.0.total_cmp(&y.0));
-            entry.loader_p50_ms = quantile_ms(b, 0.5);
-            entry.loader_p99_ms = quantile_ms(b, 0.99);
+            let quantile = |q| Some(quantile_ms(b, q)).filter(|v| v.is_finite());
+            entry.loader_p50_ms = quantile(0.5);
+            entry.loader_p99_ms = quantile(0.99);
         }
     }
     by.into_values()
         .filter(|e| !e.reads.is_empty() || e.warmed > 0)
         .collect()
-}
-
-fn quantile_ms(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
-    let total = buckets.last()?.1;
-    if total <= 0.0 {
-        return None;
-    }
-    let rank = q * total;
-    let (mut lower, mut below) = (0.0, 0.0);
-    for &(le, cumulative) in buckets {
-        if cumulative >= rank {
-            if le.is_infinite() {
-                return Some(lower * 1000.0);
-            }
-            let inside = cumulative - below;
-            let share = if inside > 0.0 {
-                (rank - below) / inside
-            } else {
-                1.0
-            };
-            return Some((lower + (le - lower) * share) * 1000.0);
-        }
-        lower = le;
-        below = cumulative;
-    }
-    Some(lower * 1000.0)
 }
 
 /// The cache's figures per entity, from the api.

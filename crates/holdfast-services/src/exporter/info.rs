@@ -9,10 +9,10 @@ use holdfast_telemetry::exposition::{Exposition, MetricKind as Kind};
 use super::families::{gauge, labelled_gauges, single};
 
 /// The `field:value` lines of an `INFO` reply.
-pub(super) struct Info<'a>(HashMap<&'a str, &'a str>);
+pub(crate) struct Info<'a>(HashMap<&'a str, &'a str>);
 
 impl<'a> Info<'a> {
-    pub(super) fn parse(text: &'a str) -> Self {
+    pub(crate) fn parse(text: &'a str) -> Self {
         Self(
             text.lines()
                 .filter(|line| !line.starts_with('#'))
@@ -21,11 +21,11 @@ impl<'a> Info<'a> {
         )
     }
 
-    pub(super) fn get(&self, field: &str) -> Option<&'a str> {
+    pub(crate) fn get(&self, field: &str) -> Option<&'a str> {
         self.0.get(field).copied()
     }
 
-    pub(super) fn number(&self, field: &str) -> Option<f64> {
+    pub(crate) fn number(&self, field: &str) -> Option<f64> {
         self.get(field)?.parse().ok()
     }
 

@@ -29,7 +29,7 @@
 //!   middleware stack.
 
 mod families;
-mod info;
+pub(crate) mod info;
 pub mod scrape;
 mod topics;
 

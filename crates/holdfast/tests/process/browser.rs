@@ -537,6 +537,7 @@ async fn the_dashboard_in_a_browser_watches_and_breaks_the_stack() {
         .goto(&format!("{dashboard}streams"))
         .await
         .expect("streams page");
+    let written = Instant::now();
     let letter = loop {
         if let Ok(link) = browser
             .find(Locator::Css("a[href*='/dead-letters/']"))
@@ -544,6 +545,10 @@ async fn the_dashboard_in_a_browser_watches_and_breaks_the_stack() {
         {
             break link;
         }
+        assert!(
+            written.elapsed() < Duration::from_secs(15),
+            "the dead letter was never listed"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
         browser.refresh().await.expect("reload");
     };

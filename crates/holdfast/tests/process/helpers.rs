@@ -363,31 +363,38 @@ impl IngressOnRedis {
     }
 }
 
+/// `holdfast up` on free ports with its stdout piped: the command, its
+/// ingress admin port and its ingress port.
+pub fn up_command() -> (Command, u16, u16) {
+    let (port, admin_port) = (free_port(), free_port());
+    let on = |port: u16| format!("127.0.0.1:{port}");
+    let mut command = holdfast_command(&[
+        "up",
+        "--listen",
+        &on(port),
+        "--admin-listen",
+        &on(admin_port),
+        "--worker-admin-listen",
+        "127.0.0.1:0",
+        "--api-listen",
+        &on(free_port()),
+        "--api-admin-listen",
+        &on(free_port()),
+        "--exporter-listen",
+        &on(free_port()),
+        "--dashboard-listen",
+        &on(free_port()),
+    ]);
+    command.stdout(Stdio::piped());
+    (command, admin_port, port)
+}
+
 /// Starts `holdfast up` with no `REDIS_URL` (so it runs a private
 /// redis-server) on free ports, its stdout piped, and waits until its
-/// ingress is ready. `dashboard_port` tells where its dashboard answers.
+/// ingress is ready.
 pub async fn spawn_up(client: &reqwest::Client) -> Process {
     start_until_ready(client, || {
-        let (port, admin_port) = (free_port(), free_port());
-        let on = |port: u16| format!("127.0.0.1:{port}");
-        let mut command = holdfast_command(&[
-            "up",
-            "--listen",
-            &on(port),
-            "--admin-listen",
-            &on(admin_port),
-            "--worker-admin-listen",
-            "127.0.0.1:0",
-            "--api-listen",
-            &on(free_port()),
-            "--api-admin-listen",
-            &on(free_port()),
-            "--exporter-listen",
-            &on(free_port()),
-            "--dashboard-listen",
-            &on(free_port()),
-        ]);
-        command.stdout(Stdio::piped());
+        let (command, admin_port, port) = up_command();
         Process::spawn("up", command, admin_port, Some(port))
     })
     .await

@@ -370,6 +370,64 @@ async fn holdfast_up_plays_chaos_from_its_dashboard_and_restarts_a_killed_worker
     assert!(exit.success(), "`holdfast up` exited with {exit}");
 }
 
+#[tokio::test]
+async fn holdfast_up_without_redis_runs_every_role_and_the_dashboard_lists_them() {
+    // Arrange: REDIS_ENABLED=false, so no redis-server and no registry.
+    let client = http_client();
+    let (mut command, admin_port, port) = helpers::up_command();
+    command.env("REDIS_ENABLED", "false");
+    let mut up = helpers::Process::spawn("up", command, admin_port, Some(port));
+    let mut stdout = up.stdout_lines();
+    let banner = read_banner(&mut stdout).await;
+    assert!(
+        banner
+            .iter()
+            .any(|l| l.contains("redis           disabled")),
+        "{banner:#?}"
+    );
+    let dashboard = dashboard_link(&banner)
+        .split_once('#')
+        .expect("a token")
+        .0
+        .to_owned();
+    let api = banner
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("api ").map(str::trim))
+        .expect("the api's URL")
+        .to_owned();
+
+    // Act and assert: the dashboard lists the stack's processes from `up`
+    // itself, and the api answers from its database.
+    let state = wait_for_state(
+        &client,
+        &dashboard,
+        Duration::from_secs(10),
+        "every process listed",
+        |s| s["instances"].as_array().is_some_and(|all| all.len() == 6),
+    )
+    .await;
+    assert_eq!(state["registry_fresh"], false, "{state:#}");
+    let api_view = state["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["role"] == "api")
+        .cloned()
+        .expect("the api");
+    assert_eq!(api_view["redis_state"], "disabled", "{state:#}");
+    let product = client
+        .get(format!("{api}/api/products/1"))
+        .send()
+        .await
+        .expect("a product");
+    assert_eq!(product.status(), StatusCode::OK);
+    assert_eq!(product.headers()["x-cache"], "BYPASS");
+
+    up.signal(Signal::SIGINT);
+    let exit = up.exit_status(Duration::from_secs(20)).await;
+    assert!(exit.success(), "`holdfast up` exited with {exit}");
+}
+
 /// Runs a short-lived `holdfast` command to completion and returns stdout.
 async fn run_to_end(args: &[&str]) -> String {
     let mut command = helpers::holdfast_command(args);
