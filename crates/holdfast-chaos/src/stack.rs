@@ -312,6 +312,16 @@ pub enum StackError {
         /// Its log file.
         log: PathBuf,
     },
+    /// A role exited before it was ready (a port taken, a bad setting).
+    #[error("{role} exited at start ({status}); its log: {}", log.display())]
+    Exited {
+        /// The role.
+        role: String,
+        /// How it ended.
+        status: String,
+        /// Its log file.
+        log: PathBuf,
+    },
     /// A role's command line could not be written.
     #[error("the command line of {role}: {reason}")]
     CommandLine {
@@ -477,6 +487,8 @@ pub struct Stack {
     /// The Redis URL of the roles, as they were started (through the proxy
     /// when there is one).
     pub roles_redis_url: String,
+    /// Where Redis comes from.
+    pub redis_source: RedisSource,
     /// Proxy between the roles and Redis, when asked for.
     pub redis_proxy: Option<Proxy>,
     /// Proxy between the api and its database, when asked for.
@@ -652,6 +664,7 @@ impl Stack {
             bin: launcher.bin.clone(),
             redis,
             roles_redis_url: role_redis.url,
+            redis_source: layout.redis.clone(),
             redis_proxy,
             database_proxy,
             workers,
@@ -673,7 +686,7 @@ impl Stack {
         }
         let client = reqwest::Client::new();
         let probe = if layout.wait_ready { "ready" } else { "live" };
-        for role in stack.roles() {
+        for role in stack.roles_mut() {
             wait_ready(&client, role, probe).await?;
         }
         Ok(stack)
@@ -683,12 +696,10 @@ impl Stack {
     /// (with its current password), or the one given. Empty when Redis is
     /// disabled.
     pub fn redis_url(&self) -> String {
-        match &self.redis {
-            Some(server) => server.url(),
-            None if self.roles_redis_url == holdfast_redis::RedisConfig::DEFAULT_URL => {
-                String::new()
-            }
-            None => self.roles_redis_url.clone(),
+        match (&self.redis, &self.redis_source) {
+            (Some(server), _) => server.url(),
+            (None, RedisSource::External(url)) => url.clone(),
+            (None, _) => String::new(),
         }
     }
 
@@ -826,10 +837,21 @@ fn port_addr() -> Result<SocketAddr, StackError> {
     Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
 }
 
-async fn wait_ready(client: &reqwest::Client, role: &Role, probe: &str) -> Result<(), StackError> {
+async fn wait_ready(
+    client: &reqwest::Client,
+    role: &mut Role,
+    probe: &str,
+) -> Result<(), StackError> {
     let url = format!("http://{}/health/{probe}", role.admin);
     let give_up = tokio::time::Instant::now() + READY_TIMEOUT;
     while tokio::time::Instant::now() < give_up {
+        if let Some(status) = role.exited() {
+            return Err(StackError::Exited {
+                role: role.name.clone(),
+                status: status.to_string(),
+                log: role.log.clone(),
+            });
+        }
         let ready = client
             .get(&url)
             .timeout(Duration::from_secs(1))

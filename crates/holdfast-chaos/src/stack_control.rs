@@ -285,6 +285,8 @@ pub struct StackControl {
     tasks: TaskTracker,
     /// The processes, Redis and database proxy as last seen.
     last_seen: Mutex<Option<(Vec<ProcessView>, RedisView, bool)>>,
+    /// Set by [`StackControl::end_all`]: no action starts any more.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for StackControl {
@@ -392,6 +394,7 @@ impl StackControl {
             next_id: std::sync::atomic::AtomicU64::new(1),
             tasks: TaskTracker::new(),
             last_seen: Mutex::new(None),
+            closing: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -415,6 +418,8 @@ impl StackControl {
     /// Ends the running action early and waits for every action's task: the
     /// faults are reverted before the stack stops.
     pub async fn end_all(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         if let Some(running) = self.lock_running().as_ref() {
             running.cancel.cancel();
         }
@@ -490,6 +495,11 @@ impl StackControl {
             return self.end();
         }
         let plan = plan(action, &params)?;
+        if self.closing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StackControlError::NotAvailable(
+                "the stack is stopping".into(),
+            ));
+        }
         let view = self.view().await;
         if let Some(reason) = unavailable(action, &view.redis, view.database_proxy) {
             return Err(StackControlError::NotAvailable(reason));
@@ -647,10 +657,10 @@ fn unavailable(action: &str, redis: &RedisView, database_proxy: bool) -> Option<
 
 fn label(action: &str, fault: &FaultAction, hold: Duration, by_hand: bool) -> String {
     let how_long = holdfast_core::format_duration(Duration::from_millis(hold.as_millis() as u64));
-    match action {
-        "crash-redis" if by_hand => "redis crashed (SIGKILL) until ended by hand".into(),
-        "crash-redis" | "restart-redis" => format!("{} for {how_long}", fault.default_label()),
-        _ => format!("{} for {how_long}", fault.default_label()),
+    if action == "crash-redis" && by_hand {
+        "redis crashed (SIGKILL) until ended by hand".into()
+    } else {
+        format!("{} for {how_long}", fault.default_label())
     }
 }
 

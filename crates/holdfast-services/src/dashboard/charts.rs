@@ -285,8 +285,9 @@ impl Charts {
             point.p50_ms = quantile_ms(&role_buckets, 0.50);
             point.p99_ms = quantile_ms(&role_buckets, 0.99);
         }
-        let keep = (KEPT.as_secs() / EVERY.as_secs().max(1)) as usize;
-        if inner.ticks.len() == keep {
+        // Five minutes by the clock, however regular the ticks were.
+        let oldest = now_unix_ms.saturating_sub(KEPT.as_millis() as u64);
+        while inner.ticks.front().is_some_and(|t| t.at_unix_ms < oldest) {
             inner.ticks.pop_front();
         }
         inner.ticks.push_back(tick);

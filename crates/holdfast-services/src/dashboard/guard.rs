@@ -34,11 +34,17 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for Authorized<T> {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
-        let headers = req.headers().clone();
+        // The guard first, from the headers alone: a refused request's body
+        // is never read.
+        let announced = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+            || req.headers().contains_key(header::TRANSFER_ENCODING);
+        state.guard.check(req.headers(), announced)?;
         let body = Bytes::from_request(req, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        state.guard.check(&headers, !body.is_empty())?;
         if body.is_empty() {
             return Ok(Self(T::default()));
         }

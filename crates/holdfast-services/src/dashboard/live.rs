@@ -32,7 +32,7 @@ use super::state::Reader;
 use super::{ChartsFragment, LiveFragment, StackFragment};
 
 /// How often the state is read while anyone listens.
-pub const LIVE_INTERVAL: Duration = Duration::from_secs(1);
+pub const LIVE_INTERVAL: Duration = super::charts::EVERY;
 
 /// One reading, ready to send.
 #[derive(Debug, Default)]
@@ -71,7 +71,15 @@ impl Live {
         };
         let stop = tasks.clone();
         tasks.spawn(async move {
+            // A tick every second, whatever a slow instance costs a read;
+            // ticks missed while reading are skipped, not bunched.
+            let mut every = tokio::time::interval(LIVE_INTERVAL);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
+                tokio::select! {
+                    () = stop.stopping() => return,
+                    _ = every.tick() => {}
+                }
                 let known = reader.known();
                 charts.retain(&known);
                 charts
@@ -84,10 +92,6 @@ impl Live {
                 if sender.receiver_count() > 0 {
                     let snapshot = read(&reader, &charts).await;
                     sender.send_replace(Arc::new(snapshot));
-                }
-                tokio::select! {
-                    () = stop.stopping() => return,
-                    () = tokio::time::sleep(LIVE_INTERVAL) => {}
                 }
             }
         });

@@ -393,8 +393,14 @@ pub fn up_command() -> (Command, u16, u16) {
 /// redis-server) on free ports, its stdout piped, and waits until its
 /// ingress is ready.
 pub async fn spawn_up(client: &reqwest::Client) -> Process {
+    spawn_up_with(client, &[]).await
+}
+
+/// [`spawn_up`] with `extra` flags.
+pub async fn spawn_up_with(client: &reqwest::Client, extra: &[&str]) -> Process {
     start_until_ready(client, || {
-        let (command, admin_port, port) = up_command();
+        let (mut command, admin_port, port) = up_command();
+        command.args(extra);
         Process::spawn("up", command, admin_port, Some(port))
     })
     .await

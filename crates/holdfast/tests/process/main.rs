@@ -156,7 +156,9 @@ async fn holdfast_up_serves_a_forecast_and_stops_cleanly_on_sigint() {
     // banner comes before the Redis connection is up (a request sent at
     // once gets 503), so `spawn_up` also waits for the ingress to be ready.
     let client = http_client();
-    let mut up = spawn_up(&client).await;
+    let logs = tempfile::tempdir().expect("a log directory");
+    let log_dir = logs.path().to_str().expect("a UTF-8 path").to_owned();
+    let mut up = helpers::spawn_up_with(&client, &["--log-dir", &log_dir]).await;
     let mut stdout = up.stdout_lines();
     let mut transcript = read_banner(&mut stdout).await;
 
@@ -183,6 +185,27 @@ async fn holdfast_up_serves_a_forecast_and_stops_cleanly_on_sigint() {
     assert!(
         transcript.iter().any(|l| l.contains("holdfast stopped")),
         "stdout: {transcript:#?}"
+    );
+    // In order: the ingress drained before the workers, and each worker
+    // drained and stopped by itself (not killed).
+    let log = |name: &str| {
+        std::fs::read_to_string(logs.path().join("logs").join(format!("{name}.log")))
+            .unwrap_or_else(|e| panic!("{name}.log: {e}"))
+    };
+    let at = |text: &str, what: &str| -> String {
+        text.lines()
+            .find(|l| l.contains(what))
+            .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .and_then(|v| v["timestamp"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| panic!("no {what:?} in:\n{text}"))
+    };
+    let (ingress, worker) = (log("ingress"), log("worker-1"));
+    let ingress_drained = at(&ingress, "draining");
+    let worker_drained = at(&worker, "worker draining");
+    at(&worker, "worker stopped");
+    assert!(
+        ingress_drained <= worker_drained,
+        "the ingress drained at {ingress_drained}, the worker at {worker_drained}"
     );
 }
 
