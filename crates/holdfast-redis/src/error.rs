@@ -31,6 +31,10 @@ pub enum RedisError {
     /// The server answered with an error (wrong type, no such group, ...).
     #[error("redis server error: {0}")]
     Server(#[source] redis::RedisError),
+    /// The settings cannot work (a malformed URL, an unreadable CA file):
+    /// said at start, never retried.
+    #[error("invalid Redis settings: {0}")]
+    Config(String),
 }
 
 impl RedisError {
@@ -47,7 +51,7 @@ impl RedisError {
     /// transient server states (loading, failover), false for wrong commands.
     pub fn is_retryable(&self) -> bool {
         match self {
-            RedisError::Disabled => false,
+            RedisError::Disabled | RedisError::Config(_) => false,
             RedisError::Unavailable { .. }
             | RedisError::CircuitOpen { .. }
             | RedisError::Timeout(_)
@@ -95,6 +99,7 @@ impl RedisError {
             RedisError::Timeout(_) => "redis_timeout",
             RedisError::Connection(_) => "redis_connection",
             RedisError::Server(_) => "redis_server_error",
+            RedisError::Config(_) => "redis_config",
         }
     }
 }
@@ -106,25 +111,4 @@ pub(crate) fn is_connection_error(err: &redis::RedisError) -> bool {
         || err.is_connection_refusal()
         || err.is_timeout()
         || err.is_unrecoverable_error()
-}
-
-/// A short, stable description of a connect failure for `/health`.
-pub(crate) fn describe_connect_error(err: &redis::RedisError) -> &'static str {
-    let text = err.to_string();
-    if err.kind() == redis::ErrorKind::AuthenticationFailed
-        || text.contains("WRONGPASS")
-        || text.contains("NOAUTH")
-        || text.contains("invalid password")
-        || text.contains("invalid username-password")
-    {
-        "auth_failed"
-    } else if err.is_connection_refusal() {
-        "connection_refused"
-    } else if err.is_timeout() {
-        "timeout"
-    } else if err.is_io_error() {
-        "io_error"
-    } else {
-        "error"
-    }
 }

@@ -16,10 +16,12 @@
 
 #![warn(missing_docs)]
 
+mod connect;
 mod error;
 pub mod local;
 mod supervisor;
 
+pub use connect::{TlsOptions, redact};
 pub use error::RedisError;
 pub use supervisor::{ConnState, Redis, RedisConfig, RedisHealth, Transition};
 

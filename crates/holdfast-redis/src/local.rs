@@ -85,6 +85,8 @@ pub struct LocalRedisOptions {
     pub extra_args: Vec<String>,
     /// The `redis-server` to run; `None` means `redis-server` on `PATH`.
     pub binary: Option<PathBuf>,
+    /// Serve TLS only (on the same port), with these files.
+    pub tls: Option<LocalTls>,
     /// Start it in a process group of its own, so that a Ctrl-C in the
     /// terminal does not reach it: its owner stops it, last (`holdfast up`,
     /// whose roles drain against it).
@@ -100,9 +102,24 @@ impl fmt::Debug for LocalRedisOptions {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("extra_args", &self.extra_args)
             .field("binary", &self.binary)
+            .field("tls", &self.tls.is_some())
             .field("own_process_group", &self.own_process_group)
             .finish()
     }
+}
+
+/// The files of a TLS server, PEM.
+#[derive(Clone, Debug)]
+pub struct LocalTls {
+    /// The server's certificate.
+    pub cert_file: PathBuf,
+    /// Its key.
+    pub key_file: PathBuf,
+    /// The CA that signed it (and the client certificates it accepts).
+    pub ca_file: PathBuf,
+    /// Clients must present a certificate signed by `ca_file`; the
+    /// handle's own connections then use `client`.
+    pub client: Option<(PathBuf, PathBuf)>,
 }
 
 /// Why a [`LocalRedis`] could not be started, restarted or talked to.
@@ -274,15 +291,21 @@ impl LocalRedis {
     }
 
     /// A URL for the redis crate: `redis://127.0.0.1:PORT/`, or
-    /// `redis://:PASSWORD@127.0.0.1:PORT/` while a password is required.
+    /// `redis://:PASSWORD@127.0.0.1:PORT/` while a password is required;
+    /// `rediss://` for a TLS server.
     pub fn url(&self) -> String {
+        let scheme = if self.options.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         match self.current_password() {
             Some(password) => format!(
-                "redis://:{}@127.0.0.1:{}/",
+                "{scheme}://:{}@127.0.0.1:{}/",
                 percent_encode_userinfo(&password),
                 self.port
             ),
-            None => format!("redis://127.0.0.1:{}/", self.port),
+            None => format!("{scheme}://127.0.0.1:{}/", self.port),
         }
     }
 
@@ -432,9 +455,13 @@ impl LocalRedis {
     }
 
     fn server_args(&self) -> Vec<String> {
+        let (port, tls_port) = match &self.options.tls {
+            Some(_) => ("0".to_owned(), Some(self.port.to_string())),
+            None => (self.port.to_string(), None),
+        };
         let mut args: Vec<String> = [
             "--port",
-            &self.port.to_string(),
+            &port,
             "--bind",
             "127.0.0.1",
             "--protected-mode",
@@ -454,6 +481,21 @@ impl LocalRedis {
         .into();
         if let Some(policy) = &self.options.appendfsync {
             args.extend(["--appendfsync".to_owned(), policy.clone()]);
+        }
+        if let (Some(tls), Some(port)) = (&self.options.tls, tls_port) {
+            let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+            args.extend([
+                "--tls-port".to_owned(),
+                port,
+                "--tls-cert-file".to_owned(),
+                path(&tls.cert_file),
+                "--tls-key-file".to_owned(),
+                path(&tls.key_file),
+                "--tls-ca-cert-file".to_owned(),
+                path(&tls.ca_file),
+                "--tls-auth-clients".to_owned(),
+                if tls.client.is_some() { "yes" } else { "no" }.to_owned(),
+            ]);
         }
         if let Some(password) = self.current_password() {
             args.extend(["--requirepass".to_owned(), password]);
@@ -564,7 +606,27 @@ impl LocalRedis {
     }
 
     async fn connect(&self) -> redis::RedisResult<MultiplexedConnection> {
-        let client = redis::Client::open(self.url())?;
+        let client = match &self.options.tls {
+            None => redis::Client::open(self.url())?,
+            Some(tls) => {
+                crate::connect::install_crypto_provider();
+                let read = |path: &PathBuf| std::fs::read(path).map_err(redis::RedisError::from);
+                let client_tls = match &tls.client {
+                    Some((cert, key)) => Some(redis::ClientTlsConfig {
+                        client_cert: read(cert)?,
+                        client_key: read(key)?,
+                    }),
+                    None => None,
+                };
+                redis::Client::build_with_tls(
+                    self.url(),
+                    redis::TlsCertificates {
+                        client_tls,
+                        root_cert: Some(read(&tls.ca_file)?),
+                    },
+                )?
+            }
+        };
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT));

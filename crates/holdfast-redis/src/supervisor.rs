@@ -23,13 +23,16 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{RedisError, describe_connect_error};
+use crate::connect::{TlsOptions, describe, open_client};
+use crate::error::RedisError;
 
 /// How to reach Redis and how hard to try.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]`.
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS.
     pub url: String,
+    /// TLS settings of a `rediss://` URL.
+    pub tls: TlsOptions,
     /// `false` runs without Redis: every call fails with [`RedisError::Disabled`].
     pub enabled: bool,
     /// Limit on establishing one connection (TCP, handshake, AUTH).
@@ -51,6 +54,19 @@ pub struct RedisConfig {
     pub history_len: usize,
 }
 
+// Hand-written so that the URL's password never reaches a log.
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &crate::connect::redact(&self.url))
+            .field("tls", &self.tls)
+            .field("enabled", &self.enabled)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 impl RedisConfig {
     /// The Redis a role connects to unless configured otherwise.
     pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/";
@@ -59,6 +75,7 @@ impl RedisConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            tls: TlsOptions::default(),
             enabled: true,
             connect_timeout: Duration::from_secs(1),
             command_timeout: Duration::from_secs(1),
@@ -143,7 +160,9 @@ pub struct RedisHealth {
     pub state: ConnState,
     /// When the current state began, unix milliseconds.
     pub since_unix_ms: u64,
-    /// The last failure seen, as a stable code.
+    /// The last failure seen: the address and the cause
+    /// (`db.example:6380: TLS: the server's certificate is not valid for
+    /// this host name: …`).
     pub last_error: Option<String>,
     /// Reconnect attempts since start.
     pub reconnect_attempts: u64,
@@ -163,6 +182,8 @@ struct Status {
 
 struct Inner {
     cfg: RedisConfig,
+    /// `host:port` it connects to, for messages.
+    target: String,
     /// Replaced when the supervisor resets a stuck connection.
     client: RwLock<Option<redis::Client>>,
     /// The shared connection; `None` while there is none.
@@ -200,10 +221,11 @@ impl Redis {
     /// and stops when they are asked to stop.
     pub fn start(cfg: RedisConfig, tasks: impl Into<Tasks>) -> Result<Self, RedisError> {
         let tasks = tasks.into();
-        let client = if cfg.enabled {
-            Some(open_client(&cfg.url).map_err(RedisError::Server)?)
+        let (client, target) = if cfg.enabled {
+            let (client, target) = open_client(&cfg.url, &cfg.tls)?;
+            (Some(client), target)
         } else {
-            None
+            (None, String::new())
         };
         let initial = if cfg.enabled {
             ConnState::Connecting
@@ -227,6 +249,7 @@ impl Redis {
             wake: Notify::new(),
             scripts: Mutex::new(Vec::new()),
             cfg,
+            target,
             tasks,
         });
         metrics::gauge!(metric_names::REDIS_STATE).set(initial.gauge());
@@ -496,9 +519,11 @@ impl Inner {
         }
     }
 
-    fn record_error(&self, code: &str) {
+    /// Counts a failed or lost connection; `detail` (the address and the
+    /// cause) becomes `/health`'s `last_error`.
+    fn record_error(&self, detail: String) {
         let mut status = self.status.lock().expect("status lock poisoned");
-        status.last_error = Some(code.to_owned());
+        status.last_error = Some(detail);
         status.reconnect_attempts += 1;
         metrics::counter!(metric_names::REDIS_RECONNECTS).increment(1);
     }
@@ -539,17 +564,6 @@ impl Inner {
     }
 }
 
-/// A client for `url` with `TCP_NODELAY` set. redis-rs leaves Nagle's
-/// algorithm on by default, which holds back the small pipelined writes this
-/// crate lives on and costs about a millisecond per hop.
-fn open_client(url: &str) -> RedisResult<redis::Client> {
-    use redis::IntoConnectionInfo;
-    let info = url
-        .into_connection_info()?
-        .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
-    redis::Client::open(info)
-}
-
 /// Keeps one connection alive until shutdown; see the module docs.
 async fn supervise(inner: Arc<Inner>, shutdown: CancellationToken) {
     let mut attempt: u32 = 0;
@@ -574,7 +588,7 @@ async fn supervise(inner: Arc<Inner>, shutdown: CancellationToken) {
                 if shutdown.is_cancelled() {
                     return;
                 }
-                inner.record_error(reason);
+                inner.record_error(format!("{}: {reason}", inner.target));
                 inner.transition(ConnState::Reconnecting, reason);
                 failing_since = Some(Instant::now());
                 if connected_at.elapsed() >= Duration::from_secs(1) {
@@ -587,13 +601,22 @@ async fn supervise(inner: Arc<Inner>, shutdown: CancellationToken) {
                 // failed connect.
             }
             Ok(Err(err)) => {
-                let code = describe_connect_error(&err);
-                tracing::debug!(error = %err, code, "redis connect failed");
-                inner.record_error(code);
+                let (code, detail) = describe(&err, &inner.target);
+                // The first failure of a run says what is wrong; the
+                // retries after it stay quiet.
+                if attempt == 0 {
+                    tracing::warn!(code, "redis connect failed: {detail}");
+                } else {
+                    tracing::debug!(code, "redis connect failed: {detail}");
+                }
+                inner.record_error(detail);
                 on_connect_failure(&inner, code, &mut attempt, &mut failing_since);
             }
             Err(_) => {
-                inner.record_error("connect_timeout");
+                inner.record_error(format!(
+                    "{}: no connection within {:?} (connect timeout)",
+                    inner.target, inner.cfg.connect_timeout
+                ));
                 on_connect_failure(&inner, "connect_timeout", &mut attempt, &mut failing_since);
             }
         }
@@ -617,7 +640,7 @@ fn on_connect_failure(
         // A loop that has not connected for this long may be wedged on
         // something the client cached (a resolved address, a TLS session):
         // start over with a fresh client and a fresh backoff.
-        if let Ok(client) = open_client(&inner.cfg.url) {
+        if let Ok((client, _)) = open_client(&inner.cfg.url, &inner.cfg.tls) {
             *inner.client.write().expect("client lock poisoned") = Some(client);
         }
         *attempt = 0;
@@ -648,7 +671,9 @@ async fn watch_connection(
         .await;
         match ping {
             Ok(Ok(())) => inner.publish_breaker(),
-            Ok(Err(err)) if describe_connect_error(&err) == "auth_failed" => return "auth_failed",
+            Ok(Err(err)) if describe(&err, &inner.target).0 == "auth_failed" => {
+                return "auth_failed";
+            }
             Ok(Err(_)) => return "ping_failed",
             Err(_) => return "ping_timeout",
         }

@@ -23,6 +23,8 @@
 //! - `http` (feature `http`): problem details, JSON bodies and headers;
 //! - `prometheus` (feature `prometheus`): samples of Prometheus text and
 //!   the check with Python's reference parser;
+//! - `tls` (feature `tls`): a CA, server and client certificates made for
+//!   one test, for TLS redis-servers;
 //! - `roles` (feature `roles`): the api, ingress, worker and exporter roles
 //!   started in-process on free ports.
 //!
@@ -39,6 +41,8 @@ pub mod net;
 pub mod prometheus;
 #[cfg(feature = "roles")]
 pub mod roles;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Once;
@@ -47,7 +51,7 @@ use std::time::Duration;
 use holdfast_redis::{Redis, RedisConfig};
 use tokio_util::sync::CancellationToken;
 
-pub use holdfast_redis::local::{LocalRedis, LocalRedisOptions};
+pub use holdfast_redis::local::{LocalRedis, LocalRedisOptions, LocalTls};
 pub use net::free_port;
 
 /// How often [`wait_until`] checks its condition.

@@ -183,7 +183,7 @@ impl RoleCommandLine for CliCommandLines {
         Ok(match launch {
             RoleLaunch::Worker(worker) => {
                 let mut args = WorkerArgs::defaults().map_err(refused)?;
-                args.redis.redis_url.clone_from(&worker.redis.url);
+                args.redis.redis_url = Some(worker.redis.url.clone());
                 args.redis.redis_enabled = worker.redis.enabled;
                 metrics(&mut args.metrics, worker.metrics);
                 args.admin_listen = worker.admin;
@@ -195,7 +195,7 @@ impl RoleCommandLine for CliCommandLines {
             }
             RoleLaunch::Ingress(ingress) => {
                 let mut args = IngressArgs::defaults().map_err(refused)?;
-                args.redis.redis_url.clone_from(&ingress.redis.url);
+                args.redis.redis_url = Some(ingress.redis.url.clone());
                 args.redis.redis_enabled = ingress.redis.enabled;
                 metrics(&mut args.metrics, ingress.metrics);
                 args.listen = ingress.listen;
@@ -204,7 +204,7 @@ impl RoleCommandLine for CliCommandLines {
             }
             RoleLaunch::Api(api) => {
                 let mut args = ApiArgs::defaults().map_err(refused)?;
-                args.redis.redis_url.clone_from(&api.redis.url);
+                args.redis.redis_url = Some(api.redis.url.clone());
                 args.redis.redis_enabled = api.redis.enabled;
                 metrics(&mut args.metrics, api.metrics);
                 args.listen = api.listen;
@@ -219,14 +219,14 @@ impl RoleCommandLine for CliCommandLines {
             }
             RoleLaunch::Exporter(exporter) => {
                 let mut args = ExporterArgs::defaults().map_err(refused)?;
-                args.redis.redis_url.clone_from(&exporter.redis.url);
+                args.redis.redis_url = Some(exporter.redis.url.clone());
                 args.redis.redis_enabled = exporter.redis.enabled;
                 args.listen = exporter.listen;
                 args.command_line()
             }
             RoleLaunch::Dashboard(dashboard) => {
                 let mut args = DashboardArgs::defaults().map_err(refused)?;
-                args.redis.redis_url.clone_from(&dashboard.redis.url);
+                args.redis.redis_url = Some(dashboard.redis.url.clone());
                 args.redis.redis_enabled = dashboard.redis.enabled;
                 args.listen = dashboard.listen;
                 args.control_url.clone_from(&dashboard.control_url);

@@ -65,9 +65,44 @@ pub enum Command {
 /// How to reach Redis.
 #[derive(Args, Debug, Clone, PartialEq)]
 pub struct RedisArgs {
-    /// Redis URL: redis://[user:password@]host:port[/db].
-    #[arg(long, env = "REDIS_URL", default_value = RedisConfig::DEFAULT_URL)]
-    pub redis_url: String,
+    /// Redis URL: redis://[user:password@]host:port[/db], or rediss:// for
+    /// TLS. Without it, the URL is built from --redis-host and the flags
+    /// beside it, else redis://127.0.0.1:6379/.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Redis host, when there is no --redis-url.
+    #[arg(long, env = "REDIS_HOST")]
+    pub redis_host: Option<String>,
+    /// Redis port, when there is no --redis-url (default 6379).
+    #[arg(long, env = "REDIS_PORT")]
+    pub redis_port: Option<u16>,
+    /// ACL user name, when there is no --redis-url.
+    #[arg(long, env = "REDIS_USERNAME")]
+    pub redis_username: Option<String>,
+    /// Password, when there is no --redis-url (prefer the environment
+    /// variable: a flag is visible to every user of the machine).
+    #[arg(long, env = "REDIS_PASSWORD", hide_env_values = true)]
+    pub redis_password: Option<String>,
+    /// Database number, when there is no --redis-url.
+    #[arg(long, env = "REDIS_DB")]
+    pub redis_db: Option<u32>,
+    /// TLS (rediss://), when there is no --redis-url.
+    #[arg(long, env = "REDIS_TLS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub redis_tls: bool,
+    /// PEM file of the CA that signed the Redis server's certificate (TLS),
+    /// in place of the system's roots.
+    #[arg(long, env = "REDIS_CA_FILE")]
+    pub redis_ca_file: Option<std::path::PathBuf>,
+    /// PEM client certificate for mutual TLS (with --redis-client-key).
+    #[arg(long, env = "REDIS_CLIENT_CERT")]
+    pub redis_client_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --redis-client-cert.
+    #[arg(long, env = "REDIS_CLIENT_KEY")]
+    pub redis_client_key: Option<std::path::PathBuf>,
+    /// Accept any server certificate (TLS). Development only: it is logged
+    /// as a warning.
+    #[arg(long, env = "REDIS_TLS_INSECURE")]
+    pub redis_tls_insecure: bool,
     /// Set to false to run without Redis (calls then fail with 503).
     #[arg(long, env = "REDIS_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
     pub redis_enabled: bool,
@@ -77,6 +112,61 @@ pub struct RedisArgs {
     /// Partitions per topic (callers and workers must agree).
     #[arg(long, env = "HOLDFAST_PARTITIONS", default_value_t = Topic::DEFAULT_PARTITIONS)]
     pub partitions: u16,
+}
+
+impl RedisArgs {
+    /// The URL to connect to: --redis-url, else one built from
+    /// --redis-host and the flags beside it, else the default.
+    pub fn url(&self) -> String {
+        if let Some(url) = &self.redis_url {
+            return url.clone();
+        }
+        let Some(host) = &self.redis_host else {
+            return RedisConfig::DEFAULT_URL.to_owned();
+        };
+        let scheme = if self.redis_tls { "rediss" } else { "redis" };
+        let user = self
+            .redis_username
+            .as_deref()
+            .map(userinfo)
+            .unwrap_or_default();
+        let auth = match &self.redis_password {
+            Some(password) => format!("{user}:{}@", userinfo(password)),
+            None if !user.is_empty() => format!("{user}@"),
+            None => String::new(),
+        };
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        };
+        let port = self.redis_port.unwrap_or(6379);
+        let db = self.redis_db.unwrap_or(0);
+        format!("{scheme}://{auth}{host}:{port}/{db}")
+    }
+
+    /// The TLS options.
+    pub fn tls(&self) -> holdfast_redis::TlsOptions {
+        holdfast_redis::TlsOptions {
+            ca_file: self.redis_ca_file.clone(),
+            client_cert: self.redis_client_cert.clone(),
+            client_key: self.redis_client_key.clone(),
+            insecure: self.redis_tls_insecure,
+        }
+    }
+}
+
+/// Percent-encodes a URL's user name or password.
+fn userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// Where this process's metrics go besides its own `/metrics`.
@@ -440,7 +530,26 @@ impl CommandLine {
     /// `holdfast <command>` with the Redis flags.
     fn with_redis(command: &str, redis: &RedisArgs) -> Self {
         CommandLine(vec![command.to_owned()])
-            .flag("--redis-url", &redis.redis_url)
+            .optional("--redis-url", redis.redis_url.as_ref())
+            .optional("--redis-host", redis.redis_host.as_ref())
+            .optional("--redis-port", redis.redis_port)
+            .optional("--redis-username", redis.redis_username.as_ref())
+            .optional("--redis-password", redis.redis_password.as_ref())
+            .optional("--redis-db", redis.redis_db)
+            .flag("--redis-tls", redis.redis_tls)
+            .optional(
+                "--redis-ca-file",
+                redis.redis_ca_file.as_ref().map(|p| p.display()),
+            )
+            .optional(
+                "--redis-client-cert",
+                redis.redis_client_cert.as_ref().map(|p| p.display()),
+            )
+            .optional(
+                "--redis-client-key",
+                redis.redis_client_key.as_ref().map(|p| p.display()),
+            )
+            .switch("--redis-tls-insecure", redis.redis_tls_insecure)
             .flag("--redis-enabled", redis.redis_enabled)
             .flag("--key-prefix", &redis.key_prefix)
             .flag("--partitions", redis.partitions)
@@ -643,7 +752,17 @@ mod tests {
 
     fn redis_args() -> RedisArgs {
         RedisArgs {
-            redis_url: "redis://:secret@127.0.0.1:7001/2".into(),
+            redis_url: Some("redis://:secret@127.0.0.1:7001/2".into()),
+            redis_host: Some("cache.internal".into()),
+            redis_port: Some(6380),
+            redis_username: Some("holdfast".into()),
+            redis_password: None,
+            redis_db: Some(3),
+            redis_tls: true,
+            redis_ca_file: Some("/etc/ssl/redis-ca.pem".into()),
+            redis_client_cert: None,
+            redis_client_key: None,
+            redis_tls_insecure: true,
             redis_enabled: false,
             key_prefix: "other".into(),
             partitions: 4,
@@ -731,6 +850,45 @@ mod tests {
         let api = ApiArgs::defaults().unwrap();
         assert_eq!(api.cache_ttl, ApiSettings::DEFAULT_CACHE_TTL);
         assert_eq!(api.body_limit, ApiSettings::DEFAULT_BODY_LIMIT);
+    }
+
+    #[test]
+    fn the_redis_url_is_built_from_its_parts_when_not_given() {
+        let parse = |args: &[&str]| {
+            let cli =
+                Cli::try_parse_from(["holdfast", "worker"].iter().chain(args.iter()).copied())
+                    .unwrap();
+            let Command::Worker(worker) = cli.command else {
+                panic!("not the worker command");
+            };
+            worker.redis
+        };
+        assert_eq!(parse(&[]).url(), RedisConfig::DEFAULT_URL);
+        let parts = parse(&[
+            "--redis-host",
+            "cache.internal",
+            "--redis-port",
+            "6380",
+            "--redis-username",
+            "app",
+            "--redis-password",
+            "p@ss:w/rd",
+            "--redis-db",
+            "2",
+            "--redis-tls",
+            "true",
+        ]);
+        assert_eq!(
+            parts.url(),
+            "rediss://app:p%40ss%3Aw%2Frd@cache.internal:6380/2"
+        );
+        let mut both = parts.clone();
+        both.redis_url = Some("redis://other:1/".into());
+        assert_eq!(both.url(), "redis://other:1/", "the URL wins");
+        assert_eq!(
+            parse(&["--redis-host", "::1"]).url(),
+            "redis://[::1]:6379/0"
+        );
     }
 
     #[test]

@@ -102,7 +102,8 @@ impl Sink {
 }
 
 fn redis_config(args: &RedisArgs) -> RedisConfig {
-    let mut cfg = RedisConfig::new(args.redis_url.clone());
+    let mut cfg = RedisConfig::new(args.url());
+    cfg.tls = args.tls();
     cfg.enabled = args.redis_enabled;
     cfg
 }
@@ -241,7 +242,7 @@ pub async fn exporter(args: ExporterArgs, shutdown: CancellationToken) -> Result
     let exporter = Exporter::build(exporter_settings(&args)?)
         .await
         .with_context(|| format!("could not start the exporter on {}", args.listen))?;
-    tracing::info!(port = exporter.port(), redis = %redact(&args.redis.redis_url), "exporter listening");
+    tracing::info!(port = exporter.port(), redis = %redact(&args.redis.url()), "exporter listening");
     exporter.run_until_stopped(shutdown).await?;
     Ok(())
 }
@@ -262,7 +263,7 @@ pub async fn dashboard(args: DashboardArgs, shutdown: CancellationToken) -> Resu
     let dashboard = Dashboard::build(dashboard_settings(&args))
         .await
         .with_context(|| format!("could not start the dashboard on {}", args.listen))?;
-    tracing::info!(port = dashboard.port(), redis = %redact(&args.redis.redis_url), "dashboard listening");
+    tracing::info!(port = dashboard.port(), redis = %redact(&args.redis.url()), "dashboard listening");
     dashboard.run_until_stopped(shutdown).await?;
     Ok(())
 }
@@ -498,15 +499,7 @@ async fn keep_pids_current(
     }
 }
 
-/// Hides the password of a Redis URL.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
-}
+pub use holdfast_redis::redact;
 
 /// `holdfast dead-letters ...`.
 pub async fn dead_letters(cmd: DeadLetterCommand) -> Result<()> {
@@ -520,7 +513,7 @@ pub async fn dead_letters(cmd: DeadLetterCommand) -> Result<()> {
     anyhow::ensure!(
         redis.wait_ready(Duration::from_secs(5)).await,
         "could not connect to {}",
-        redact(&redis_args.redis_url)
+        redact(&redis_args.url())
     );
     let admin = Admin::new(
         redis,
@@ -545,16 +538,4 @@ pub async fn dead_letters(cmd: DeadLetterCommand) -> Result<()> {
     }
     tasks.stop_and_wait(REDIS_TASKS_GRACE).await;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn passwords_are_redacted_from_urls() {
-        assert_eq!(
-            super::redact("redis://:secret@host:6379/0"),
-            "redis://***@host:6379/0"
-        );
-        assert_eq!(super::redact("redis://host:6379"), "redis://host:6379");
-    }
 }

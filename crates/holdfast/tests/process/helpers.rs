@@ -307,12 +307,21 @@ pub async fn spawn_worker(
 
 /// Starts `holdfast ingress` against `redis` and waits until it is ready.
 pub async fn spawn_ingress(client: &reqwest::Client, redis: &LocalRedis) -> Process {
+    spawn_ingress_with(client, redis, &[]).await
+}
+
+/// [`spawn_ingress`] with `extra` flags.
+pub async fn spawn_ingress_with(
+    client: &reqwest::Client,
+    redis: &LocalRedis,
+    extra: &[&str],
+) -> Process {
     let redis_url = redis.url();
     start_until_ready(client, || {
         let (port, admin_port) = (free_port(), free_port());
         let listen = format!("127.0.0.1:{port}");
         let admin = format!("127.0.0.1:{admin_port}");
-        let args = [
+        let mut args = vec![
             "ingress",
             "--redis-url",
             &redis_url,
@@ -321,6 +330,7 @@ pub async fn spawn_ingress(client: &reqwest::Client, redis: &LocalRedis) -> Proc
             "--admin-listen",
             &admin,
         ];
+        args.extend_from_slice(extra);
         Process::spawn("ingress", holdfast_command(&args), admin_port, Some(port))
     })
     .await

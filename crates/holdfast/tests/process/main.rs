@@ -451,6 +451,65 @@ async fn holdfast_up_without_redis_runs_every_role_and_the_dashboard_lists_them(
     assert!(exit.success(), "`holdfast up` exited with {exit}");
 }
 
+#[tokio::test]
+async fn calls_and_jobs_go_over_tls_with_the_ca_file() {
+    // Arrange: a TLS-only redis-server with certificates made here; the
+    // roles trust it through --redis-ca-file.
+    let client = http_client();
+    let certs = holdfast_testkit::tls::TestCerts::localhost();
+    let redis = holdfast_testkit::LocalRedis::start(holdfast_testkit::LocalRedisOptions {
+        tls: Some(holdfast_testkit::LocalTls {
+            cert_file: certs.server_cert(),
+            key_file: certs.server_key(),
+            ca_file: certs.ca(),
+            client: None,
+        }),
+        ..holdfast_testkit::LocalRedisOptions::default()
+    })
+    .await
+    .expect("a TLS redis-server");
+    let ca = certs.ca().display().to_string();
+    let _worker = spawn_worker(&client, &redis, "tls-worker", &["--redis-ca-file", &ca]).await;
+    let ingress = helpers::spawn_ingress_with(&client, &redis, &["--redis-ca-file", &ca]).await;
+    let port = ingress.port.expect("ingress port");
+
+    // Act
+    let call = post_forecast(&client, port, "Oslo", 5_000)
+        .await
+        .expect("a call");
+    let call_status = call.status();
+    let job = client
+        .post(format!("http://127.0.0.1:{port}/jobs/weather"))
+        .json(&json!({"city": "Lima", "location": "Centro"}))
+        .send()
+        .await
+        .expect("a job");
+    let job_status = job.status();
+    let job: serde_json::Value = job.json().await.expect("job JSON");
+    let id = job["id"].as_str().expect("a job id").to_owned();
+    let give_up = Instant::now() + Duration::from_secs(10);
+    let done = loop {
+        let status: serde_json::Value = client
+            .get(format!("http://127.0.0.1:{port}/jobs/weather/{id}"))
+            .send()
+            .await
+            .expect("job status")
+            .json()
+            .await
+            .expect("status JSON");
+        if status["status"] == "done" || Instant::now() > give_up {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    // Assert
+    assert!(redis.url().starts_with("rediss://"));
+    assert_eq!(call_status, StatusCode::OK);
+    assert_eq!(job_status, StatusCode::ACCEPTED, "{job}");
+    assert_eq!(done["status"], "done", "{done}");
+}
+
 /// Runs a short-lived `holdfast` command to completion and returns stdout.
 async fn run_to_end(args: &[&str]) -> String {
     let mut command = helpers::holdfast_command(args);
