@@ -56,6 +56,7 @@ impl RedisError {
             | RedisError::CircuitOpen { .. }
             | RedisError::Timeout(_)
             | RedisError::Connection(_) => true,
+            RedisError::Server(_) if self.is_permission_denied() => false,
             RedisError::Server(err) => matches!(
                 err.code(),
                 Some("LOADING" | "TRYAGAIN" | "MASTERDOWN" | "READONLY" | "BUSY" | "NOSCRIPT")
@@ -88,6 +89,22 @@ impl RedisError {
     /// restart): load it and try again.
     pub fn is_no_script(&self) -> bool {
         matches!(self, RedisError::Server(err) if err.code() == Some("NOSCRIPT"))
+    }
+
+    /// Whether Redis refused the command for this user (an ACL without the
+    /// command: `NOPERM`, or a script calling one): retrying cannot help,
+    /// the user's rules must change.
+    pub fn is_permission_denied(&self) -> bool {
+        match self {
+            RedisError::Server(err) => {
+                let text = err.to_string();
+                err.code() == Some("NOPERM")
+                    || text.contains("NOPERM")
+                    || text.contains("can't run this command")
+                    || text.contains("no permissions to")
+            }
+            _ => false,
+        }
     }
 
     /// A stable code for metrics and problem details.

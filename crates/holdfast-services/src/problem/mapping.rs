@@ -71,6 +71,7 @@ impl From<CallError> for ApiError {
                 ),
             )
             .retry_after(RETRY_SOON),
+            CallError::Redis(e) if e.is_permission_denied() => ApiError::redis_refused(&e),
             CallError::Redis(e) => {
                 tracing::warn!(error = %e, "call failed: redis");
                 ApiError::unavailable(
@@ -90,6 +91,21 @@ impl From<CallError> for ApiError {
 }
 
 impl ApiError {
+    /// 503 `redis_refused`: Redis refused a command for this service's
+    /// user (its ACL). No `Retry-After`: retrying does not help until the
+    /// rules change. The detail carries Redis's own words, which name the
+    /// command (or the script) it refused.
+    pub(crate) fn redis_refused(err: &holdfast_redis::RedisError) -> Self {
+        tracing::error!(error = %err, "redis refused a command: check this user's ACL");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "redis_refused",
+            format!(
+                "Redis refused a command this service needs (check the user's ACL rules): {err}"
+            ),
+        )
+    }
+
     /// 404 `not_found`: no `entity` with `id`, as every read by id says it.
     pub(crate) fn no_such(entity: Entity, id: i64) -> Self {
         ApiError::not_found(format!("{entity} {id} not found"))
@@ -99,6 +115,7 @@ impl ApiError {
     /// a detail that speaks of reading rather than queueing.
     pub(crate) fn job_unreadable(err: CallError) -> Self {
         match err {
+            CallError::Redis(e) if e.is_permission_denied() => ApiError::redis_refused(&e),
             CallError::Redis(e) => ApiError::unavailable(
                 "redis_unavailable",
                 "the job's status cannot be read because Redis is unavailable",

@@ -4,6 +4,7 @@
 //! Each test starts its own redis-server and picks free ports, so tests run
 //! in parallel without seeing each other; see `helpers.rs`.
 
+mod acl;
 mod browser;
 mod dashboard;
 mod helpers;
