@@ -137,6 +137,153 @@ pub(crate) fn open_client(
     Ok((client, target))
 }
 
+/// A primary found through Redis Sentinel: the URL
+/// `redis+sentinel://[user:password@]host1:26379,host2:26379/mastername[/db]`
+/// (`rediss+sentinel://` for TLS to the primary and the sentinels). The
+/// user and password are the primary's; the sentinels are asked without
+/// them.
+#[derive(Clone, Debug)]
+pub(crate) struct Sentinel {
+    sentinels: Vec<(String, u16)>,
+    master: String,
+    userinfo: String,
+    db: u32,
+    tls: bool,
+}
+
+impl Sentinel {
+    /// The Sentinel form of `url`, or `None` for any other URL.
+    ///
+    /// # Errors
+    /// [`RedisError::Config`] for a Sentinel URL without sentinels or a
+    /// master name.
+    pub(crate) fn parse(url: &str) -> Result<Option<Sentinel>, RedisError> {
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("redis+sentinel://") {
+            (false, rest)
+        } else if let Some(rest) = url.strip_prefix("rediss+sentinel://") {
+            (true, rest)
+        } else {
+            return Ok(None);
+        };
+        let bad = |why: &str| {
+            RedisError::Config(format!(
+                "{why} in {} (redis+sentinel://[user:password@]host:26379[,host:26379…]/mastername[/db])",
+                redact(url)
+            ))
+        };
+        let (authority, path) = rest.split_once('/').ok_or_else(|| bad("no master name"))?;
+        let (userinfo, hosts) = match authority.rfind('@') {
+            Some(at) => (authority[..at].to_owned(), &authority[at + 1..]),
+            None => (String::new(), authority),
+        };
+        let sentinels = hosts
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(|h| {
+                let (host, port) = match h.rsplit_once(':') {
+                    Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => {
+                        (host, port.parse().map_err(|_| bad("a bad sentinel port"))?)
+                    }
+                    _ => (h, 26379),
+                };
+                Ok((host.trim_matches(['[', ']']).to_owned(), port))
+            })
+            .collect::<Result<Vec<_>, RedisError>>()?;
+        if sentinels.is_empty() {
+            return Err(bad("no sentinel"));
+        }
+        let mut parts = path.split('/');
+        let master = parts
+            .next()
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| bad("no master name"))?
+            .to_owned();
+        let db = match parts.next().filter(|d| !d.is_empty()) {
+            Some(db) => db.parse().map_err(|_| bad("a bad database number"))?,
+            None => 0,
+        };
+        Ok(Some(Sentinel {
+            sentinels,
+            master,
+            userinfo,
+            db,
+            tls,
+        }))
+    }
+
+    /// The sentinels, as `host:port,host:port`, for messages.
+    pub(crate) fn describe(&self) -> String {
+        let hosts: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|(h, p)| format!("{h}:{p}"))
+            .collect();
+        format!("sentinels {} (master {})", hosts.join(","), self.master)
+    }
+
+    /// Asks the sentinels, in turn, where the primary is now.
+    pub(crate) async fn resolve(
+        &self,
+        tls: &TlsOptions,
+        timeout: std::time::Duration,
+    ) -> Result<(String, u16), (&'static str, String)> {
+        let mut failures = Vec::new();
+        for (host, port) in &self.sentinels {
+            let scheme = if self.tls { "rediss" } else { "redis" };
+            let url = format!("{scheme}://{host}:{port}/");
+            let asked = async {
+                let (client, _) = open_client(&url, tls).map_err(|e| e.to_string())?;
+                let mut conn = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .map_err(|e| describe(&e, &format!("{host}:{port}")).1)?;
+                let answer: Option<(String, u16)> = redis::cmd("SENTINEL")
+                    .arg("get-master-addr-by-name")
+                    .arg(&self.master)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| format!("{host}:{port}: {e}"))?;
+                answer.ok_or_else(|| {
+                    format!(
+                        "{host}:{port}: this sentinel knows no master named {}",
+                        self.master
+                    )
+                })
+            };
+            match tokio::time::timeout(timeout, asked).await {
+                Ok(Ok(found)) => return Ok(found),
+                Ok(Err(why)) => failures.push(why),
+                Err(_) => failures.push(format!("{host}:{port}: no answer in time")),
+            }
+        }
+        Err((
+            "sentinel_failed",
+            format!(
+                "{}: no sentinel named the primary: {}",
+                self.describe(),
+                failures.join("; ")
+            ),
+        ))
+    }
+
+    /// The URL of the primary at `host:port`, with the URL's user,
+    /// password and database.
+    pub(crate) fn primary_url(&self, host: &str, port: u16) -> String {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        let auth = if self.userinfo.is_empty() {
+            String::new()
+        } else {
+            format!("{}@", self.userinfo)
+        };
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_owned()
+        };
+        format!("{scheme}://{auth}{host}:{port}/{}", self.db)
+    }
+}
+
 /// Hides the password of a Redis URL.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -221,6 +368,37 @@ mod tests {
         );
         assert_eq!(redact("rediss://u:p@h:1"), "rediss://***@h:1");
         assert_eq!(redact("redis://host:6379"), "redis://host:6379");
+    }
+
+    #[test]
+    fn sentinel_urls_name_their_sentinels_master_and_database() {
+        let s = Sentinel::parse("redis+sentinel://app:pw@s1:26379,s2:26380,s3/cache/2")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            s.sentinels,
+            [
+                ("s1".to_owned(), 26379),
+                ("s2".to_owned(), 26380),
+                ("s3".to_owned(), 26379)
+            ]
+        );
+        assert_eq!((s.master.as_str(), s.db, s.tls), ("cache", 2, false));
+        assert_eq!(
+            s.primary_url("10.0.0.5", 6379),
+            "redis://app:pw@10.0.0.5:6379/2"
+        );
+        let tls = Sentinel::parse("rediss+sentinel://h:1/m").unwrap().unwrap();
+        assert_eq!(tls.primary_url("h2", 6380), "rediss://h2:6380/0");
+        assert!(Sentinel::parse("redis://h:1/").unwrap().is_none());
+        assert!(matches!(
+            Sentinel::parse("redis+sentinel://h:1/"),
+            Err(RedisError::Config(_))
+        ));
+        assert!(matches!(
+            Sentinel::parse("redis+sentinel://h:1"),
+            Err(RedisError::Config(_))
+        ));
     }
 
     #[test]

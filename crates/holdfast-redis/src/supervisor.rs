@@ -23,7 +23,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::connect::{TlsOptions, describe, open_client};
+use crate::connect::{Sentinel, TlsOptions, describe, open_client};
 use crate::error::RedisError;
 
 /// How to reach Redis and how hard to try.
@@ -182,8 +182,14 @@ struct Status {
 
 struct Inner {
     cfg: RedisConfig,
-    /// `host:port` it connects to, for messages.
-    target: String,
+    /// `host:port` it connects to, for messages; with Sentinel, the primary
+    /// found last.
+    target: RwLock<String>,
+    /// Where the primary is asked for, with a `redis+sentinel://` URL.
+    sentinel: Option<Sentinel>,
+    /// Set by a command that met `READONLY` (a primary demoted under it):
+    /// the supervisor then connects again, to the primary found anew.
+    readonly: std::sync::atomic::AtomicBool,
     /// Replaced when the supervisor resets a stuck connection.
     client: RwLock<Option<redis::Client>>,
     /// The shared connection; `None` while there is none.
@@ -221,11 +227,19 @@ impl Redis {
     /// and stops when they are asked to stop.
     pub fn start(cfg: RedisConfig, tasks: impl Into<Tasks>) -> Result<Self, RedisError> {
         let tasks = tasks.into();
-        let (client, target) = if cfg.enabled {
-            let (client, target) = open_client(&cfg.url, &cfg.tls)?;
-            (Some(client), target)
+        let sentinel = if cfg.enabled {
+            Sentinel::parse(&cfg.url)?
         } else {
-            (None, String::new())
+            None
+        };
+        let (client, target) = match (&sentinel, cfg.enabled) {
+            (_, false) => (None, String::new()),
+            // The primary is found at each connect.
+            (Some(sentinel), true) => (None, sentinel.describe()),
+            (None, true) => {
+                let (client, target) = open_client(&cfg.url, &cfg.tls)?;
+                (Some(client), target)
+            }
         };
         let initial = if cfg.enabled {
             ConnState::Connecting
@@ -249,7 +263,9 @@ impl Redis {
             wake: Notify::new(),
             scripts: Mutex::new(Vec::new()),
             cfg,
-            target,
+            target: RwLock::new(target),
+            sentinel,
+            readonly: std::sync::atomic::AtomicBool::new(false),
             tasks,
         });
         metrics::gauge!(metric_names::REDIS_STATE).set(initial.gauge());
@@ -390,6 +406,14 @@ impl Redis {
             }
             Ok(Err(err)) => {
                 let err = RedisError::from_redis(err);
+                if matches!(&err, RedisError::Server(e) if e.code() == Some("READONLY")) {
+                    // Connected to a replica now (a failover demoted the
+                    // server): connect again, to the primary.
+                    self.inner
+                        .readonly
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                    self.inner.wake.notify_one();
+                }
                 if matches!(err, RedisError::Connection(_)) {
                     permit.failure();
                     self.inner.wake.notify_one();
@@ -536,7 +560,31 @@ impl Inner {
         metrics::gauge!(metric_names::REDIS_BREAKER_STATE).set(self.breaker.state().as_gauge());
     }
 
-    async fn connect(&self) -> RedisResult<MultiplexedConnection> {
+    fn target(&self) -> String {
+        self.target.read().expect("target lock poisoned").clone()
+    }
+
+    /// Connects (finding the primary first, with Sentinel); the connection
+    /// and why it was made (`connected`, or `failover: A -> B` when Sentinel
+    /// named another primary than the last one), or why it failed: a code
+    /// and a sentence naming the address.
+    async fn connect(&self) -> Result<(MultiplexedConnection, String), (&'static str, String)> {
+        let mut reason = "connected".to_owned();
+        if let Some(sentinel) = &self.sentinel {
+            let (host, port) = sentinel
+                .resolve(&self.cfg.tls, self.cfg.connect_timeout)
+                .await?;
+            let (client, target) = open_client(&sentinel.primary_url(&host, port), &self.cfg.tls)
+                .map_err(|err| ("config", err.to_string()))?;
+            let before = std::mem::replace(
+                &mut *self.target.write().expect("target lock poisoned"),
+                target.clone(),
+            );
+            if before != target && !before.starts_with("sentinels ") {
+                reason = format!("failover: {before} -> {target}");
+            }
+            *self.client.write().expect("client lock poisoned") = Some(client);
+        }
         let client = self
             .client
             .read()
@@ -548,10 +596,32 @@ impl Inner {
             // Our own deadlines are shorter; this only stops a lost reply
             // from pinning a request slot forever.
             .set_response_timeout(Some(self.cfg.command_timeout.max(Duration::from_secs(5))));
+        let target = self.target();
+        let fail = |err: redis::RedisError| describe(&err, &target);
         let mut conn = client
             .get_multiplexed_async_connection_with_config(&config)
-            .await?;
-        redis::cmd("PING").query_async::<()>(&mut conn).await?;
+            .await
+            .map_err(fail)?;
+        redis::cmd("PING")
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(fail)?;
+        if self.sentinel.is_some() {
+            // A server Sentinel has just demoted may still answer: only a
+            // primary will do.
+            let role: redis::Value = redis::cmd("ROLE")
+                .query_async(&mut conn)
+                .await
+                .map_err(fail)?;
+            let is_primary = matches!(&role, redis::Value::Array(parts)
+                if matches!(parts.first(), Some(redis::Value::BulkString(r)) if r == b"master"));
+            if !is_primary {
+                return Err((
+                    "not_primary",
+                    format!("{target}: Sentinel named a server that is not a primary (yet)"),
+                ));
+            }
+        }
         let scripts = self.scripts.lock().expect("scripts lock poisoned").clone();
         for script in scripts {
             // Preloading only saves a NOSCRIPT round trip; a server that
@@ -560,7 +630,9 @@ impl Inner {
                 tracing::debug!(%err, "script not preloaded");
             }
         }
-        Ok(conn)
+        self.readonly
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        Ok((conn, reason))
     }
 }
 
@@ -577,18 +649,21 @@ async fn supervise(inner: Arc<Inner>, shutdown: CancellationToken) {
             r = tokio::time::timeout(inner.cfg.connect_timeout, inner.connect()) => r,
         };
         match connected {
-            Ok(Ok(conn)) => {
+            Ok(Ok((conn, reason))) => {
                 *inner.conn.write().expect("conn lock poisoned") = Some(conn.clone());
                 inner.breaker.reset();
                 inner.publish_breaker();
-                inner.transition(ConnState::Ready, "connected");
+                if reason != "connected" {
+                    tracing::warn!("redis: {reason}");
+                }
+                inner.transition(ConnState::Ready, &reason);
                 let connected_at = Instant::now();
                 let reason = watch_connection(&inner, conn, &shutdown).await;
                 *inner.conn.write().expect("conn lock poisoned") = None;
                 if shutdown.is_cancelled() {
                     return;
                 }
-                inner.record_error(format!("{}: {reason}", inner.target));
+                inner.record_error(format!("{}: {reason}", inner.target()));
                 inner.transition(ConnState::Reconnecting, reason);
                 failing_since = Some(Instant::now());
                 if connected_at.elapsed() >= Duration::from_secs(1) {
@@ -600,8 +675,7 @@ async fn supervise(inner: Arc<Inner>, shutdown: CancellationToken) {
                 // otherwise be hammered in a tight loop: back off as after a
                 // failed connect.
             }
-            Ok(Err(err)) => {
-                let (code, detail) = describe(&err, &inner.target);
+            Ok(Err((code, detail))) => {
                 // The first failure of a run says what is wrong; the
                 // retries after it stay quiet.
                 if attempt == 0 {
@@ -615,7 +689,8 @@ async fn supervise(inner: Arc<Inner>, shutdown: CancellationToken) {
             Err(_) => {
                 inner.record_error(format!(
                     "{}: no connection within {:?} (connect timeout)",
-                    inner.target, inner.cfg.connect_timeout
+                    inner.target(),
+                    inner.cfg.connect_timeout
                 ));
                 on_connect_failure(&inner, "connect_timeout", &mut attempt, &mut failing_since);
             }
@@ -640,7 +715,9 @@ fn on_connect_failure(
         // A loop that has not connected for this long may be wedged on
         // something the client cached (a resolved address, a TLS session):
         // start over with a fresh client and a fresh backoff.
-        if let Ok((client, _)) = open_client(&inner.cfg.url, &inner.cfg.tls) {
+        if inner.sentinel.is_none()
+            && let Ok((client, _)) = open_client(&inner.cfg.url, &inner.cfg.tls)
+        {
             *inner.client.write().expect("client lock poisoned") = Some(client);
         }
         *attempt = 0;
@@ -664,6 +741,12 @@ async fn watch_connection(
             _ = inner.wake.notified() => {}
             _ = tokio::time::sleep(inner.cfg.health_interval) => {}
         }
+        if inner
+            .readonly
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return "readonly";
+        }
         let mut c = conn.clone();
         let ping = tokio::time::timeout(ping_timeout, async move {
             redis::cmd("PING").query_async::<()>(&mut c).await
@@ -671,7 +754,7 @@ async fn watch_connection(
         .await;
         match ping {
             Ok(Ok(())) => inner.publish_breaker(),
-            Ok(Err(err)) if describe(&err, &inner.target).0 == "auth_failed" => {
+            Ok(Err(err)) if describe(&err, &inner.target()).0 == "auth_failed" => {
                 return "auth_failed";
             }
             Ok(Err(_)) => return "ping_failed",

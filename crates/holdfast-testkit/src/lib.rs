@@ -23,6 +23,7 @@
 //! - `http` (feature `http`): problem details, JSON bodies and headers;
 //! - `prometheus` (feature `prometheus`): samples of Prometheus text and
 //!   the check with Python's reference parser;
+//! - [`sentinel`]: a primary, a replica and three sentinels;
 //! - `tls` (feature `tls`): a CA, server and client certificates made for
 //!   one test, for TLS redis-servers;
 //! - `roles` (feature `roles`): the api, ingress, worker and exporter roles
@@ -41,6 +42,7 @@ pub mod net;
 pub mod prometheus;
 #[cfg(feature = "roles")]
 pub mod roles;
+pub mod sentinel;
 #[cfg(feature = "tls")]
 pub mod tls;
 

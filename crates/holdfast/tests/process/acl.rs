@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use holdfast_testkit::{LocalRedis, free_port};
+use holdfast_testkit::LocalRedis;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::helpers::{Process, holdfast_command, http_client, post_forecast, start_until_ready};
+use crate::helpers::{Process, holdfast_command, http_client, post_forecast, spawn_role};
 
 const PASSWORD: &str = "acl-test-password";
 
@@ -56,36 +56,7 @@ async fn role(
     user: &str,
     args: &[&str],
 ) -> Process {
-    let url = url_of(user, redis);
-    start_until_ready(client, || {
-        let (port, admin_port) = (free_port(), free_port());
-        let listen = format!("127.0.0.1:{port}");
-        let admin = format!("127.0.0.1:{admin_port}");
-        let mut all = vec![role, "--redis-url", &url];
-        let (health_port, public) = match role {
-            "worker" => {
-                all.extend([
-                    "--admin-listen",
-                    &admin,
-                    "--metrics-flush-interval",
-                    "200ms",
-                ]);
-                (admin_port, None)
-            }
-            "exporter" | "dashboard" => {
-                all.extend(["--listen", &listen]);
-                (port, Some(port))
-            }
-            _ => {
-                all.extend(["--listen", &listen, "--admin-listen", &admin]);
-                all.extend(["--metrics-flush-interval", "200ms"]);
-                (admin_port, Some(port))
-            }
-        };
-        all.extend_from_slice(args);
-        Process::spawn(role, holdfast_command(&all), health_port, public)
-    })
-    .await
+    spawn_role(client, role, &url_of(user, redis), args).await
 }
 
 async fn get_json(client: &reqwest::Client, url: &str) -> (StatusCode, Value) {

@@ -336,6 +336,47 @@ pub async fn spawn_ingress_with(
     .await
 }
 
+/// Starts `holdfast ROLE --redis-url URL` with `args` on fresh ports and
+/// waits until it is ready: a worker gets an admin listener, the ingress
+/// and the api a public and an admin one, the exporter and the dashboard
+/// their one listener; the roles with a metrics sink flush every 200 ms.
+pub async fn spawn_role(
+    client: &reqwest::Client,
+    role: &'static str,
+    url: &str,
+    args: &[&str],
+) -> Process {
+    start_until_ready(client, || {
+        let (port, admin_port) = (free_port(), free_port());
+        let listen = format!("127.0.0.1:{port}");
+        let admin = format!("127.0.0.1:{admin_port}");
+        let mut all = vec![role, "--redis-url", url];
+        let (health_port, public) = match role {
+            "worker" => {
+                all.extend([
+                    "--admin-listen",
+                    &admin,
+                    "--metrics-flush-interval",
+                    "200ms",
+                ]);
+                (admin_port, None)
+            }
+            "exporter" | "dashboard" => {
+                all.extend(["--listen", &listen]);
+                (port, Some(port))
+            }
+            _ => {
+                all.extend(["--listen", &listen, "--admin-listen", &admin]);
+                all.extend(["--metrics-flush-interval", "200ms"]);
+                (admin_port, Some(port))
+            }
+        };
+        all.extend_from_slice(args);
+        Process::spawn(role, holdfast_command(&all), health_port, public)
+    })
+    .await
+}
+
 /// A redis-server of the test's own with `holdfast ingress` on it, and the
 /// client the test reaches them with: where the tests of workers that die
 /// or drain begin.

@@ -8,6 +8,7 @@ mod acl;
 mod browser;
 mod dashboard;
 mod helpers;
+mod sentinel;
 
 use std::time::Duration;
 
