@@ -9,6 +9,7 @@
 
 pub mod calendar;
 mod deadline;
+pub mod durability;
 pub mod duration;
 mod envelope;
 mod ids;
@@ -18,6 +19,7 @@ pub mod problem;
 
 pub use calendar::civil_date;
 pub use deadline::Deadline;
+pub use durability::{Durability, DurabilityError};
 pub use duration::{format_duration, parse_duration};
 pub use envelope::{Envelope, EnvelopeError, Kind, PROTOCOL_VERSION, Reply, ReplyStatus, fields};
 pub use ids::{RequestId, RequestIdError};

@@ -26,7 +26,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use bytes::Bytes;
-use holdfast_core::{Deadline, Keys, Reply, ReplyStatus, RequestId, Topic};
+use holdfast_core::{Deadline, Durability, Keys, Reply, ReplyStatus, RequestId, Topic};
 use holdfast_redis::{Redis, RedisConfig};
 use holdfast_streams::{CallOptions, Caller, CallerConfig};
 use serde::Serialize;
@@ -81,6 +81,9 @@ pub struct IngressSettings {
     pub backlog_limit: Option<u64>,
     /// Middleware limits (body size, in-flight cap).
     pub stack: StackConfig,
+    /// Durability of every request that does not ask for its own with
+    /// the `Holdfast-Durability` header.
+    pub durability: Durability,
 }
 
 impl IngressSettings {
@@ -117,6 +120,7 @@ impl IngressSettings {
             max_timeout: Self::DEFAULT_MAX_TIMEOUT,
             backlog_limit: Some(Self::DEFAULT_BACKLOG_LIMIT),
             stack: Self::stack_for(Self::DEFAULT_MAX_TIMEOUT, Self::DEFAULT_BODY_LIMIT),
+            durability: Durability::None,
         }
     }
 
@@ -132,6 +136,10 @@ impl IngressSettings {
     }
 }
 
+/// How long the ingress waits at start for Redis, to check that it can
+/// give the `fsync` durability it was configured with.
+const FSYNC_CHECK_WAIT: Duration = Duration::from_secs(2);
+
 /// What handlers share.
 #[derive(Clone)]
 pub struct IngressState {
@@ -140,6 +148,7 @@ pub struct IngressState {
     topic: Topic,
     default_timeout: Duration,
     max_timeout: Duration,
+    durability: Durability,
     draining: Arc<AtomicBool>,
 }
 
@@ -236,7 +245,35 @@ fn call_options(state: &IngressState, headers: &HeaderMap) -> Result<CallOptions
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 256)
         .map(str::to_owned);
+    opts.durability = match headers.get(DURABILITY_HEADER) {
+        None => state.durability,
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_durability",
+                    format!(
+                        "{DURABILITY_HEADER} must be none, fsync or replicas:N (N from 1 to {})",
+                        holdfast_core::durability::MAX_REPLICAS
+                    ),
+                )
+            })?,
+    };
     Ok(opts)
+}
+
+/// The request header that asks for a durability, and the response header
+/// that reports the one reached.
+pub const DURABILITY_HEADER: &str = "holdfast-durability";
+
+/// `response` with the durability its request reached.
+fn with_durability(mut response: Response, reached: Durability) -> Response {
+    if let Ok(value) = axum::http::HeaderValue::from_str(&reached.to_string()) {
+        response.headers_mut().insert(DURABILITY_HEADER, value);
+    }
+    response
 }
 
 /// A reply that is not `ok`, as problem details that also name the
@@ -323,8 +360,11 @@ async fn weather_city(
     ApiJson(body): ApiJson<WeatherRequestBody>,
 ) -> Result<Response, ApiError> {
     let (payload, opts) = weather_call(&state, &headers, body)?;
-    let reply = state.caller.call(&state.topic, payload, opts).await?;
-    Ok(reply_response(reply))
+    let (reply, reached) = state
+        .caller
+        .call_reporting(&state.topic, payload, opts)
+        .await?;
+    Ok(with_durability(reply_response(reply), reached))
 }
 
 /// A queued job.
@@ -364,16 +404,19 @@ async fn enqueue_weather_job(
         MAX_JOB_TIMEOUT,
         MAX_JOB_TIMEOUT,
     )?);
-    let id = state
+    let (id, reached) = state
         .caller
-        .enqueue_job(&state.topic, payload, opts)
+        .enqueue_job_reporting(&state.topic, payload, opts)
         .await?;
     let status_url = format!("/jobs/weather/{id}");
     let accepted = JobAccepted {
         id: id.to_string(),
         status_url: status_url.clone(),
     };
-    Ok(located(StatusCode::ACCEPTED, &status_url, accepted))
+    Ok(with_durability(
+        located(StatusCode::ACCEPTED, &status_url, accepted),
+        reached,
+    ))
 }
 
 /// A job's status and, when done, its result.
@@ -414,6 +457,7 @@ async fn job_status(
         "code": record.code,
         "message": record.message,
         "worker": record.worker,
+        "durability": record.durability,
     }))
     .into_response())
 }
@@ -446,12 +490,22 @@ impl Ingress {
         caller_cfg.backlog_limit = settings.backlog_limit;
         let caller = Caller::start(redis.clone(), caller_cfg, tasks);
         caller.watch_backlog(&settings.topic);
+        if settings.durability == Durability::Fsync
+            && redis.wait_ready(FSYNC_CHECK_WAIT).await
+            && let Ok(holdfast_streams::FsyncSupport::No(why)) =
+                holdfast_streams::fsync_support(&redis).await
+        {
+            // Refused now rather than on every request; a Redis that does
+            // not answer at start is checked by the first request instead.
+            return Err(StartError::Durability(why));
+        }
         let state = IngressState {
             caller,
             redis,
             topic: settings.topic,
             default_timeout: settings.default_timeout,
             max_timeout: settings.max_timeout,
+            durability: settings.durability,
             draining: listeners.draining(),
         };
         Ok(Self { listeners, state })

@@ -42,6 +42,9 @@ pub enum StartError {
     /// The HTTP client of the api's order service could not be built.
     #[error("could not build the users client")]
     UsersClient(#[source] reqwest::Error),
+    /// The durability configured cannot be had from this Redis.
+    #[error("{0}")]
+    Durability(String),
     /// An HTTP client of the dashboard could not be built.
     #[error("could not build the dashboard's HTTP client")]
     HttpClient(#[source] reqwest::Error),

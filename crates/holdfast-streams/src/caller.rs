@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use holdfast_core::{Deadline, Envelope, Keys, Kind, Reply, RequestId, Topic, metric_names};
+use holdfast_core::{
+    Deadline, Durability, Envelope, Keys, Kind, Reply, RequestId, Topic, metric_names,
+};
 use holdfast_redis::{Redis, RedisError};
 use holdfast_resilience::Tasks;
 use holdfast_resilience::backoff::Backoff;
@@ -50,6 +52,9 @@ pub struct CallerConfig {
     pub backlog_limit: Option<u64>,
     /// How often the backlog of limited topics is read.
     pub backlog_refresh: Duration,
+    /// Longest wait for replicas or the disk after an enqueue that asks
+    /// for durability (`WAIT`, `WAITAOF`).
+    pub durability_timeout: Duration,
 }
 
 impl CallerConfig {
@@ -64,6 +69,7 @@ impl CallerConfig {
             job_ttl: Duration::from_secs(24 * 3600),
             backlog_limit: None,
             backlog_refresh: Duration::from_millis(200),
+            durability_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -81,6 +87,8 @@ pub struct CallOptions {
     pub traceparent: Option<String>,
     /// Key for exactly-once effects in the handler.
     pub idempotency_key: Option<String>,
+    /// How durable the request must be before it counts as queued.
+    pub durability: Durability,
 }
 
 impl CallOptions {
@@ -91,6 +99,7 @@ impl CallOptions {
             content_type: "application/json".into(),
             traceparent: None,
             idempotency_key: None,
+            durability: Durability::None,
         }
     }
 }
@@ -115,6 +124,10 @@ pub enum CallError {
     /// The caller is shutting down.
     #[error("caller is shutting down")]
     ShuttingDown,
+    /// The durability asked for cannot be had from this Redis; nothing
+    /// was queued.
+    #[error("{0}")]
+    Durability(String),
 }
 
 /// A job's record, as kept for `job_ttl`.
@@ -129,6 +142,8 @@ pub struct JobRecord {
     pub code: Option<String>,
     /// Error message when failed or dead.
     pub message: Option<String>,
+    /// The durability it reached when queued, when one was asked for.
+    pub durability: Option<String>,
     /// Worker that finished it.
     pub worker: Option<String>,
 }
@@ -154,6 +169,8 @@ struct Inner {
     /// Whether the reply reader's last read worked; a caller whose replies
     /// cannot be read must not say it is ready.
     reading: std::sync::atomic::AtomicBool,
+    /// What this Redis offers for `fsync`, and when that was read.
+    fsync_support: Mutex<Option<(Instant, FsyncSupport)>>,
     /// Per-topic metric handles, made on a topic's first call.
     meters: RwLock<HashMap<Topic, Arc<CallMeters>>>,
     in_flight_gauge: metrics::Gauge,
@@ -203,6 +220,7 @@ impl Caller {
             backlogs: Mutex::new(Vec::new()),
             last_read: Mutex::new(None),
             reading: std::sync::atomic::AtomicBool::new(false),
+            fsync_support: Mutex::new(None),
             meters: RwLock::new(HashMap::new()),
             in_flight_gauge: metrics::gauge!(metric_names::CALLS_IN_FLIGHT),
             tasks,
@@ -332,6 +350,19 @@ impl Caller {
         body: Bytes,
         opts: CallOptions,
     ) -> Result<Reply, CallError> {
+        self.call_reporting(topic, body, opts)
+            .await
+            .map(|(reply, _)| reply)
+    }
+
+    /// [`Caller::call`], with the durability the request reached before it
+    /// was handed to a worker.
+    pub async fn call_reporting(
+        &self,
+        topic: &Topic,
+        body: Bytes,
+        opts: CallOptions,
+    ) -> Result<(Reply, Durability), CallError> {
         if self.inner.tasks.is_stopping() {
             return Err(CallError::ShuttingDown);
         }
@@ -350,6 +381,7 @@ impl Caller {
             id,
         };
         let deadline = opts.deadline;
+        let level = opts.durability;
         let envelope = Envelope {
             id,
             kind: Kind::Call,
@@ -362,11 +394,14 @@ impl Caller {
         };
         // The call's marker only needs to outlive retries of the enqueue.
         let record_ttl = deadline.remaining() + Duration::from_secs(60);
-        if let Err(err) = self.enqueue(topic, &envelope, record_ttl).await {
-            self.meters(topic)
-                .call(err_outcome(&err), started.elapsed());
-            return Err(err);
-        }
+        let reached = match self.enqueue(topic, &envelope, record_ttl, level).await {
+            Ok(reached) => reached,
+            Err(err) => {
+                self.meters(topic)
+                    .call(err_outcome(&err), started.elapsed());
+                return Err(err);
+            }
+        };
         let result = match tokio::time::timeout(deadline.remaining(), rx).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(_)) => Err(CallError::ShuttingDown),
@@ -377,7 +412,7 @@ impl Caller {
             Err(err) => err_outcome(err),
         };
         self.meters(topic).call(outcome, started.elapsed());
-        result
+        result.map(|reply| (reply, reached))
     }
 
     /// Queues a job and returns its id once Redis has it.
@@ -387,6 +422,18 @@ impl Caller {
         body: Bytes,
         opts: CallOptions,
     ) -> Result<RequestId, CallError> {
+        self.enqueue_job_reporting(topic, body, opts)
+            .await
+            .map(|(id, _)| id)
+    }
+
+    /// [`Caller::enqueue_job`], with the durability the job reached.
+    pub async fn enqueue_job_reporting(
+        &self,
+        topic: &Topic,
+        body: Bytes,
+        opts: CallOptions,
+    ) -> Result<(RequestId, Durability), CallError> {
         self.check_backlog(topic)?;
         let id = RequestId::new();
         let envelope = Envelope {
@@ -399,10 +446,11 @@ impl Caller {
             body,
             idempotency_key: opts.idempotency_key,
         };
-        self.enqueue(topic, &envelope, self.inner.cfg.job_ttl)
+        let reached = self
+            .enqueue(topic, &envelope, self.inner.cfg.job_ttl, opts.durability)
             .await?;
         self.meters(topic).job();
-        Ok(id)
+        Ok((id, reached))
     }
 
     /// A job's record, or `None` when unknown or expired.
@@ -427,6 +475,7 @@ impl Caller {
             result: fields.get("result").map(|v| Bytes::copy_from_slice(v)),
             code: text("code"),
             message: text("message"),
+            durability: text("durability"),
             worker: text("worker"),
         }))
     }
@@ -438,11 +487,36 @@ impl Caller {
         topic: &Topic,
         envelope: &Envelope,
         record_ttl: Duration,
-    ) -> Result<(), CallError> {
+        level: Durability,
+    ) -> Result<Durability, CallError> {
+        let wait_timeout = self.inner.cfg.durability_timeout;
+        let wait_ms = wait_timeout.as_millis() as u64;
+        // The command that waits for the level, or the level reached
+        // without one.
+        let (wait, reached_without_wait) = match level {
+            Durability::None => (None, Durability::None),
+            Durability::Replicas(n) => {
+                let mut wait = redis::cmd("WAIT");
+                wait.arg(n).arg(wait_ms);
+                (Some(wait), Durability::None)
+            }
+            Durability::Fsync => match self.fsync_support_cached().await? {
+                FsyncSupport::WaitAof => {
+                    let mut wait = redis::cmd("WAITAOF");
+                    wait.arg(1).arg(0).arg(wait_ms);
+                    (Some(wait), Durability::None)
+                }
+                FsyncSupport::Always => (None, Durability::Fsync),
+                FsyncSupport::No(why) => return Err(CallError::Durability(why)),
+            },
+        };
         let keys = &self.inner.cfg.keys;
         let partition = self.partition_of(&envelope.id);
         let stream = keys.request_stream(topic, partition);
         let id = envelope.id.to_string();
+        // A job's record also says the durability reached.
+        let record = (envelope.kind == Kind::Job && level != Durability::None)
+            .then(|| keys.request_record(topic, partition, &id));
         // Calls need only a marker; jobs keep a record with their status.
         let mut invocation = match envelope.kind {
             Kind::Call => {
@@ -478,16 +552,58 @@ impl Caller {
             |_attempt| {
                 let t = timeout.min(envelope.deadline.remaining().max(Duration::from_millis(1)));
                 let invocation = &invocation;
+                let wait = wait.as_ref();
+                let record = record.as_deref();
                 async move {
+                    // The wait runs on the same connection, right after the
+                    // write, so it covers that write.
                     self.inner
                         .redis
-                        .script::<Option<String>>(invocation, t)
+                        .run(t + wait_timeout, |mut conn| async move {
+                            let _: Option<String> = invocation.invoke_async(&mut conn).await?;
+                            let Some(wait) = wait else {
+                                return Ok(reached_without_wait);
+                            };
+                            let answer: redis::Value = wait.query_async(&mut conn).await?;
+                            let reached = reached_by(level, &answer);
+                            if let Some(record) = record {
+                                let _: () = redis::cmd("HSET")
+                                    .arg(record)
+                                    .arg("durability")
+                                    .arg(reached.to_string())
+                                    .query_async(&mut conn)
+                                    .await?;
+                            }
+                            Ok(reached)
+                        })
                         .await
                 }
             },
         )
         .await;
-        result.map(|_| ()).map_err(CallError::Redis)
+        result.map_err(CallError::Redis)
+    }
+
+    /// What this Redis offers for `fsync`, read again every
+    /// [`FSYNC_SUPPORT_TTL`].
+    async fn fsync_support_cached(&self) -> Result<FsyncSupport, CallError> {
+        if let Some((at, support)) = self
+            .inner
+            .fsync_support
+            .lock()
+            .expect("fsync support lock poisoned")
+            .clone()
+            && at.elapsed() < FSYNC_SUPPORT_TTL
+        {
+            return Ok(support);
+        }
+        let support = fsync_support(&self.inner.redis).await?;
+        *self
+            .inner
+            .fsync_support
+            .lock()
+            .expect("fsync support lock poisoned") = Some((Instant::now(), support.clone()));
+        Ok(support)
     }
 }
 
@@ -497,6 +613,83 @@ fn err_outcome(err: &CallError) -> &'static str {
         CallError::Redis(_) => "unavailable",
         CallError::DeadlineExceeded => "deadline",
         CallError::ShuttingDown => "shutdown",
+        CallError::Durability(_) => "durability",
+    }
+}
+
+/// How this Redis can make a write durable on its disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FsyncSupport {
+    /// Redis 7.2 or later: `WAITAOF` waits for the fsync.
+    WaitAof,
+    /// Every write is fsynced before Redis answers (`appendfsync always`).
+    Always,
+    /// Neither: why.
+    No(String),
+}
+
+/// What `INFO` and `CONFIG GET appendfsync` say of fsync on this server.
+pub async fn fsync_support(redis: &holdfast_redis::Redis) -> Result<FsyncSupport, RedisError> {
+    let info: String = redis
+        .cmd(redis::cmd("INFO").arg("server").arg("persistence"))
+        .await?;
+    let field = |name: &str| {
+        info.lines().find_map(|l| {
+            l.trim_end()
+                .strip_prefix(&format!("{name}:"))
+                .map(str::to_owned)
+        })
+    };
+    let version = field("redis_version").unwrap_or_default();
+    let numbers: Vec<u32> = version.split('.').filter_map(|p| p.parse().ok()).collect();
+    if numbers.len() >= 2 && (numbers[0], numbers[1]) >= (7, 2) {
+        return Ok(FsyncSupport::WaitAof);
+    }
+    if field("aof_enabled").as_deref() != Some("1") {
+        return Ok(FsyncSupport::No(format!(
+            "durability fsync needs the append-only file: this Redis {version} runs without it (and has no WAITAOF, which came with 7.2)"
+        )));
+    }
+    let policy: Result<Vec<String>, RedisError> = redis
+        .cmd(redis::cmd("CONFIG").arg("GET").arg("appendfsync"))
+        .await;
+    Ok(match policy {
+        Ok(pair) if pair.get(1).map(String::as_str) == Some("always") => FsyncSupport::Always,
+        Ok(pair) => FsyncSupport::No(format!(
+            "durability fsync needs appendfsync always on Redis {version} (no WAITAOF before 7.2); this server runs appendfsync {}",
+            pair.get(1).map_or("unknown", String::as_str)
+        )),
+        Err(err) => FsyncSupport::No(format!(
+            "durability fsync on Redis {version} (no WAITAOF before 7.2) needs appendfsync always, which could not be read: {err}"
+        )),
+    })
+}
+
+/// How long what [`fsync_support`] found is trusted.
+pub const FSYNC_SUPPORT_TTL: Duration = Duration::from_secs(10);
+
+/// The level a `WAIT` (a count of replicas) or `WAITAOF` (`[local,
+/// replicas]`) answer shows was reached for `asked`.
+fn reached_by(asked: Durability, answer: &redis::Value) -> Durability {
+    let number = |v: &redis::Value| match v {
+        redis::Value::Int(n) => *n,
+        _ => 0,
+    };
+    match (asked, answer) {
+        (Durability::Replicas(n), redis::Value::Int(got)) => {
+            let got = u32::try_from(*got).unwrap_or(0).min(n);
+            if got == 0 {
+                Durability::None
+            } else {
+                Durability::Replicas(got)
+            }
+        }
+        (Durability::Fsync, redis::Value::Array(parts))
+            if parts.first().map(number).unwrap_or(0) >= 1 =>
+        {
+            Durability::Fsync
+        }
+        _ => Durability::None,
     }
 }
 

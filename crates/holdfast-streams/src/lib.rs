@@ -27,5 +27,7 @@ pub mod value;
 pub mod worker;
 
 pub use admin::{Admin, ConsumerStats, DeadLetter, DeadLetterEntry, PartitionStats, TopicStats};
-pub use caller::{CallError, CallOptions, Caller, CallerConfig, JobRecord};
+pub use caller::{
+    CallError, CallOptions, Caller, CallerConfig, FsyncSupport, JobRecord, fsync_support,
+};
 pub use worker::{Handler, HandlerError, Request, Worker, WorkerConfig, WorkerStatus, handler_fn};

@@ -216,6 +216,10 @@ pub struct IngressArgs {
     /// Largest request body in bytes.
     #[arg(long, env = "HOLDFAST_BODY_LIMIT", default_value_t = IngressSettings::DEFAULT_BODY_LIMIT)]
     pub body_limit: usize,
+    /// Durability of every request that names none in its
+    /// Holdfast-Durability header: none, fsync or replicas:N.
+    #[arg(long, env = "HOLDFAST_DURABILITY", default_value_t = holdfast_core::Durability::None)]
+    pub durability: holdfast_core::Durability,
 }
 
 /// Default database of `holdfast api`: the SQLite file
@@ -646,6 +650,7 @@ impl IngressArgs {
             .duration("--default-timeout", self.default_timeout)
             .flag("--backlog-limit", self.backlog_limit)
             .flag("--body-limit", self.body_limit)
+            .flag("--durability", self.durability)
             .into_args()
     }
 }
@@ -803,6 +808,7 @@ mod tests {
             default_timeout: Duration::from_millis(2500),
             backlog_limit: 0,
             body_limit: 1024,
+            durability: holdfast_core::Durability::Replicas(2),
         };
         assert!(
             matches!(parsed(ingress.command_line()), Command::Ingress(back) if back == ingress)

@@ -123,6 +123,7 @@ pub fn ingress_settings(args: &IngressArgs) -> Result<IngressSettings> {
     settings.default_timeout = args.default_timeout;
     settings.backlog_limit = (args.backlog_limit > 0).then_some(args.backlog_limit);
     settings.stack = IngressSettings::stack_for(settings.max_timeout, args.body_limit);
+    settings.durability = args.durability;
     Ok(settings)
 }
 

@@ -86,6 +86,7 @@ impl From<CallError> for ApiError {
                 "no reply before the deadline",
             ),
             CallError::ShuttingDown => ApiError::shutting_down(),
+            CallError::Durability(why) => ApiError::unprocessable("durability_unavailable", why),
         }
     }
 }

@@ -7,6 +7,7 @@
 mod acl;
 mod browser;
 mod dashboard;
+mod durability;
 mod helpers;
 mod sentinel;
 

@@ -1,0 +1,173 @@
+//! Durability per request, against real servers: `replicas:N` waits for a
+//! real replica, `fsync` is had from `appendfsync always` (Redis 7.0 has no
+//! WAITAOF) and refused with a clear error where it cannot be had; the
+//! level reached comes back in the `Holdfast-Durability` header and in the
+//! job's record.
+
+use std::time::Duration;
+
+use holdfast_testkit::{LocalRedis, LocalRedisOptions};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::helpers::{holdfast_command, http_client, spawn_ingress_with, spawn_worker};
+
+async fn post(
+    client: &reqwest::Client,
+    port: u16,
+    path: &str,
+    durability: &str,
+) -> reqwest::Response {
+    client
+        .post(format!("http://127.0.0.1:{port}{path}"))
+        .header("holdfast-durability", durability)
+        .json(&json!({"city": "Oslo", "location": "Sentrum"}))
+        .send()
+        .await
+        .expect("an answer")
+}
+
+fn reached(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("holdfast-durability")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn replicas_are_waited_for_and_the_level_reached_is_reported() {
+    // Arrange: a primary with one replica.
+    let client = http_client();
+    let primary = LocalRedis::start(LocalRedisOptions::default())
+        .await
+        .expect("a primary");
+    let replica = LocalRedis::start(LocalRedisOptions {
+        extra_args: vec![
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            primary.port().to_string(),
+        ],
+        ..LocalRedisOptions::default()
+    })
+    .await
+    .expect("a replica");
+    let _worker = spawn_worker(&client, &primary, "durable-worker", &[]).await;
+    let ingress = spawn_ingress_with(&client, &primary, &[]).await;
+    let port = ingress.port.expect("ingress port");
+    let give_up = Instant::now() + Duration::from_secs(10);
+    // The replica is useful once its link is up.
+    loop {
+        let info: String = holdfast_redis::redis::cmd("INFO")
+            .arg("replication")
+            .query_async(
+                &mut holdfast_redis::redis::Client::open(replica.url())
+                    .unwrap()
+                    .get_multiplexed_async_connection()
+                    .await
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        if info.contains("master_link_status:up") {
+            break;
+        }
+        assert!(Instant::now() < give_up, "the replica never synchronised");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Act and assert: a call and a job at replicas:1.
+    let call = post(&client, port, "/WeatherForecast/city", "replicas:1").await;
+    assert_eq!(call.status(), StatusCode::OK);
+    assert_eq!(reached(&call), "replicas:1");
+    let job = post(&client, port, "/jobs/weather", "replicas:1").await;
+    assert_eq!(job.status(), StatusCode::ACCEPTED);
+    assert_eq!(reached(&job), "replicas:1");
+    let id = job.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let record: Value = client
+        .get(format!("http://127.0.0.1:{port}/jobs/weather/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(record["durability"], "replicas:1", "{record}");
+
+    // More replicas than there are: the wait ends, the level reached says so.
+    let two = post(&client, port, "/jobs/weather", "replicas:2").await;
+    assert_eq!(two.status(), StatusCode::ACCEPTED);
+    assert_eq!(reached(&two), "replicas:1");
+    let none = post(&client, port, "/WeatherForecast/city", "none").await;
+    assert_eq!(reached(&none), "none");
+    let bad = post(&client, port, "/jobs/weather", "replicas:x").await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn fsync_comes_from_appendfsync_always_and_is_refused_where_it_cannot_be_had() {
+    let client = http_client();
+
+    // appendfsync always: every write is on disk before Redis answers.
+    let always = LocalRedis::start(LocalRedisOptions {
+        aof: true,
+        appendfsync: Some("always".into()),
+        ..LocalRedisOptions::default()
+    })
+    .await
+    .expect("a redis-server with appendfsync always");
+    let _worker = spawn_worker(&client, &always, "fsync-worker", &[]).await;
+    let ingress = spawn_ingress_with(&client, &always, &["--durability", "fsync"]).await;
+    let port = ingress.port.expect("ingress port");
+    let job = post(&client, port, "/jobs/weather", "fsync").await;
+    assert_eq!(job.status(), StatusCode::ACCEPTED);
+    assert_eq!(reached(&job), "fsync");
+
+    // No AOF and no WAITAOF (Redis 7.0): refused per request...
+    let plain = LocalRedis::start(LocalRedisOptions::default())
+        .await
+        .expect("a plain redis-server");
+    let ingress = spawn_ingress_with(&client, &plain, &[]).await;
+    let port = ingress.port.expect("ingress port");
+    let refused = post(&client, port, "/jobs/weather", "fsync").await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(problem["code"], "durability_unavailable", "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("WAITAOF")),
+        "{problem}"
+    );
+
+    // ...and at start, for an ingress configured with it.
+    let output = tokio::time::timeout(
+        Duration::from_secs(20),
+        holdfast_command(&[
+            "ingress",
+            "--redis-url",
+            &plain.url(),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--durability",
+            "fsync",
+        ])
+        .output(),
+    )
+    .await
+    .expect("the ingress exits")
+    .expect("the ingress ran");
+    assert!(
+        !output.status.success(),
+        "an ingress that cannot have fsync does not start"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("fsync"), "{stderr}");
+}
