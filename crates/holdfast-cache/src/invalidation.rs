@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use holdfast_redis::redis::{self, IntoConnectionInfo, ProtocolVersion, PushKind, Value};
+use holdfast_redis::redis::{self, ProtocolVersion, PushKind, Value};
 use holdfast_resilience::Backoff;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -120,7 +120,11 @@ async fn subscribe(
     redis::RedisError,
 > {
     let redis_cfg = inner.redis.config();
-    let info = redis_cfg.url.as_str().into_connection_info()?;
+    // The handle's own address and TLS settings (with Sentinel, the
+    // primary it found), so the subscriber reaches the same server.
+    let info = inner.redis.connection_info().ok_or_else(|| {
+        redis::RedisError::from((redis::ErrorKind::Io, "no Redis address known yet"))
+    })?;
     let settings = info
         .redis_settings()
         .clone()

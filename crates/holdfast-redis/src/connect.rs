@@ -100,11 +100,12 @@ pub(crate) fn open_client(
         return Ok((client, target));
     }
     install_crypto_provider();
+    static WARNED: Once = Once::new();
     if tls.insecure {
-        tracing::warn!(
+        WARNED.call_once(|| tracing::warn!(
             redis = %target,
             "--redis-tls-insecure: the server's certificate is NOT verified; for development only"
-        );
+        ));
     }
     let client_tls = match (&tls.client_cert, &tls.client_key) {
         (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
@@ -142,7 +143,7 @@ pub(crate) fn open_client(
 /// (`rediss+sentinel://` for TLS to the primary and the sentinels). The
 /// user and password are the primary's; the sentinels are asked without
 /// them.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct Sentinel {
     sentinels: Vec<(String, u16)>,
     master: String,
@@ -151,7 +152,24 @@ pub(crate) struct Sentinel {
     tls: bool,
 }
 
+// Hand-written so that the password never reaches a log.
+impl std::fmt::Debug for Sentinel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sentinel")
+            .field("sentinels", &self.sentinels)
+            .field("master", &self.master)
+            .field("db", &self.db)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Sentinel {
+    /// How many sentinels are asked.
+    pub(crate) fn count(&self) -> usize {
+        self.sentinels.len()
+    }
+
     /// The Sentinel form of `url`, or `None` for any other URL.
     ///
     /// # Errors

@@ -190,6 +190,8 @@ struct Inner {
     /// Set by a command that met `READONLY` (a primary demoted under it):
     /// the supervisor then connects again, to the primary found anew.
     readonly: std::sync::atomic::AtomicBool,
+    /// The address of the last connection that worked, to tell a failover.
+    connected_to: RwLock<Option<String>>,
     /// Replaced when the supervisor resets a stuck connection.
     client: RwLock<Option<redis::Client>>,
     /// The shared connection; `None` while there is none.
@@ -266,6 +268,7 @@ impl Redis {
             target: RwLock::new(target),
             sentinel,
             readonly: std::sync::atomic::AtomicBool::new(false),
+            connected_to: RwLock::new(None),
             tasks,
         });
         metrics::gauge!(metric_names::REDIS_STATE).set(initial.gauge());
@@ -407,12 +410,7 @@ impl Redis {
             Ok(Err(err)) => {
                 let err = RedisError::from_redis(err);
                 if matches!(&err, RedisError::Server(e) if e.code() == Some("READONLY")) {
-                    // Connected to a replica now (a failover demoted the
-                    // server): connect again, to the primary.
-                    self.inner
-                        .readonly
-                        .store(true, std::sync::atomic::Ordering::SeqCst);
-                    self.inner.wake.notify_one();
+                    self.inner.note_readonly();
                 }
                 if matches!(err, RedisError::Connection(_)) {
                     permit.failure();
@@ -507,9 +505,44 @@ impl Redis {
     pub fn report_connection_failure(&self) {
         self.inner.wake.notify_one();
     }
+
+    /// Tells the supervisor what a dedicated connection's command met: a
+    /// connection failure, or (with Sentinel) `READONLY` from a primary
+    /// that was demoted, after which it connects to the primary anew.
+    pub fn report_error(&self, err: &RedisError) {
+        if matches!(err, RedisError::Server(e) if e.code() == Some("READONLY")) {
+            self.inner.note_readonly();
+        } else if matches!(err, RedisError::Connection(_) | RedisError::Timeout(_)) {
+            self.inner.wake.notify_one();
+        }
+    }
+
+    /// How the handle connects now: the address (for Sentinel, the primary
+    /// found last) with the TLS settings, for a connection of another kind
+    /// (a RESP3 subscriber). `None` before the first connect with Sentinel,
+    /// or when disabled.
+    pub fn connection_info(&self) -> Option<redis::ConnectionInfo> {
+        self.inner
+            .client
+            .read()
+            .expect("client lock poisoned")
+            .as_ref()
+            .map(|client| client.get_connection_info().clone())
+    }
 }
 
 impl Inner {
+    /// A command met `READONLY`: with Sentinel the server was demoted under
+    /// us, so connect again to the primary. With a plain URL there is no
+    /// other server to go to, and reconnecting would only flap.
+    fn note_readonly(&self) {
+        if self.sentinel.is_some() {
+            self.readonly
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            self.wake.notify_one();
+        }
+    }
+
     fn transition(&self, to: ConnState, reason: &str) {
         let mut status = self.status.lock().expect("status lock poisoned");
         if status.state == to {
@@ -576,13 +609,7 @@ impl Inner {
                 .await?;
             let (client, target) = open_client(&sentinel.primary_url(&host, port), &self.cfg.tls)
                 .map_err(|err| ("config", err.to_string()))?;
-            let before = std::mem::replace(
-                &mut *self.target.write().expect("target lock poisoned"),
-                target.clone(),
-            );
-            if before != target && !before.starts_with("sentinels ") {
-                reason = format!("failover: {before} -> {target}");
-            }
+            *self.target.write().expect("target lock poisoned") = target;
             *self.client.write().expect("client lock poisoned") = Some(client);
         }
         let client = self
@@ -632,6 +659,16 @@ impl Inner {
         }
         self.readonly
             .store(false, std::sync::atomic::Ordering::SeqCst);
+        let before = self
+            .connected_to
+            .write()
+            .expect("connected_to lock poisoned")
+            .replace(target.clone());
+        if let Some(before) = before
+            && before != target
+        {
+            reason = format!("failover: {before} -> {target}");
+        }
         Ok((conn, reason))
     }
 }
@@ -644,9 +681,13 @@ async fn supervise(inner: Arc<Inner>, shutdown: CancellationToken) {
         if shutdown.is_cancelled() {
             return;
         }
+        // With Sentinel each sentinel may take a connect timeout before the
+        // next is asked, then the primary its own.
+        let bound = inner.cfg.connect_timeout
+            * (1 + inner.sentinel.as_ref().map_or(0, Sentinel::count) as u32);
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = tokio::time::timeout(inner.cfg.connect_timeout, inner.connect()) => r,
+            r = tokio::time::timeout(bound, inner.connect()) => r,
         };
         match connected {
             Ok(Ok((conn, reason))) => {

@@ -517,6 +517,15 @@ impl Caller {
         // A job's record also says the durability reached.
         let record = (envelope.kind == Kind::Job && level != Durability::None)
             .then(|| keys.request_record(topic, partition, &id));
+        // The write a wait covers: the marker's (call) or record's (job)
+        // expiry, set again to what the enqueue set.
+        let touch = (level != Durability::None).then(|| {
+            let key = match envelope.kind {
+                Kind::Call => keys.call_marker(topic, partition, &id),
+                Kind::Job => keys.request_record(topic, partition, &id),
+            };
+            (key, record_ttl.as_millis() as u64)
+        });
         // Calls need only a marker; jobs keep a record with their status.
         let mut invocation = match envelope.kind {
             Kind::Call => {
@@ -553,30 +562,55 @@ impl Caller {
                 let t = timeout.min(envelope.deadline.remaining().max(Duration::from_millis(1)));
                 let invocation = &invocation;
                 let wait = wait.as_ref();
+                let touch = touch.as_ref();
                 let record = record.as_deref();
                 async move {
-                    // The wait runs on the same connection, right after the
-                    // write, so it covers that write.
-                    self.inner
-                        .redis
-                        .run(t + wait_timeout, |mut conn| async move {
-                            let _: Option<String> = invocation.invoke_async(&mut conn).await?;
-                            let Some(wait) = wait else {
-                                return Ok(reached_without_wait);
-                            };
-                            let answer: redis::Value = wait.query_async(&mut conn).await?;
-                            let reached = reached_by(level, &answer);
-                            if let Some(record) = record {
-                                let _: () = redis::cmd("HSET")
-                                    .arg(record)
-                                    .arg("durability")
-                                    .arg(reached.to_string())
-                                    .query_async(&mut conn)
-                                    .await?;
-                            }
-                            Ok(reached)
-                        })
-                        .await
+                    let Some(wait) = wait else {
+                        self.inner
+                            .redis
+                            .script::<Option<String>>(invocation, t)
+                            .await?;
+                        return Ok(reached_without_wait);
+                    };
+                    // A wait holds its connection until it ends: it gets a
+                    // connection of its own, so the shared one never stalls
+                    // behind it. On that connection, the enqueue (a no-op
+                    // when a retry finds the request there already) and then
+                    // a real write of its own (the marker's or record's
+                    // expiry set again): the wait covers that write, and the
+                    // replication stream is ordered, so it covers the entry.
+                    let mut conn = self.inner.redis.dedicated(Some(t + wait_timeout)).await?;
+                    let waited = tokio::time::timeout(t + wait_timeout, async {
+                        let _: Option<String> = invocation.invoke_async(&mut conn).await?;
+                        if let Some((key, ttl_ms)) = touch {
+                            let _: () = redis::cmd("PEXPIRE")
+                                .arg(key)
+                                .arg(*ttl_ms)
+                                .query_async(&mut conn)
+                                .await?;
+                        }
+                        let answer: redis::Value = wait.query_async(&mut conn).await?;
+                        let reached = reached_by(level, &answer);
+                        if let Some(record) = record {
+                            let _: () = redis::cmd("HSET")
+                                .arg(record)
+                                .arg("durability")
+                                .arg(reached.to_string())
+                                .query_async(&mut conn)
+                                .await?;
+                        }
+                        Ok::<_, redis::RedisError>(reached)
+                    })
+                    .await;
+                    match waited {
+                        Ok(Ok(reached)) => Ok(reached),
+                        Ok(Err(err)) => {
+                            let err = RedisError::from_redis(err);
+                            self.inner.redis.report_error(&err);
+                            Err(err)
+                        }
+                        Err(_) => Err(RedisError::Timeout(t + wait_timeout)),
+                    }
                 }
             },
         )
@@ -630,9 +664,8 @@ pub enum FsyncSupport {
 
 /// What `INFO` and `CONFIG GET appendfsync` say of fsync on this server.
 pub async fn fsync_support(redis: &holdfast_redis::Redis) -> Result<FsyncSupport, RedisError> {
-    let info: String = redis
-        .cmd(redis::cmd("INFO").arg("server").arg("persistence"))
-        .await?;
+    // One section per INFO call before Redis 7.0: ask for everything.
+    let info: String = redis.cmd(&redis::cmd("INFO")).await?;
     let field = |name: &str| {
         info.lines().find_map(|l| {
             l.trim_end()
@@ -641,14 +674,14 @@ pub async fn fsync_support(redis: &holdfast_redis::Redis) -> Result<FsyncSupport
         })
     };
     let version = field("redis_version").unwrap_or_default();
+    if field("aof_enabled").as_deref() != Some("1") {
+        return Ok(FsyncSupport::No(format!(
+            "durability fsync needs the append-only file, and this Redis {version} runs without it (appendonly no); WAITAOF, which came with 7.2, needs it too"
+        )));
+    }
     let numbers: Vec<u32> = version.split('.').filter_map(|p| p.parse().ok()).collect();
     if numbers.len() >= 2 && (numbers[0], numbers[1]) >= (7, 2) {
         return Ok(FsyncSupport::WaitAof);
-    }
-    if field("aof_enabled").as_deref() != Some("1") {
-        return Ok(FsyncSupport::No(format!(
-            "durability fsync needs the append-only file: this Redis {version} runs without it (and has no WAITAOF, which came with 7.2)"
-        )));
     }
     let policy: Result<Vec<String>, RedisError> = redis
         .cmd(redis::cmd("CONFIG").arg("GET").arg("appendfsync"))

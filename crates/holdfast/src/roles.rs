@@ -102,6 +102,19 @@ impl Sink {
 }
 
 fn redis_config(args: &RedisArgs) -> RedisConfig {
+    if args.redis_url.is_none()
+        && args.redis_host.is_none()
+        && (args.redis_port.is_some()
+            || args.redis_username.is_some()
+            || args.redis_password.is_some()
+            || args.redis_db.is_some()
+            || args.redis_tls)
+    {
+        tracing::warn!(
+            "REDIS_PORT, REDIS_USERNAME, REDIS_PASSWORD, REDIS_DB or REDIS_TLS is set without REDIS_HOST: they are ignored, and {} is used",
+            RedisConfig::DEFAULT_URL
+        );
+    }
     let mut cfg = RedisConfig::new(args.url());
     cfg.tls = args.tls();
     cfg.enabled = args.redis_enabled;

@@ -121,7 +121,9 @@ pub(super) async fn read_partition<H: Handler>(
                 Err(err) => {
                     tracing::debug!(%err, %stream, "read failed");
                     conn = None;
-                    ctx.redis.report_connection_failure();
+                    // A demoted primary answers READONLY: the supervisor
+                    // then finds the new one (with Sentinel).
+                    ctx.redis.report_error(&RedisError::from_redis(err));
                     true
                 }
             }

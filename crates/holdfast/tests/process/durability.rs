@@ -99,8 +99,23 @@ async fn replicas_are_waited_for_and_the_level_reached_is_reported() {
         .unwrap();
     assert_eq!(record["durability"], "replicas:1", "{record}");
 
-    // More replicas than there are: the wait ends, the level reached says so.
-    let two = post(&client, port, "/jobs/weather", "replicas:2").await;
+    // More replicas than there are: the wait runs to its timeout (1 s) and
+    // the level reached says so; meanwhile other requests are not held up
+    // behind it.
+    let waiting = {
+        let client = client.clone();
+        tokio::spawn(async move { post(&client, port, "/jobs/weather", "replicas:2").await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let beside = post(&client, port, "/WeatherForecast/city", "none").await;
+    let beside_took = started.elapsed();
+    assert_eq!(beside.status(), StatusCode::OK);
+    assert!(
+        beside_took < Duration::from_millis(600),
+        "a call beside a durable wait took {beside_took:?}"
+    );
+    let two = waiting.await.expect("the durable job");
     assert_eq!(two.status(), StatusCode::ACCEPTED);
     assert_eq!(reached(&two), "replicas:1");
     let none = post(&client, port, "/WeatherForecast/city", "none").await;
