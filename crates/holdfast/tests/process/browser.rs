@@ -149,14 +149,7 @@ fn rows(value: &Value) -> Vec<(String, String, String)> {
         .collect()
 }
 
-const ROLES: [&str; 6] = [
-    "api",
-    "dashboard",
-    "exporter",
-    "ingress",
-    "worker",
-    "worker",
-];
+use crate::helpers::UP_ROLES as ROLES;
 
 /// Saves a screenshot when `HOLDFAST_SCREENSHOTS` names a directory.
 async fn screenshot(browser: &Client, name: &str) {

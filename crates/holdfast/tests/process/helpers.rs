@@ -414,6 +414,16 @@ impl IngressOnRedis {
     }
 }
 
+/// The roles of `holdfast up`'s registry entries, in the dashboard's order.
+pub const UP_ROLES: [&str; 6] = [
+    "api",
+    "dashboard",
+    "exporter",
+    "ingress",
+    "worker",
+    "worker",
+];
+
 /// `holdfast up` on free ports with its stdout piped: the command, its
 /// ingress admin port and its ingress port.
 pub fn up_command() -> (Command, u16, u16) {

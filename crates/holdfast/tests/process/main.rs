@@ -270,14 +270,7 @@ async fn holdfast_up_plays_chaos_from_its_dashboard_and_restarts_a_killed_worker
         .split_once("#token=")
         .expect("the link carries a token");
     let dashboard = dashboard.to_owned();
-    let roles = [
-        "api",
-        "dashboard",
-        "exporter",
-        "ingress",
-        "worker",
-        "worker",
-    ];
+    let roles = helpers::UP_ROLES;
     wait_for_state(
         &client,
         &dashboard,
