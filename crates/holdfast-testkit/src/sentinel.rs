@@ -45,28 +45,12 @@ impl TestSentinel {
         })
         .await
         .expect("the primary");
-        let replica = LocalRedis::start(LocalRedisOptions {
-            aof: true,
-            appendfsync: Some("always".into()),
-            extra_args: vec![
-                "--replicaof".into(),
-                "127.0.0.1".into(),
-                primary.port().to_string(),
-            ],
-            ..LocalRedisOptions::default()
-        })
-        .await
-        .expect("the replica");
-        wait_for(
-            Duration::from_secs(10),
-            "the replica's link to the primary",
-            || {
-                let url = replica.url();
-                async move {
-                    info(&url, "replication")
-                        .await
-                        .is_some_and(|text| text.contains("master_link_status:up"))
-                }
+        let replica = replica_of(
+            &primary,
+            LocalRedisOptions {
+                aof: true,
+                appendfsync: Some("always".into()),
+                ..LocalRedisOptions::default()
             },
         )
         .await;
@@ -164,6 +148,34 @@ impl TestSentinel {
 }
 
 use holdfast_redis::redis;
+
+/// A replica of `primary`, started with `options` (plus `--replicaof`),
+/// returned once its link to the primary is up.
+///
+/// # Panics
+/// When it cannot start or does not synchronise within 10 s.
+pub async fn replica_of(primary: &LocalRedis, mut options: LocalRedisOptions) -> LocalRedis {
+    options.extra_args.extend([
+        "--replicaof".into(),
+        "127.0.0.1".into(),
+        primary.port().to_string(),
+    ]);
+    let replica = LocalRedis::start(options).await.expect("the replica");
+    wait_for(
+        Duration::from_secs(10),
+        "the replica's link to the primary",
+        || {
+            let url = replica.url();
+            async move {
+                info(&url, "replication")
+                    .await
+                    .is_some_and(|text| text.contains("master_link_status:up"))
+            }
+        },
+    )
+    .await;
+    replica
+}
 
 async fn info(url: &str, section: &str) -> Option<String> {
     let client = redis::Client::open(url).ok()?;

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use holdfast_testkit::sentinel::replica_of;
 use holdfast_testkit::{LocalRedis, LocalRedisOptions};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -44,40 +45,10 @@ async fn replicas_are_waited_for_and_the_level_reached_is_reported() {
     let primary = LocalRedis::start(LocalRedisOptions::default())
         .await
         .expect("a primary");
-    let replica = LocalRedis::start(LocalRedisOptions {
-        extra_args: vec![
-            "--replicaof".into(),
-            "127.0.0.1".into(),
-            primary.port().to_string(),
-        ],
-        ..LocalRedisOptions::default()
-    })
-    .await
-    .expect("a replica");
+    let _replica = replica_of(&primary, LocalRedisOptions::default()).await;
     let _worker = spawn_worker(&client, &primary, "durable-worker", &[]).await;
     let ingress = spawn_ingress_with(&client, &primary, &[]).await;
     let port = ingress.port.expect("ingress port");
-    let give_up = Instant::now() + Duration::from_secs(10);
-    // The replica is useful once its link is up.
-    loop {
-        let info: String = holdfast_redis::redis::cmd("INFO")
-            .arg("replication")
-            .query_async(
-                &mut holdfast_redis::redis::Client::open(replica.url())
-                    .unwrap()
-                    .get_multiplexed_async_connection()
-                    .await
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        if info.contains("master_link_status:up") {
-            break;
-        }
-        assert!(Instant::now() < give_up, "the replica never synchronised");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-
     // Act and assert: a call and a job at replicas:1.
     let call = post(&client, port, "/WeatherForecast/city", "replicas:1").await;
     assert_eq!(call.status(), StatusCode::OK);
