@@ -16,11 +16,13 @@
 
 #![warn(missing_docs)]
 
+mod cluster;
 mod connect;
 mod error;
 pub mod local;
 mod supervisor;
 
+pub use cluster::Connection;
 pub use connect::{TlsOptions, redact};
 pub use error::RedisError;
 pub use supervisor::{ConnState, Redis, RedisConfig, RedisHealth, Transition};

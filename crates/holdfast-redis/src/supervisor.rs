@@ -16,20 +16,21 @@ use holdfast_core::{Deadline, metric_names};
 use holdfast_resilience::Tasks;
 use holdfast_resilience::backoff::Backoff;
 use holdfast_resilience::breaker::{BreakerConfig, CircuitBreaker};
-use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, FromRedisValue, RedisResult};
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::{Cluster, Connection};
 use crate::connect::{Sentinel, TlsOptions, describe, open_client};
 use crate::error::RedisError;
 
 /// How to reach Redis and how hard to try.
 #[derive(Clone)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS.
+    /// `redis://[user:password@]host:port[/db]`, `rediss://` for TLS,
+    /// `redis+sentinel://…` or `redis+cluster://…`.
     pub url: String,
     /// TLS settings of a `rediss://` URL.
     pub tls: TlsOptions,
@@ -187,6 +188,10 @@ struct Inner {
     target: RwLock<String>,
     /// Where the primary is asked for, with a `redis+sentinel://` URL.
     sentinel: Option<Sentinel>,
+    /// The seed nodes, with a `redis+cluster://` URL.
+    cluster: Option<Cluster>,
+    /// Which seed node [`Redis::connection_info`] names next (cluster).
+    next_seed: std::sync::atomic::AtomicUsize,
     /// Set by a command that met `READONLY` (a primary demoted under it):
     /// the supervisor then connects again, to the primary found anew.
     readonly: std::sync::atomic::AtomicBool,
@@ -195,7 +200,7 @@ struct Inner {
     /// Replaced when the supervisor resets a stuck connection.
     client: RwLock<Option<redis::Client>>,
     /// The shared connection; `None` while there is none.
-    conn: RwLock<Option<MultiplexedConnection>>,
+    conn: RwLock<Option<Connection>>,
     status: Mutex<Status>,
     state_tx: watch::Sender<ConnState>,
     breaker: CircuitBreaker,
@@ -234,11 +239,21 @@ impl Redis {
         } else {
             None
         };
-        let (client, target) = match (&sentinel, cfg.enabled) {
-            (_, false) => (None, String::new()),
+        let cluster = if cfg.enabled {
+            Cluster::parse(&cfg.url)?
+        } else {
+            None
+        };
+        if let Some(cluster) = &cluster {
+            // Settings errors (a TLS file) show at start, not at connect.
+            cluster.client(&cfg.tls, cfg.connect_timeout, cfg.command_timeout)?;
+        }
+        let (client, target) = match (&sentinel, &cluster, cfg.enabled) {
+            (_, _, false) => (None, String::new()),
             // The primary is found at each connect.
-            (Some(sentinel), true) => (None, sentinel.describe()),
-            (None, true) => {
+            (Some(sentinel), _, true) => (None, sentinel.describe()),
+            (None, Some(cluster), true) => (None, cluster.describe()),
+            (None, None, true) => {
                 let (client, target) = open_client(&cfg.url, &cfg.tls)?;
                 (Some(client), target)
             }
@@ -267,6 +282,8 @@ impl Redis {
             cfg,
             target: RwLock::new(target),
             sentinel,
+            cluster,
+            next_seed: std::sync::atomic::AtomicUsize::new(0),
             readonly: std::sync::atomic::AtomicBool::new(false),
             connected_to: RwLock::new(None),
             tasks,
@@ -388,7 +405,7 @@ impl Redis {
     /// the connection itself failed.
     pub async fn run<T, F, Fut>(&self, timeout: Duration, f: F) -> Result<T, RedisError>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let conn = self.inner.conn.read().expect("conn lock poisoned").clone();
@@ -471,9 +488,32 @@ impl Redis {
     pub async fn dedicated(
         &self,
         response_timeout: Option<Duration>,
-    ) -> Result<MultiplexedConnection, RedisError> {
+    ) -> Result<Connection, RedisError> {
         if self.state() != ConnState::Ready {
             return Err(self.unavailable());
+        }
+        if let Some(cluster) = &self.inner.cluster {
+            // A cluster connection of its own (one socket per node), with
+            // the response timeout this reader needs.
+            let response_timeout = response_timeout.unwrap_or(Duration::from_secs(24 * 3600));
+            let client = cluster.client(
+                &self.inner.cfg.tls,
+                self.inner.cfg.connect_timeout,
+                response_timeout,
+            )?;
+            return match tokio::time::timeout(
+                self.inner.cfg.connect_timeout * (1 + cluster.len() as u32),
+                client.get_async_connection(),
+            )
+            .await
+            {
+                Ok(Ok(conn)) => Ok(Connection::Cluster(conn)),
+                Ok(Err(err)) => {
+                    self.inner.wake.notify_one();
+                    Err(RedisError::from_redis(err))
+                }
+                Err(_) => Err(RedisError::Timeout(self.inner.cfg.connect_timeout)),
+            };
         }
         let client = self
             .inner
@@ -491,13 +531,48 @@ impl Redis {
         )
         .await
         {
-            Ok(Ok(conn)) => Ok(conn),
+            Ok(Ok(conn)) => Ok(Connection::Single(conn)),
             Ok(Err(err)) => {
                 self.inner.wake.notify_one();
                 Err(RedisError::from_redis(err))
             }
             Err(_) => Err(RedisError::Timeout(self.inner.cfg.connect_timeout)),
         }
+    }
+
+    /// Whether the URL names a Redis Cluster (`redis+cluster://`).
+    pub fn is_cluster(&self) -> bool {
+        self.inner.cluster.is_some()
+    }
+
+    /// Every key matching the `SCAN MATCH` pattern, up to `limit`: on the
+    /// one server, or on every primary of a cluster; keys may repeat.
+    pub async fn scan(
+        &self,
+        pattern: &str,
+        count: usize,
+        limit: usize,
+        timeout: Duration,
+    ) -> Result<Vec<String>, RedisError> {
+        self.run(timeout, |mut conn| async move {
+            conn.scan_all(pattern, count, limit).await
+        })
+        .await
+    }
+
+    /// `INFO` (or `INFO section`) of the one server, or of one primary of
+    /// a cluster, as text.
+    pub async fn info(&self, section: Option<&str>) -> Result<String, RedisError> {
+        let mut cmd = redis::cmd("INFO");
+        if let Some(section) = section {
+            cmd.arg(section);
+        }
+        let cmd = &cmd;
+        self.run(self.inner.cfg.command_timeout, |mut conn| async move {
+            let text: String = redis::from_redis_value(conn.on_any_node(cmd).await?)?;
+            Ok(text)
+        })
+        .await
     }
 
     /// Tells the supervisor that a dedicated connection failed, so it checks
@@ -522,6 +597,17 @@ impl Redis {
     /// (a RESP3 subscriber). `None` before the first connect with Sentinel,
     /// or when disabled.
     pub fn connection_info(&self) -> Option<redis::ConnectionInfo> {
+        if let Some(cluster) = &self.inner.cluster {
+            // Any node hears a cluster's PUBLISH: each call names the next
+            // seed node, so a subscriber that lost one tries another.
+            let index = self
+                .inner
+                .next_seed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return open_client(&cluster.node_url(index), &self.inner.cfg.tls)
+                .ok()
+                .map(|(client, _)| client.get_connection_info().clone());
+        }
         self.inner
             .client
             .read()
@@ -601,8 +687,32 @@ impl Inner {
     /// and why it was made (`connected`, or `failover: A -> B` when Sentinel
     /// named another primary than the last one), or why it failed: a code
     /// and a sentence naming the address.
-    async fn connect(&self) -> Result<(MultiplexedConnection, String), (&'static str, String)> {
+    async fn connect(&self) -> Result<(Connection, String), (&'static str, String)> {
         let mut reason = "connected".to_owned();
+        if let Some(cluster) = &self.cluster {
+            let target = self.target();
+            let fail = |err: redis::RedisError| describe(&err, &target);
+            let client = cluster
+                .client(
+                    &self.cfg.tls,
+                    self.cfg.connect_timeout,
+                    self.cfg.command_timeout.max(Duration::from_secs(5)),
+                )
+                .map_err(|err| ("config", err.to_string()))?;
+            let mut conn = Connection::Cluster(client.get_async_connection().await.map_err(fail)?);
+            // Every primary must answer: a slot without one is not served.
+            redis::cmd("PING")
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(fail)?;
+            let scripts = self.scripts.lock().expect("scripts lock poisoned").clone();
+            for script in scripts {
+                if let Err(err) = script.load_async(&mut conn).await {
+                    tracing::debug!(%err, "script not preloaded");
+                }
+            }
+            return Ok((conn, reason));
+        }
         if let Some(sentinel) = &self.sentinel {
             let (host, port) = sentinel
                 .resolve(&self.cfg.tls, self.cfg.connect_timeout)
@@ -625,10 +735,12 @@ impl Inner {
             .set_response_timeout(Some(self.cfg.command_timeout.max(Duration::from_secs(5))));
         let target = self.target();
         let fail = |err: redis::RedisError| describe(&err, &target);
-        let mut conn = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(fail)?;
+        let mut conn = Connection::Single(
+            client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+                .map_err(fail)?,
+        );
         redis::cmd("PING")
             .query_async::<()>(&mut conn)
             .await
@@ -684,7 +796,8 @@ async fn supervise(inner: Arc<Inner>, shutdown: CancellationToken) {
         // With Sentinel each sentinel may take a connect timeout before the
         // next is asked, then the primary its own.
         let bound = inner.cfg.connect_timeout
-            * (1 + inner.sentinel.as_ref().map_or(0, Sentinel::count) as u32);
+            * (1 + inner.sentinel.as_ref().map_or(0, Sentinel::count) as u32)
+            + inner.cfg.connect_timeout * inner.cluster.as_ref().map_or(0, Cluster::len) as u32;
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = tokio::time::timeout(bound, inner.connect()) => r,
@@ -757,6 +870,7 @@ fn on_connect_failure(
         // something the client cached (a resolved address, a TLS session):
         // start over with a fresh client and a fresh backoff.
         if inner.sentinel.is_none()
+            && inner.cluster.is_none()
             && let Ok((client, _)) = open_client(&inner.cfg.url, &inner.cfg.tls)
         {
             *inner.client.write().expect("client lock poisoned") = Some(client);
@@ -772,7 +886,7 @@ fn on_connect_failure(
 /// Returns why the connection is considered lost, or when shutdown begins.
 async fn watch_connection(
     inner: &Inner,
-    conn: MultiplexedConnection,
+    conn: Connection,
     shutdown: &CancellationToken,
 ) -> &'static str {
     let ping_timeout = inner.cfg.health_interval.max(Duration::from_millis(200)) * 2;

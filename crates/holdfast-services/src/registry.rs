@@ -183,25 +183,17 @@ pub fn register(redis: &Redis, keys: &Keys, instance: Instance, tasks: &Tasks) -
 /// Redis did not answer.
 pub async fn instances(redis: &Redis, keys: &Keys) -> Result<Vec<Instance>, RedisError> {
     let pattern = keys.instance_pattern();
-    let mut names: Vec<String> = Vec::new();
-    let mut cursor = "0".to_owned();
-    loop {
-        let page: (String, Vec<String>) = redis
-            .cmd(
-                redis::cmd("SCAN")
-                    .arg(&cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(SCAN_COUNT),
-            )
-            .await?;
-        names.extend(page.1);
-        cursor = page.0;
-        if cursor == "0" || names.len() >= MAX_INSTANCES {
-            break;
-        }
-    }
+    // On every primary of a cluster.
+    let mut names = redis
+        .scan(
+            &pattern,
+            SCAN_COUNT,
+            MAX_INSTANCES,
+            redis.config().command_timeout,
+        )
+        .await?;
+    names.sort_unstable();
+    names.dedup();
     names.truncate(MAX_INSTANCES);
     if names.is_empty() {
         return Ok(Vec::new());

@@ -665,7 +665,7 @@ pub enum FsyncSupport {
 /// What `INFO` and `CONFIG GET appendfsync` say of fsync on this server.
 pub async fn fsync_support(redis: &holdfast_redis::Redis) -> Result<FsyncSupport, RedisError> {
     // One section per INFO call before Redis 7.0: ask for everything.
-    let info: String = redis.cmd(&redis::cmd("INFO")).await?;
+    let info: String = redis.info(None).await?;
     let field = |name: &str| {
         info.lines().find_map(|l| {
             l.trim_end()

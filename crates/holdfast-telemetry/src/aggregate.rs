@@ -229,31 +229,14 @@ pub async fn read(redis: &Redis, prefix: &str) -> Result<Snapshot, RedisError> {
     redis.register_script(&READ);
     let root = layout::root(prefix);
     let pattern = format!("{}*", glob_escape(&root));
-    let mut keys: Vec<String> = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, batch): (u64, Vec<Vec<u8>>) = redis
-            .cmd(
-                redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(SCAN_COUNT),
-            )
-            .await?;
-        for key in batch {
-            match String::from_utf8(key) {
-                Ok(key) if is_data_key(&key[root.len()..]) => keys.push(key),
-                Ok(_) => {}
-                Err(_) => tracing::debug!("skipping a metrics key that is not UTF-8"),
-            }
-        }
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
+    // Every metrics key shares one hash tag, so on a cluster they live on
+    // one primary; `scan` visits every primary all the same.
+    let mut keys: Vec<String> = redis
+        .scan(&pattern, SCAN_COUNT, usize::MAX, SCRAPE_TIMEOUT)
+        .await?
+        .into_iter()
+        .filter(|key| key.starts_with(&root) && is_data_key(&key[root.len()..]))
+        .collect();
     // SCAN may return a key more than once.
     keys.sort_unstable();
     keys.dedup();
@@ -314,7 +297,7 @@ fn glob_escape(text: &str) -> String {
     out
 }
 
-/// Folds one hash (`rest` is the key after `P:metrics:`) into the snapshot.
+/// Folds one hash (`rest` is the key after `P:{metrics}:`) into the snapshot.
 fn absorb(snapshot: &mut Snapshot, rest: &str, fields: Vec<Vec<u8>>) {
     let mut pairs = Vec::with_capacity(fields.len() / 2);
     let mut iter = fields.into_iter();

@@ -5,11 +5,11 @@
 //!
 //! | key                      | type   | fields → values                                   | TTL |
 //! |--------------------------|--------|---------------------------------------------------|-----|
-//! | `P:metrics:c:{name}`     | hash   | `{labels}` → counter total (`HINCRBY`)            | `ttl`, refreshed by every flush |
-//! | `P:metrics:h:{name}`     | hash   | `{le}\|{labels}` → count in that bucket (non-cumulative; `le` is `0.005`, …, `+Inf`), `count\|{labels}`, `sum\|{labels}` (`HINCRBYFLOAT`) | `ttl` |
-//! | `P:metrics:g:{instance}` | hash   | `{name}{{labels}}` → current gauge value (`HSET`, whole hash replaced per flush) | `gauge_ttl` |
-//! | `P:metrics:help`         | hash   | `{name}` → help text                              | `ttl` |
-//! | `P:metrics:seq:{instance}` | string | `{epoch}:{seq}` of the last applied flush      | `ttl` |
+//! | `P:{metrics}:c:{name}`     | hash   | `{labels}` → counter total (`HINCRBY`)            | `ttl`, refreshed by every flush |
+//! | `P:{metrics}:h:{name}`     | hash   | `{le}\|{labels}` → count in that bucket (non-cumulative; `le` is `0.005`, …, `+Inf`), `count\|{labels}`, `sum\|{labels}` (`HINCRBYFLOAT`) | `ttl` |
+//! | `P:{metrics}:g:{instance}` | hash   | `{name}{{labels}}` → current gauge value (`HSET`, whole hash replaced per flush) | `gauge_ttl` |
+//! | `P:{metrics}:help`         | hash   | `{name}` → help text                              | `ttl` |
+//! | `P:{metrics}:seq:{instance}` | string | `{epoch}:{seq}` of the last applied flush      | `ttl` |
 //!
 //! `{labels}` is the label set in Prometheus form, sorted by label name,
 //! values escaped: `outcome="ok",topic="orders"` (empty without labels).
@@ -19,29 +19,29 @@
 pub(crate) use crate::exposition::format_value;
 use crate::exposition::write_labels;
 
-/// `P:metrics:` for a prefix.
+/// `P:{metrics}:` for a prefix.
 pub(crate) fn root(prefix: &str) -> String {
-    format!("{prefix}:metrics:")
+    format!("{prefix}:{{metrics}}:")
 }
 
 pub(crate) fn counter_key(prefix: &str, name: &str) -> String {
-    format!("{prefix}:metrics:c:{name}")
+    format!("{prefix}:{{metrics}}:c:{name}")
 }
 
 pub(crate) fn histogram_key(prefix: &str, name: &str) -> String {
-    format!("{prefix}:metrics:h:{name}")
+    format!("{prefix}:{{metrics}}:h:{name}")
 }
 
 pub(crate) fn gauge_key(prefix: &str, instance: &str) -> String {
-    format!("{prefix}:metrics:g:{instance}")
+    format!("{prefix}:{{metrics}}:g:{instance}")
 }
 
 pub(crate) fn help_key(prefix: &str) -> String {
-    format!("{prefix}:metrics:help")
+    format!("{prefix}:{{metrics}}:help")
 }
 
 pub(crate) fn seq_key(prefix: &str, instance: &str) -> String {
-    format!("{prefix}:metrics:seq:{instance}")
+    format!("{prefix}:{{metrics}}:seq:{instance}")
 }
 
 /// Renders label pairs as `a="x",b="y"` (in the given order), escaped as

@@ -7,18 +7,18 @@
 //! See the table in the crate's `layout` module, repeated here. With
 //! prefix `P` (default `hf`):
 //!
-//! - `P:metrics:c:{name}`: hash, field `{labels}` → counter total, summed
+//! - `P:{metrics}:c:{name}`: hash, field `{labels}` → counter total, summed
 //!   over every instance (`HINCRBY` of deltas).
-//! - `P:metrics:h:{name}`: hash, fields `{le}|{labels}` (non-cumulative
+//! - `P:{metrics}:h:{name}`: hash, fields `{le}|{labels}` (non-cumulative
 //!   bucket count, `le` is a bound such as `0.005` or `+Inf`),
 //!   `count|{labels}` and `sum|{labels}` (`HINCRBYFLOAT`), summed over every
 //!   instance.
-//! - `P:metrics:g:{instance}`: hash, field `{name}{{labels}}` → the
+//! - `P:{metrics}:g:{instance}`: hash, field `{name}{{labels}}` → the
 //!   instance's current gauge value; the whole hash is replaced by each
 //!   flush and expires after `gauge_ttl`, so a dead instance's gauges
 //!   vanish.
-//! - `P:metrics:help`: hash, `{name}` → help text.
-//! - `P:metrics:seq:{instance}`: string `{epoch}:{seq}`, the last flush
+//! - `P:{metrics}:help`: hash, `{name}` → help text.
+//! - `P:{metrics}:seq:{instance}`: string `{epoch}:{seq}`, the last flush
 //!   applied for this instance (see below).
 //!
 //! `{labels}` is the Prometheus form of the label set, sorted by name, with
@@ -33,7 +33,7 @@
 //! confirmed the flush, so a failed flush (Redis down) leaves its deltas for
 //! the next success. When the reply is lost (a timeout after Redis applied
 //! the flush), the same batch is sent again with the same sequence number:
-//! the flush script compares it with `P:metrics:seq:{instance}` and skips a
+//! the flush script compares it with `P:{metrics}:seq:{instance}` and skips a
 //! batch it already applied. The epoch, random per flusher, keeps a
 //! restarted process that reuses an instance id from being mistaken for a
 //! retry. Memory stays bounded: one baseline entry per series and at most
@@ -111,7 +111,7 @@ return {1, errors}
 /// Where and how often the sink flushes.
 #[derive(Clone, Debug)]
 pub struct SinkConfig {
-    /// Key prefix (`hf`): keys are `{prefix}:metrics:...`.
+    /// Key prefix (`hf`): keys are `{prefix}:{metrics}:...` (one hash tag: one Cluster slot).
     pub prefix: String,
     /// Time between flushes (default 5 s).
     pub interval: Duration,

@@ -24,6 +24,7 @@
 //! - `prometheus` (feature `prometheus`): samples of Prometheus text and
 //!   the check with Python's reference parser;
 //! - [`sentinel`]: a primary, a replica and three sentinels;
+//! - [`cluster`]: a Redis Cluster of three primaries with a replica each;
 //! - `tls` (feature `tls`): a CA, server and client certificates made for
 //!   one test, for TLS redis-servers;
 //! - `roles` (feature `roles`): the api, ingress, worker and exporter roles
@@ -33,6 +34,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cluster;
 #[cfg(feature = "db")]
 pub mod db;
 #[cfg(feature = "http")]

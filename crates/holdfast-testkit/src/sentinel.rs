@@ -222,7 +222,7 @@ fn collect_texts(value: &redis::Value, out: &mut Vec<String>) {
     }
 }
 
-async fn wait_for<F, Fut>(within: Duration, what: &str, mut check: F)
+pub(crate) async fn wait_for<F, Fut>(within: Duration, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -231,7 +231,7 @@ where
     while !check().await {
         assert!(
             tokio::time::Instant::now() < give_up,
-            "sentinel setup: {what} did not happen within {within:?}"
+            "test setup: {what} did not happen within {within:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -361,7 +361,7 @@ async fn essentials(redis: &Redis, now_unix_ms: u64) -> Option<RedisEssentials> 
     if redis.state() != holdfast_redis::ConnState::Ready {
         return None;
     }
-    let text: String = tokio::time::timeout(HEALTH_TIMEOUT, redis.cmd(&redis::cmd("INFO")))
+    let text: String = tokio::time::timeout(HEALTH_TIMEOUT, redis.info(None))
         .await
         .ok()?
         .ok()?;

@@ -66,36 +66,23 @@ impl Scraper {
         // The semaphore is never closed, so acquiring cannot fail.
         let _permit = self.scrapes.acquire().await;
         let started = Instant::now();
-        let timeout = self.redis.config().command_timeout;
         let pattern = self.keys.request_stream_pattern();
         let mut out = Exposition::default();
 
-        let mut first = redis::pipe();
-        first.ignore_errors().cmd("INFO");
-        if self.topics.is_none() {
-            first
-                .cmd("SCAN")
-                .arg(0)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(SCAN_COUNT);
-        }
-        let replies: Vec<Value> = match self.redis.pipe(&first, timeout).await {
-            Ok(replies) => replies,
+        // INFO answers whether Redis is there at all (on a cluster, one
+        // primary's INFO).
+        let info = match self.redis.info(None).await {
+            Ok(info) => info,
             Err(err) => {
                 tracing::debug!(error = %err, "redis did not answer the scrape");
                 gauge(&mut out, names::EXPORTER_REDIS_UP, 0.0);
                 return out.into_text();
             }
         };
-        let mut replies = replies.into_iter();
-        let info = replies.next();
-        let first_scan = replies.next();
 
         let (aggregates, topics) = tokio::join!(
             scrape_aggregates(&self.redis, self.keys.prefix()),
-            self.topic_figures(first_scan, &pattern)
+            self.topic_figures(&pattern)
         );
 
         let mut success = Vec::new();
@@ -112,10 +99,7 @@ impl Scraper {
             }
         }
         gauge(&mut out, names::EXPORTER_REDIS_UP, 1.0);
-        match info.as_ref().and_then(text_of) {
-            Some(info) => render_info(&mut out, &Info::parse(&info)),
-            None => tracing::warn!("redis answered INFO with an error; its figures are missing"),
-        }
+        render_info(&mut out, &Info::parse(&info));
         if let Some(topics) = part(&mut success, "topics", topics, "the topic streams") {
             render_topics(&mut out, &topics);
         }
@@ -127,12 +111,8 @@ impl Scraper {
     }
 
     /// The partitions to report, sorted: named ones, or those discovered by
-    /// `SCAN`, starting from the first page the caller already fetched.
-    async fn partitions(
-        &self,
-        first_scan: Option<Value>,
-        pattern: &str,
-    ) -> Result<Vec<Partition>, RedisError> {
+    /// `SCAN` (on every primary of a cluster).
+    async fn partitions(&self, pattern: &str) -> Result<Vec<Partition>, RedisError> {
         let mut found: Vec<(String, u16)> = Vec::new();
         if let Some(topics) = &self.topics {
             for topic in topics {
@@ -141,37 +121,19 @@ impl Scraper {
                 }
             }
         } else {
-            let mut page = first_scan;
-            loop {
-                let (cursor, keys) = match page.as_ref().map(scan_page) {
-                    Some(Some(parsed)) => parsed,
-                    _ => {
-                        return Err(RedisError::Server(redis::RedisError::from((
-                            redis::ErrorKind::UnexpectedReturnType,
-                            "SCAN answered with something other than a page",
-                        ))));
-                    }
-                };
-                for key in keys {
-                    if let Some((topic, partition)) = self.keys.parse_request_stream(&key) {
-                        found.push((topic.to_owned(), partition));
-                    }
+            let keys = self
+                .redis
+                .scan(
+                    pattern,
+                    SCAN_COUNT,
+                    MAX_PARTITIONS + 1,
+                    self.redis.config().command_timeout,
+                )
+                .await?;
+            for key in keys {
+                if let Some((topic, partition)) = self.keys.parse_request_stream(&key) {
+                    found.push((topic.to_owned(), partition));
                 }
-                if cursor == "0" || found.len() >= MAX_PARTITIONS {
-                    break;
-                }
-                page = Some(
-                    self.redis
-                        .cmd(
-                            redis::cmd("SCAN")
-                                .arg(&cursor)
-                                .arg("MATCH")
-                                .arg(pattern)
-                                .arg("COUNT")
-                                .arg(SCAN_COUNT),
-                        )
-                        .await?,
-                );
             }
         }
         // SCAN may return a key more than once.
@@ -198,10 +160,9 @@ impl Scraper {
 
     async fn topic_figures(
         &self,
-        first_scan: Option<Value>,
         pattern: &str,
     ) -> Result<Vec<(Partition, PartitionFigures)>, RedisError> {
-        let partitions = self.partitions(first_scan, pattern).await?;
+        let partitions = self.partitions(pattern).await?;
         if partitions.is_empty() {
             return Ok(Vec::new());
         }
@@ -257,19 +218,6 @@ fn part<T>(
             None
         }
     }
-}
-
-/// The cursor and keys of a `SCAN` reply.
-pub(super) fn scan_page(v: &Value) -> Option<(String, Vec<String>)> {
-    let Value::Array(parts) = v else {
-        return None;
-    };
-    let cursor = text_of(parts.first()?)?;
-    let keys = match parts.get(1)? {
-        Value::Array(keys) => keys.iter().filter_map(text_of).collect(),
-        _ => return None,
-    };
-    Some((cursor, keys))
 }
 
 /// The millisecond part of a stream entry id.

@@ -245,7 +245,7 @@ async fn health_is_served_next_to_metrics_and_ready_even_with_redis_down() {
 async fn flushed_aggregates_are_served_with_the_redis_and_topic_figures_as_one_valid_exposition() {
     let app = spawn_exporter(|_| {}).await;
     // What a role's sink writes for a counter (layout in holdfast-telemetry).
-    let counter = format!("{}:metrics:c:holdfast_calls_total", app.keys.prefix());
+    let counter = format!("{}:{{metrics}}:c:holdfast_calls_total", app.keys.prefix());
     app.cmd(&["HSET", &counter, "outcome=\"ok\",topic=\"orders\"", "3"])
         .await;
     let orders = Topic::parse("orders").unwrap();

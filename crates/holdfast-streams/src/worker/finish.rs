@@ -230,24 +230,48 @@ async fn flush(redis: &Redis, cfg: &WorkerConfig, batch: &[Completion]) {
             .ignore();
     }
     let all: Vec<&Completion> = batch.iter().collect();
-    add_settle(&mut pipe, cfg, &all);
-    let backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+    // On a cluster the answers and the acknowledgements live on different
+    // nodes, and a split pipeline runs its parts side by side: the
+    // acknowledgements then go second, so no entry is acknowledged before
+    // its answer is written. One server runs a pipeline in order.
+    let mut settle = redis::pipe();
+    if redis.is_cluster() {
+        add_settle(&mut settle, cfg, &all);
+    } else {
+        add_settle(&mut pipe, cfg, &all);
+    }
     let timeout = redis.config().command_timeout.max(Duration::from_secs(2));
     // Past the claim timeout another worker may take the entries anyway.
     let give_up = Instant::now() + cfg.claim_timeout;
+    let written = write(redis, &pipe, timeout, give_up).await
+        && (settle.is_empty() || write(redis, &settle, timeout, give_up).await);
+    if written {
+        return;
+    }
+    tracing::warn!(
+        count = batch.len(),
+        "could not write outcomes; the entries stay pending and will be delivered again"
+    );
+}
+
+/// Writes one pipeline, retrying a lost connection until `give_up`;
+/// whether it was written (a command the server refused counts as written:
+/// the others ran, and sending it again would not help).
+async fn write(redis: &Redis, pipe: &redis::Pipeline, timeout: Duration, give_up: Instant) -> bool {
+    let backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
     let mut attempt = 0;
     loop {
-        let err = match redis.pipe::<()>(&pipe, timeout).await {
-            Ok(()) => return,
+        let err = match redis.pipe::<()>(pipe, timeout).await {
+            Ok(()) => return true,
             Err(RedisError::Server(err)) => {
                 tracing::warn!(%err, "a command of the batch was refused; the others ran");
-                return;
+                return true;
             }
             Err(err) => err,
         };
         let left = give_up.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            break;
+            return false;
         }
         tracing::debug!(%err, attempt, "batch write failed; retrying");
         match err {
@@ -259,8 +283,4 @@ async fn flush(redis: &Redis, cfg: &WorkerConfig, batch: &[Completion]) {
         }
         attempt += 1;
     }
-    tracing::warn!(
-        count = batch.len(),
-        "could not write outcomes; the entries stay pending and will be delivered again"
-    );
 }
