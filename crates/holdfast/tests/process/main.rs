@@ -6,6 +6,7 @@
 
 mod acl;
 mod browser;
+mod cluster;
 mod dashboard;
 mod durability;
 mod helpers;
