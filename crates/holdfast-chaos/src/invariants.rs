@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use holdfast_core::{Keys, Topic};
 use holdfast_load::LoadReport;
+use holdfast_redis::{Redis, RedisConfig};
 use serde_json::Value;
 
 use crate::report::{Compare, FaultWindow, InvariantResult, LoadSeries};
-use crate::scenario::Durability;
 
 /// A second counts as recovered when every load answered at least this
 /// share of its rate without errors.
@@ -49,18 +49,39 @@ fn judged(
     }
 }
 
-/// `accepted_jobs_lost`: reads the status of every job answered 202 (`ids`,
-/// through the ingress) until each is final or `settle` has passed. A job
-/// is lost when its record is gone or it never finished. Held to 0 when
-/// `durability` promises no loss; otherwise reported only.
+/// `accepted_jobs_lost`: reads the status of every job answered 202 (`jobs`:
+/// each id with the durability its answer reported, through the ingress)
+/// until each is final or `settle` has passed. A job is lost when its
+/// record is gone or it never finished. Held to 0 when the stack promises
+/// no loss (`strict`); otherwise reported only. With `promised` (a level
+/// such as `replicas:1`), the promise covers only the jobs whose answer
+/// reported that level; the others (their wait timed out) are counted
+/// apart. `durability` says how durable the stack was, in words.
 pub async fn accepted_jobs_lost(
     ingress: &str,
-    ids: Vec<String>,
+    jobs: Vec<(String, String)>,
     settle: Duration,
-    durability: Durability,
+    strict: bool,
+    durability: &str,
+    promised: Option<&str>,
 ) -> InvariantResult {
-    let tally = settle_jobs(ingress, ids, settle).await;
-    let strict = durability.promises_no_loss();
+    let (covered, below): (Vec<_>, Vec<_>) = jobs
+        .into_iter()
+        .partition(|(_, reached)| promised.is_none_or(|level| reached == level));
+    let ids = |jobs: Vec<(String, String)>| jobs.into_iter().map(|(id, _)| id).collect();
+    let (tally, below) = tokio::join!(
+        settle_jobs(ingress, ids(covered), settle),
+        settle_jobs(ingress, ids(below), settle)
+    );
+    let below_text = match promised {
+        Some(level) if below.accepted > 0 => format!(
+            "; {} more accepted below {level} (the wait timed out), {} of them lost",
+            below.accepted,
+            below.lost()
+        ),
+        Some(level) => format!("; every job reached {level}"),
+        None => String::new(),
+    };
     judged(
         "accepted_jobs_lost",
         tally.lost() as f64,
@@ -68,10 +89,11 @@ pub async fn accepted_jobs_lost(
         if strict { 0.0 } else { tally.accepted as f64 },
         "count",
         format!(
-            "{} jobs accepted (202); {} done, {} failed, {} expired, {} dead-lettered, {} \
-             unknown (record gone), {} never finished within {:?} after the load. \
-             Durability: appendfsync {}{}",
+            "{} jobs accepted (202){}; {} done, {} failed, {} expired, {} dead-lettered, {} \
+             unknown (record gone), {} never finished within {:?} after the load{}. \
+             Durability: {}{}",
             tally.accepted,
+            promised.map(|l| format!(" at {l}")).unwrap_or_default(),
             tally.done,
             tally.failed,
             tally.expired,
@@ -79,7 +101,8 @@ pub async fn accepted_jobs_lost(
             tally.missing,
             tally.pending,
             settle,
-            durability.as_str(),
+            below_text,
+            durability,
             if strict {
                 ""
             } else {
@@ -291,6 +314,9 @@ impl JobTally {
 
 /// Reads every job's status until each is final or `settle` has passed.
 async fn settle_jobs(ingress: &str, ids: Vec<String>, settle: Duration) -> JobTally {
+    if ids.is_empty() {
+        return JobTally::default();
+    }
     let client = reqwest::Client::new();
     let give_up = Instant::now() + settle;
     let mut tally = JobTally {
@@ -376,33 +402,45 @@ struct Effects {
 }
 
 async fn read_effects(redis_url: &str) -> Effects {
+    // A supervised handle: any URL form the roles take (one server,
+    // Sentinel, Cluster).
+    let stop = tokio_util::sync::CancellationToken::new();
+    let Ok(redis) = Redis::start(RedisConfig::new(redis_url), stop.clone()) else {
+        return Effects::default();
+    };
     let read = async {
-        let client = redis::Client::open(redis_url)?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
+        if !redis.wait_ready(LEDGER_READ_TIMEOUT).await {
+            return None;
+        }
         // The stack runs the roles with the default prefix and topic.
         let keys = Keys::default();
         let topic = Topic::parse("weather").expect("a valid topic name");
-        let counts: Vec<u64> = redis::cmd("HVALS")
-            .arg(keys.effects_applied(&topic))
-            .query_async(&mut conn)
-            .await?;
-        let absorbed: Option<u64> = redis::cmd("HGET")
-            .arg(keys.effects_stats(&topic))
-            .arg("absorbed")
-            .query_async(&mut conn)
-            .await?;
-        Ok::<_, redis::RedisError>(Effects {
+        let counts: Vec<u64> = redis
+            .cmd(redis::cmd("HVALS").arg(keys.effects_applied(&topic)))
+            .await
+            .ok()?;
+        let absorbed: Option<u64> = redis
+            .cmd(
+                redis::cmd("HGET")
+                    .arg(keys.effects_stats(&topic))
+                    .arg("absorbed"),
+            )
+            .await
+            .ok()?;
+        Some(Effects {
             read: true,
             applied: counts.len() as u64,
             duplicated: counts.iter().filter(|&&c| c > 1).count() as u64,
             absorbed: absorbed.unwrap_or(0),
         })
     };
-    tokio::time::timeout(LEDGER_READ_TIMEOUT, read)
+    let effects = tokio::time::timeout(LEDGER_READ_TIMEOUT * 2, read)
         .await
         .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default()
+        .flatten()
+        .unwrap_or_default();
+    stop.cancel();
+    effects
 }
 
 #[cfg(test)]

@@ -51,6 +51,14 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ),
     ("slow-redis", include_str!("../scenarios/slow-redis.toml")),
     ("worker-kill", include_str!("../scenarios/worker-kill.toml")),
+    (
+        "sentinel-failover",
+        include_str!("../scenarios/sentinel-failover.toml"),
+    ),
+    (
+        "cluster-primary-kill",
+        include_str!("../scenarios/cluster-primary-kill.toml"),
+    ),
     ("db-down", include_str!("../scenarios/db-down.toml")),
     ("soak", include_str!("../scenarios/soak.toml")),
 ];
@@ -147,6 +155,32 @@ impl Durability {
     }
 }
 
+/// Which Redis deployment the stack runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Topology {
+    /// One redis-server.
+    #[default]
+    Single,
+    /// A primary, a replica and three sentinels; the roles on
+    /// `redis+sentinel://`.
+    Sentinel,
+    /// Three primaries with a replica each; the roles on
+    /// `redis+cluster://`.
+    Cluster,
+}
+
+impl Topology {
+    /// As written in the scenario.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Topology::Single => "single",
+            Topology::Sentinel => "sentinel",
+            Topology::Cluster => "cluster",
+        }
+    }
+}
+
 /// The stack: Redis, workers, the ingress and the api.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -155,6 +189,14 @@ pub struct StackSpec {
     pub workers: usize,
     /// Redis persistence.
     pub durability: Durability,
+    /// The Redis deployment: `single` (default), `sentinel` or `cluster`.
+    /// Every server of a topology runs with `appendfsync always`.
+    pub topology: Topology,
+    /// Durability of every call and job through the ingress: `none`,
+    /// `fsync` or `replicas:N` (its `--durability`).
+    pub request_durability: holdfast_core::Durability,
+    /// Partitions of the topic, on callers and workers alike.
+    pub partitions: u16,
     /// Password Redis starts with (`redis_password` faults change it).
     pub redis_password: Option<String>,
     /// Put a fault proxy between every role and Redis.
@@ -175,11 +217,42 @@ pub struct StackSpec {
     pub processing_time: Duration,
 }
 
+impl StackSpec {
+    /// Whether no accepted job may be lost: one server with `appendfsync
+    /// always`, or a replicated topology where every request waits for a
+    /// replica (`replicas:1` or more), since a failover keeps only what
+    /// reached the replica.
+    pub fn promises_no_loss(&self) -> bool {
+        match self.topology {
+            Topology::Single => self.durability.promises_no_loss(),
+            Topology::Sentinel | Topology::Cluster => matches!(
+                self.request_durability,
+                holdfast_core::Durability::Replicas(n) if n >= 1
+            ),
+        }
+    }
+
+    /// What the durability is, in words for a report.
+    pub fn durability_text(&self) -> String {
+        match self.topology {
+            Topology::Single => format!("appendfsync {}", self.durability.as_str()),
+            topology => format!(
+                "{} topology, appendfsync always, requests at {}",
+                topology.as_str(),
+                self.request_durability
+            ),
+        }
+    }
+}
+
 impl Default for StackSpec {
     fn default() -> Self {
         Self {
             workers: 2,
             durability: Durability::Always,
+            topology: Topology::Single,
+            request_durability: holdfast_core::Durability::None,
+            partitions: 1,
             redis_password: None,
             redis_proxy: false,
             database: "sqlite".into(),
@@ -369,6 +442,16 @@ impl Scenario {
             step.action
                 .check_stack(&step.label(), &self.stack)
                 .or_else(fail)?;
+        }
+        if self.stack.topology != Topology::Single {
+            if self.stack.redis_proxy || self.stack.redis_password.is_some() {
+                return fail(format!(
+                    "a {} topology has no redis proxy and no password of its own",
+                    self.stack.topology.as_str()
+                ));
+            }
+        } else if self.stack.partitions == 0 {
+            return fail("partitions must be at least 1".into());
         }
         if self.stack.database_proxy && self.stack.database == "sqlite" {
             return fail("an SQLite file cannot sit behind a proxy; use postgres or mysql".into());

@@ -20,10 +20,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use holdfast_redis::local::{LocalRedis, LocalRedisOptions};
+use holdfast_redis::local_topology::{LocalCluster, LocalSentinel};
 use tokio::process::{Child, Command};
 
 use crate::proxy::Proxy;
-use crate::scenario::{Durability, StackSpec};
+use crate::scenario::{Durability, StackSpec, Topology};
 
 /// Longest wait for a role to answer `/health/ready` at start.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -75,6 +76,8 @@ pub struct RoleRedis {
     pub url: String,
     /// `false` runs the role without Redis (`REDIS_ENABLED=false`).
     pub enabled: bool,
+    /// Partitions of every topic (callers and workers must agree).
+    pub partitions: u16,
 }
 
 /// A worker of the stack; what is not named keeps the role's default.
@@ -102,6 +105,8 @@ pub struct WorkerLaunch {
 pub struct IngressLaunch {
     /// Its Redis.
     pub redis: RoleRedis,
+    /// Durability of every request that names none.
+    pub durability: holdfast_core::Durability,
     /// Its metrics sink.
     pub metrics: Option<RoleMetrics>,
     /// The public listener.
@@ -479,11 +484,41 @@ impl Role {
     }
 }
 
+/// A replicated Redis of the stack's own.
+pub enum LocalTopology {
+    /// A primary, a replica and three sentinels (boxed: two servers' worth
+    /// of state against the cluster's one vector).
+    Sentinel(Box<LocalSentinel>),
+    /// Three primaries with a replica each.
+    Cluster(LocalCluster),
+}
+
+impl LocalTopology {
+    /// The URL the roles connect with.
+    pub fn url(&self) -> String {
+        match self {
+            LocalTopology::Sentinel(setup) => setup.url(),
+            LocalTopology::Cluster(cluster) => cluster.url(),
+        }
+    }
+
+    /// The pid of every process that runs.
+    pub fn pids(&self) -> Vec<u32> {
+        match self {
+            LocalTopology::Sentinel(setup) => setup.pids(),
+            LocalTopology::Cluster(cluster) => cluster.pids(),
+        }
+    }
+}
+
 /// The running stack.
 pub struct Stack {
     bin: PathBuf,
-    /// The private redis-server, unless Redis came by URL or is disabled.
+    /// The private redis-server, unless Redis came by URL or is disabled,
+    /// or the stack runs a replicated topology.
     pub redis: Option<LocalRedis>,
+    /// The replicated Redis of a `sentinel` or `cluster` stack.
+    pub topology: Option<LocalTopology>,
     /// The Redis URL of the roles, as they were started (through the proxy
     /// when there is one).
     pub roles_redis_url: String,
@@ -539,7 +574,20 @@ impl Stack {
     ) -> Result<Stack, StackError> {
         let logs = dir.join("logs");
         std::fs::create_dir_all(&logs).map_err(io("creating the log directory"))?;
+        let mut topology = None;
         let (redis, direct_url) = match &layout.redis {
+            RedisSource::Private if spec.topology == Topology::Sentinel => {
+                let setup = LocalSentinel::start().await?;
+                let url = setup.url();
+                topology = Some(LocalTopology::Sentinel(Box::new(setup)));
+                (None, url)
+            }
+            RedisSource::Private if spec.topology == Topology::Cluster => {
+                let cluster = LocalCluster::start(3, 1).await?;
+                let url = cluster.url();
+                topology = Some(LocalTopology::Cluster(cluster));
+                (None, url)
+            }
             RedisSource::Private => {
                 let redis = LocalRedis::start(LocalRedisOptions {
                     aof: spec.durability != Durability::None,
@@ -585,6 +633,7 @@ impl Stack {
                 None => direct_url.clone(),
             },
             enabled: layout.redis != RedisSource::Disabled,
+            partitions: spec.partitions.max(1),
         };
 
         let (database_url, database_proxy) = match &layout.database_url {
@@ -615,6 +664,7 @@ impl Stack {
         let ingress_admin = or_free(layout.ingress_admin)?;
         let launch = RoleLaunch::Ingress(IngressLaunch {
             redis: role_redis.clone(),
+            durability: spec.request_durability,
             metrics: layout.metrics,
             listen: ingress_listen,
             admin: ingress_admin,
@@ -651,11 +701,10 @@ impl Stack {
                     listen,
                     control_url: plan.control.as_ref().map(|(url, _)| url.clone()),
                 });
-                let env = plan
-                    .control
-                    .as_ref()
-                    .map(|(_, token)| vec![(DASHBOARD_TOKEN_ENV, token.clone())])
-                    .unwrap_or_default();
+                let mut env = Vec::new();
+                if let Some((_, token)) = &plan.control {
+                    env.push((DASHBOARD_TOKEN_ENV, token.clone()));
+                }
                 Some(launcher.role("dashboard".into(), listen, &launch, env, &logs)?)
             }
             None => None,
@@ -663,6 +712,7 @@ impl Stack {
         let mut stack = Stack {
             bin: launcher.bin.clone(),
             redis,
+            topology,
             roles_redis_url: role_redis.url,
             redis_source: layout.redis.clone(),
             redis_proxy,
@@ -698,6 +748,7 @@ impl Stack {
     pub fn redis_url(&self) -> String {
         match (&self.redis, &self.redis_source) {
             (Some(server), _) => server.url(),
+            (None, _) if self.topology.is_some() => self.roles_redis_url.clone(),
             (None, RedisSource::External(url)) => url.clone(),
             (None, _) => String::new(),
         }
@@ -742,6 +793,7 @@ impl Stack {
         self.roles()
             .filter_map(Role::pid)
             .chain(self.redis.as_ref().and_then(LocalRedis::pid))
+            .chain(self.topology.iter().flat_map(LocalTopology::pids))
             .collect()
     }
 
@@ -796,6 +848,8 @@ impl Stack {
         if let Some(redis) = self.redis.as_mut() {
             redis.stop().await;
         }
+        // Its servers and sentinels are killed with it.
+        self.topology = None;
     }
 }
 

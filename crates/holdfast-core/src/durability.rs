@@ -54,6 +54,20 @@ impl FromStr for Durability {
     }
 }
 
+/// Written as text (`"replicas:1"`), the form the header and the flag take.
+impl serde::Serialize for Durability {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Durability {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +80,12 @@ mod tests {
         for bad in ["", "replicas:0", "replicas:17", "replicas:x", "always"] {
             assert!(bad.parse::<Durability>().is_err(), "{bad}");
         }
+        let json = serde_json::to_string(&Durability::Replicas(1)).unwrap();
+        assert_eq!(json, r#""replicas:1""#);
+        assert_eq!(
+            serde_json::from_str::<Durability>(&json).unwrap(),
+            Durability::Replicas(1)
+        );
+        assert!(serde_json::from_str::<Durability>(r#""always""#).is_err());
     }
 }

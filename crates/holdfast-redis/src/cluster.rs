@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, Slot};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
 use redis::{Arg, Cmd, Pipeline, RedisFuture, Value};
 
 use crate::connect::{TlsOptions, install_crypto_provider, redact};
@@ -215,6 +215,26 @@ impl Connection {
                 conn.route_command(
                     cmd.clone(),
                     RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary),
+                )
+                .await
+            }
+        }
+    }
+
+    /// Runs `cmd` on the primary that serves `key`: for `WAIT` and
+    /// `WAITAOF` after a write of `key`, which count that node's
+    /// replicas (the cluster client would otherwise ask every primary and
+    /// take the least).
+    pub async fn on_node_of(&mut self, key: &str, cmd: &Cmd) -> redis::RedisResult<Value> {
+        match self {
+            Connection::Single(conn) => conn.req_packed_command(cmd).await,
+            Connection::Cluster(conn) => {
+                conn.route_command(
+                    cmd.clone(),
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_key(
+                        key,
+                        SlotAddr::Master,
+                    ))),
                 )
                 .await
             }

@@ -20,6 +20,7 @@ mod cluster;
 mod connect;
 mod error;
 pub mod local;
+pub mod local_topology;
 mod supervisor;
 
 pub use cluster::Connection;

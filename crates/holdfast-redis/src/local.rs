@@ -176,6 +176,13 @@ pub enum LocalRedisError {
         /// The last lines the server wrote to stderr and its log.
         log_tail: String,
     },
+    /// A topology of several servers (Sentinel, Cluster) did not come
+    /// together.
+    #[error("local redis topology: {what}")]
+    Topology {
+        /// What did not happen.
+        what: String,
+    },
     /// A command sent to the running server failed.
     #[error("{command} on local redis failed: {source}")]
     Command {
@@ -197,6 +204,7 @@ impl LocalRedisError {
                 source.is_io_error() || source.is_timeout() || source.is_connection_dropped()
             }
             Self::BinaryNotFound { .. }
+            | Self::Topology { .. }
             | Self::Spawn { .. }
             | Self::Io(_)
             | Self::ExitedEarly { .. } => false,
@@ -638,7 +646,7 @@ impl LocalRedis {
 
 /// Asks the kernel for a free port on 127.0.0.1. The listener is closed
 /// before returning, so the port is only very probably still free.
-fn free_loopback_port() -> io::Result<u16> {
+pub(crate) fn free_loopback_port() -> io::Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     Ok(listener.local_addr()?.port())
 }

@@ -30,7 +30,7 @@ async fn ready(cluster: &TestCluster, tasks: &Tasks) -> Redis {
 #[tokio::test]
 async fn commands_pipelines_and_scans_reach_every_primary() {
     // Arrange
-    let cluster = TestCluster::start(3, 1).await;
+    let cluster = holdfast_testkit::cluster::start(3, 1).await;
     let tasks = Tasks::new();
     let redis = ready(&cluster, &tasks).await;
     assert!(redis.is_cluster());
@@ -75,7 +75,7 @@ async fn commands_pipelines_and_scans_reach_every_primary() {
 #[tokio::test]
 async fn work_continues_after_a_replica_takes_over_from_a_killed_primary() {
     // Arrange
-    let mut cluster = TestCluster::start(3, 1).await;
+    let mut cluster = holdfast_testkit::cluster::start(3, 1).await;
     let tasks = Tasks::new();
     let redis = ready(&cluster, &tasks).await;
     let victim = cluster.node_of(SPREAD[0]).await.expect("a node");

@@ -8,13 +8,13 @@ use std::time::Duration;
 use holdfast_redis::{ConnState, Redis};
 use holdfast_resilience::Tasks;
 use holdfast_testkit::quick_redis_config;
-use holdfast_testkit::sentinel::{DOWN_AFTER, TestSentinel};
+use holdfast_testkit::sentinel::DOWN_AFTER;
 use tokio::time::Instant;
 
 #[tokio::test]
 async fn the_handle_follows_a_failover_to_the_promoted_replica() {
     // Arrange
-    let mut setup = TestSentinel::start().await;
+    let mut setup = holdfast_testkit::sentinel::start().await;
     let tasks = Tasks::new();
     let redis = Redis::start(quick_redis_config(setup.url()), &tasks).expect("a sentinel URL");
     assert!(

@@ -589,7 +589,11 @@ impl Caller {
                                 .query_async(&mut conn)
                                 .await?;
                         }
-                        let answer: redis::Value = wait.query_async(&mut conn).await?;
+                        // On a cluster, to the primary that took the write.
+                        let answer = match touch {
+                            Some((key, _)) => conn.on_node_of(key, wait).await?,
+                            None => wait.query_async(&mut conn).await?,
+                        };
                         let reached = reached_by(level, &answer);
                         if let Some(record) = record {
                             let _: () = redis::cmd("HSET")

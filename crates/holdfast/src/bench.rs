@@ -14,7 +14,7 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use holdfast_core::{Keys, Topic};
 use holdfast_redis::local::{LocalRedis, LocalRedisOptions};
-use holdfast_redis::{Redis, RedisConfig};
+use holdfast_redis::{Redis, RedisConfig, TlsOptions};
 use holdfast_services::ingress::{Ingress, IngressSettings};
 use holdfast_services::weather::WeatherHandler;
 use holdfast_streams::{
@@ -24,7 +24,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::BenchCommand;
+use crate::cli::{BenchCommand, BenchStreamsArgs};
 
 /// Figures of one measured path.
 #[derive(Serialize, Debug)]
@@ -54,10 +54,12 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
             concurrency,
             duration,
             json,
-            redis_url,
+            redis,
+            streams: how,
         } => {
-            let (_server, url) = redis_for_bench(redis_url).await?;
-            let report = streams(&url, concurrency.max(1), duration).await?;
+            let tls = redis.tls();
+            let (_server, url) = redis_for_bench(redis.redis_url).await?;
+            let report = streams(&url, &tls, &how, concurrency.max(1), duration).await?;
             print_report(&report, json, |report| {
                 println!(
                     "path    calls/s    p50 ms   p99 ms   errors   ({concurrency} in flight, {duration:?} each)"
@@ -91,10 +93,12 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Jobs {
             count,
             json,
-            redis_url,
+            redis,
+            streams: how,
         } => {
-            let (_server, url) = redis_for_bench(redis_url).await?;
-            let report = jobs(&url, count.max(1)).await?;
+            let tls = redis.tls();
+            let (_server, url) = redis_for_bench(redis.redis_url).await?;
+            let report = jobs(&url, &tls, &how, count.max(1)).await?;
             print_report(&report, json, |report| {
                 println!(
                     "{count} no-op jobs: enqueue {:.0}/s, drain {:.0}/s",
@@ -139,12 +143,27 @@ fn bench_keys() -> Keys {
 }
 
 pub(crate) async fn connect(url: &str, shutdown: &CancellationToken) -> Result<Redis> {
-    let redis = Redis::start(RedisConfig::new(url), shutdown.clone())?;
+    connect_with(url, &TlsOptions::default(), shutdown).await
+}
+
+/// [`connect`] with TLS settings.
+pub(crate) async fn connect_with(
+    url: &str,
+    tls: &TlsOptions,
+    shutdown: &CancellationToken,
+) -> Result<Redis> {
+    let redis = Redis::start(redis_config(url, tls), shutdown.clone())?;
     anyhow::ensure!(
         redis.wait_ready(Duration::from_secs(5)).await,
         "redis at {url} is not answering"
     );
     Ok(redis)
+}
+
+fn redis_config(url: &str, tls: &TlsOptions) -> RedisConfig {
+    let mut cfg = RedisConfig::new(url);
+    cfg.tls = tls.clone();
+    cfg
 }
 
 fn figures(hist: &Histogram<u64>, ok: u64, errors: u64, elapsed: Duration) -> PathFigures {
@@ -199,13 +218,20 @@ where
     (total, ok, errors.load(Ordering::Relaxed), started.elapsed())
 }
 
-async fn streams(url: &str, concurrency: usize, duration: Duration) -> Result<StreamsReport> {
+async fn streams(
+    url: &str,
+    tls: &TlsOptions,
+    how: &BenchStreamsArgs,
+    concurrency: usize,
+    duration: Duration,
+) -> Result<StreamsReport> {
     let shutdown = CancellationToken::new();
-    let redis = connect(url, &shutdown).await?;
+    let redis = connect_with(url, tls, &shutdown).await?;
     let keys = bench_keys();
     let topic = Topic::parse("weather")?;
     let mut cfg = WorkerConfig::new(keys.clone(), topic.clone());
     cfg.concurrency = concurrency.max(16) * 2;
+    cfg.partitions = how.partitions.max(1);
     let handler = WeatherHandler {
         processing_time: Duration::ZERO,
         worker: cfg.consumer.clone(),
@@ -213,22 +239,20 @@ async fn streams(url: &str, concurrency: usize, duration: Duration) -> Result<St
     };
     let worker = Worker::new(redis.clone(), cfg, handler);
     let worker_task = tokio::spawn(worker.run(shutdown.child_token()));
-    let caller = Caller::start(
-        redis.clone(),
-        CallerConfig::new(keys.clone()),
-        shutdown.clone(),
-    );
+    let mut caller_cfg = CallerConfig::new(keys.clone());
+    caller_cfg.partitions = how.partitions.max(1);
+    let caller = Caller::start(redis.clone(), caller_cfg, shutdown.clone());
+    let durability = how.durability;
+    let options = move || {
+        let mut options = CallOptions::json(Duration::from_secs(5));
+        options.durability = durability;
+        options
+    };
     let body = Bytes::from_static(br#"{"city":"New York","location":"Downtown"}"#);
 
     // Warm-up: connections, scripts, group creation.
     for _ in 0..100 {
-        let _ = caller
-            .call(
-                &topic,
-                body.clone(),
-                CallOptions::json(Duration::from_secs(5)),
-            )
-            .await;
+        let _ = caller.call(&topic, body.clone(), options()).await;
     }
     let direct = {
         let caller = caller.clone();
@@ -239,7 +263,7 @@ async fn streams(url: &str, concurrency: usize, duration: Duration) -> Result<St
             let topic = topic.clone();
             let body = body.clone();
             async move {
-                matches!(caller.call(&topic, body, CallOptions::json(Duration::from_secs(5))).await,
+                matches!(caller.call(&topic, body, options()).await,
                     Ok(r) if r.status == holdfast_core::ReplyStatus::Ok)
             }
         })
@@ -247,7 +271,9 @@ async fn streams(url: &str, concurrency: usize, duration: Duration) -> Result<St
         figures(&hist, ok, errors, elapsed)
     };
 
-    let mut settings = IngressSettings::new(RedisConfig::new(url));
+    let mut settings = IngressSettings::new(redis_config(url, tls));
+    settings.partitions = how.partitions.max(1);
+    settings.durability = how.durability;
     settings.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     settings.admin_listen = None;
     settings.keys = keys.clone();
@@ -290,13 +316,20 @@ async fn streams(url: &str, concurrency: usize, duration: Duration) -> Result<St
     Ok(StreamsReport { direct, http })
 }
 
-async fn jobs(url: &str, count: usize) -> Result<JobsReport> {
+async fn jobs(
+    url: &str,
+    tls: &TlsOptions,
+    how: &BenchStreamsArgs,
+    count: usize,
+) -> Result<JobsReport> {
     let shutdown = CancellationToken::new();
-    let redis = connect(url, &shutdown).await?;
+    let redis = connect_with(url, tls, &shutdown).await?;
     let keys = bench_keys();
     let topic = Topic::parse("jobs")?;
     let mut caller_cfg = CallerConfig::new(keys.clone());
     caller_cfg.job_ttl = Duration::from_secs(600);
+    caller_cfg.partitions = how.partitions.max(1);
+    let durability = how.durability;
     let caller = Caller::start(redis.clone(), caller_cfg, shutdown.clone());
     let body = Bytes::from_static(b"{}");
 
@@ -311,11 +344,9 @@ async fn jobs(url: &str, count: usize) -> Result<JobsReport> {
         tasks.spawn(async move {
             let mut queued = 0usize;
             for _ in 0..share {
-                let job = caller.enqueue_job(
-                    &topic,
-                    body.clone(),
-                    CallOptions::json(Duration::from_secs(600)),
-                );
+                let mut options = CallOptions::json(Duration::from_secs(600));
+                options.durability = durability;
+                let job = caller.enqueue_job(&topic, body.clone(), options);
                 queued += usize::from(job.await.is_ok());
             }
             queued
@@ -334,13 +365,14 @@ async fn jobs(url: &str, count: usize) -> Result<JobsReport> {
 
     let mut cfg = WorkerConfig::new(keys.clone(), topic.clone());
     cfg.concurrency = 512;
+    cfg.partitions = how.partitions.max(1);
     let worker = Worker::new(
         redis.clone(),
         cfg,
         handler_fn(|_req| async { Ok(Bytes::new()) }),
     );
     let status = worker.status();
-    let admin = Admin::new(redis.clone(), keys, 1);
+    let admin = Admin::new(redis.clone(), keys, how.partitions.max(1));
     let drain_started = Instant::now();
     let worker_task = tokio::spawn(worker.run(shutdown.child_token()));
     loop {

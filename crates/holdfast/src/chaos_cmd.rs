@@ -185,6 +185,7 @@ impl RoleCommandLine for CliCommandLines {
                 let mut args = WorkerArgs::defaults().map_err(refused)?;
                 args.redis.redis_url = Some(worker.redis.url.clone());
                 args.redis.redis_enabled = worker.redis.enabled;
+                args.redis.partitions = worker.redis.partitions;
                 metrics(&mut args.metrics, worker.metrics);
                 args.admin_listen = worker.admin;
                 args.consumer_name = Some(worker.consumer_name.clone());
@@ -197,15 +198,18 @@ impl RoleCommandLine for CliCommandLines {
                 let mut args = IngressArgs::defaults().map_err(refused)?;
                 args.redis.redis_url = Some(ingress.redis.url.clone());
                 args.redis.redis_enabled = ingress.redis.enabled;
+                args.redis.partitions = ingress.redis.partitions;
                 metrics(&mut args.metrics, ingress.metrics);
                 args.listen = ingress.listen;
                 args.admin_listen = ingress.admin;
+                args.durability = ingress.durability;
                 args.command_line()
             }
             RoleLaunch::Api(api) => {
                 let mut args = ApiArgs::defaults().map_err(refused)?;
                 args.redis.redis_url = Some(api.redis.url.clone());
                 args.redis.redis_enabled = api.redis.enabled;
+                args.redis.partitions = api.redis.partitions;
                 metrics(&mut args.metrics, api.metrics);
                 args.listen = api.listen;
                 args.admin_listen = api.admin;
@@ -221,6 +225,7 @@ impl RoleCommandLine for CliCommandLines {
                 let mut args = ExporterArgs::defaults().map_err(refused)?;
                 args.redis.redis_url = Some(exporter.redis.url.clone());
                 args.redis.redis_enabled = exporter.redis.enabled;
+                args.redis.partitions = exporter.redis.partitions;
                 args.listen = exporter.listen;
                 args.command_line()
             }
@@ -228,6 +233,7 @@ impl RoleCommandLine for CliCommandLines {
                 let mut args = DashboardArgs::defaults().map_err(refused)?;
                 args.redis.redis_url = Some(dashboard.redis.url.clone());
                 args.redis.redis_enabled = dashboard.redis.enabled;
+                args.redis.partitions = dashboard.redis.partitions;
                 args.listen = dashboard.listen;
                 args.control_url.clone_from(&dashboard.control_url);
                 args.command_line()

@@ -60,6 +60,35 @@ pub enum Command {
     /// Fault injection: the TCP fault proxy and the chaos scenarios.
     #[command(subcommand)]
     Chaos(crate::chaos_cmd::ChaosCommand),
+    /// The configuration a role would start with.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `holdfast config`.
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print the settings a role would start with, from its defaults, the
+    /// environment and the flags given (`holdfast config show worker
+    /// --concurrency 32`), without starting it. Passwords and tokens are
+    /// shown as `***`.
+    #[command(subcommand)]
+    Show(ShowRole),
+}
+
+/// The role whose settings `holdfast config show` prints.
+#[derive(Subcommand, Debug)]
+pub enum ShowRole {
+    /// The api's settings.
+    Api(ApiArgs),
+    /// The ingress's settings.
+    Ingress(IngressArgs),
+    /// A worker's settings.
+    Worker(WorkerArgs),
+    /// The exporter's settings.
+    Exporter(ExporterArgs),
+    /// The dashboard's settings.
+    Dashboard(DashboardArgs),
 }
 
 /// How to reach Redis.
@@ -442,9 +471,10 @@ pub enum BenchCommand {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
-        /// Use this Redis instead of starting one.
-        #[arg(long)]
-        redis_url: Option<String>,
+        #[command(flatten)]
+        redis: BenchRedisArgs,
+        #[command(flatten)]
+        streams: BenchStreamsArgs,
     },
     /// Product reads per second and latency: cache hits over HTTP and
     /// direct, the database alone, and reads while Redis is down.
@@ -475,9 +505,10 @@ pub enum BenchCommand {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
-        /// Use this Redis instead of starting one.
-        #[arg(long)]
-        redis_url: Option<String>,
+        #[command(flatten)]
+        redis: BenchRedisArgs,
+        #[command(flatten)]
+        streams: BenchStreamsArgs,
     },
     /// Cost of the metrics pipeline: one counter increment and one
     /// histogram record (2 threads), one flush and one exporter scrape of
@@ -491,6 +522,50 @@ pub enum BenchCommand {
         #[arg(long)]
         redis_url: Option<String>,
     },
+}
+
+/// The Redis a stream benchmark runs against.
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct BenchRedisArgs {
+    /// Use this Redis instead of starting one: any URL a role takes
+    /// (rediss://, redis+sentinel://…, redis+cluster://…).
+    #[arg(long)]
+    pub redis_url: Option<String>,
+    /// PEM CA file that signed a rediss:// server's certificate.
+    #[arg(long)]
+    pub redis_ca_file: Option<std::path::PathBuf>,
+    /// PEM client certificate for mutual TLS (with --redis-client-key).
+    #[arg(long)]
+    pub redis_client_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --redis-client-cert.
+    #[arg(long)]
+    pub redis_client_key: Option<std::path::PathBuf>,
+    /// Accept any server certificate (development only).
+    #[arg(long)]
+    pub redis_tls_insecure: bool,
+}
+
+impl BenchRedisArgs {
+    /// The TLS settings given.
+    pub fn tls(&self) -> holdfast_redis::TlsOptions {
+        holdfast_redis::TlsOptions {
+            ca_file: self.redis_ca_file.clone(),
+            client_cert: self.redis_client_cert.clone(),
+            client_key: self.redis_client_key.clone(),
+            insecure: self.redis_tls_insecure,
+        }
+    }
+}
+
+/// How a stream benchmark sends its requests.
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct BenchStreamsArgs {
+    /// Durability of every request: none, fsync or replicas:N.
+    #[arg(long, default_value = "none")]
+    pub durability: holdfast_core::Durability,
+    /// Partitions of the topic (spread over a cluster's primaries).
+    #[arg(long, default_value_t = Topic::DEFAULT_PARTITIONS)]
+    pub partitions: u16,
 }
 
 /// Parses a database URL, checking its scheme.
@@ -728,6 +803,44 @@ mod tests {
         );
         assert_eq!(args.products_db_delay, Duration::ZERO);
         assert!(parse_database_url("redis://localhost").is_err());
+    }
+
+    #[test]
+    fn config_show_prints_the_settings_without_their_secrets() {
+        for role in ["worker", "ingress", "api", "exporter", "dashboard"] {
+            let cli = Cli::try_parse_from([
+                "holdfast",
+                "config",
+                "show",
+                role,
+                "--redis-url",
+                "rediss://app:s3cret-pw@cache.example:6380/0",
+            ])
+            .unwrap();
+            let Command::Config(ConfigCommand::Show(shown)) = cli.command else {
+                panic!("not config show");
+            };
+            let text = crate::roles::config_text(shown).unwrap();
+            assert!(text.contains("cache.example:6380"), "{text}");
+            assert!(
+                !text.contains("s3cret"),
+                "{role} shows the password: {text}"
+            );
+        }
+        let cli = Cli::try_parse_from([
+            "holdfast",
+            "config",
+            "show",
+            "worker",
+            "--concurrency",
+            "33",
+        ])
+        .unwrap();
+        let Command::Config(ConfigCommand::Show(shown)) = cli.command else {
+            panic!("not config show");
+        };
+        let text = crate::roles::config_text(shown).unwrap();
+        assert!(text.contains("concurrency: 33"), "{text}");
     }
 
     #[test]

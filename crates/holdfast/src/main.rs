@@ -55,6 +55,7 @@ async fn run(cli: cli::Cli) -> Result<()> {
         cli::Command::Load(args) => load_cmd::run(args, shutdown).await,
         cli::Command::LoadTarget(args) => load_cmd::target(args, shutdown).await,
         cli::Command::Chaos(cmd) => chaos_cmd::run(cmd, shutdown).await,
+        cli::Command::Config(cli::ConfigCommand::Show(role)) => roles::show_config(role),
     }
 }
 

@@ -185,6 +185,25 @@ pub fn worker_settings(args: &WorkerArgs) -> Result<WorkerSettings> {
     })
 }
 
+/// `holdfast config show ROLE`: the role's settings as it would start
+/// with them, every secret redacted by the settings' own `Debug`.
+pub fn show_config(role: crate::cli::ShowRole) -> Result<()> {
+    println!("{}", config_text(role)?);
+    Ok(())
+}
+
+/// What [`show_config`] prints.
+pub(crate) fn config_text(role: crate::cli::ShowRole) -> Result<String> {
+    use crate::cli::ShowRole;
+    Ok(match role {
+        ShowRole::Api(args) => format!("{:#?}", api_settings(&args)),
+        ShowRole::Ingress(args) => format!("{:#?}", ingress_settings(&args)?),
+        ShowRole::Worker(args) => format!("{:#?}", worker_settings(&args)?),
+        ShowRole::Exporter(args) => format!("{:#?}", exporter_settings(&args)?),
+        ShowRole::Dashboard(args) => format!("{:#?}", dashboard_settings(&args)),
+    })
+}
+
 /// `holdfast ingress`.
 pub async fn ingress(args: IngressArgs, shutdown: CancellationToken) -> Result<()> {
     let settings = ingress_settings(&args)?;
@@ -329,6 +348,9 @@ pub async fn up(
     let spec = StackSpec {
         workers: args.workers.max(1),
         durability: Durability::Everysec,
+        topology: holdfast_chaos::scenario::Topology::Single,
+        request_durability: holdfast_core::Durability::None,
+        partitions: holdfast_core::Topic::DEFAULT_PARTITIONS,
         redis_password: None,
         redis_proxy: !args.no_proxy,
         database_proxy: database_url.is_none() && !args.no_proxy,

@@ -5,6 +5,7 @@
 //! | kind | where | applied | reverted |
 //! |------|-------|---------|----------|
 //! | `redis_kill`, `redis_stop`, `redis_password` | [`redis`] | SIGKILL, clean shutdown, or a new password with every client disconnected | started again, or the old password set again |
+//! | `redis_primary_kill` | [`redis`] | SIGKILL to the primary of a Sentinel or Cluster topology | started again; it rejoins as a replica |
 //! | `proxy` | [`network`] | a network [`Fault`] added to the stack's fault proxy | removed from it |
 //! | `worker_kill` | [`workers`] | workers killed at random while it lasts | each started again after a while |
 //!
@@ -27,7 +28,7 @@ pub use network::{Direction, Fault, ProxyFault, ProxyTarget};
 pub use workers::WorkerKill;
 
 use crate::proxy::FaultId;
-use crate::scenario::StackSpec;
+use crate::scenario::{StackSpec, Topology};
 use crate::stack::Stack;
 
 /// A running stack, shared by the faults playing on it and whoever else
@@ -59,6 +60,11 @@ pub enum FaultAction {
     /// Redis's password changes and every client is disconnected; the old
     /// password is set again when it ends.
     RedisPassword,
+    /// SIGKILL to the primary of a replicated topology (with Sentinel, the
+    /// server the sentinels name; on a cluster, the primary of the topic's
+    /// first partition), so a replica takes over; started again when the
+    /// fault ends, when it rejoins as a replica.
+    RedisPrimaryKill,
     /// A network fault between a role and a dependency.
     Proxy(ProxyFault),
     /// Workers killed with SIGKILL, one at random every `every`, each
@@ -69,6 +75,7 @@ pub enum FaultAction {
 /// What it takes to end a fault that was applied.
 enum Undo {
     StartRedisAgain,
+    StartNodeAgain(u16),
     RestorePassword(String),
     RemoveProxyFault(ProxyTarget, FaultId),
     Nothing,
@@ -86,6 +93,7 @@ impl FaultAction {
             FaultAction::RedisKill => "redis SIGKILL".into(),
             FaultAction::RedisStop => "redis stopped".into(),
             FaultAction::RedisPassword => "redis password changed".into(),
+            FaultAction::RedisPrimaryKill => "redis primary SIGKILL".into(),
             FaultAction::Proxy(proxy) => proxy.default_label(),
             FaultAction::WorkerKill(_) => "workers SIGKILL".into(),
         }
@@ -95,7 +103,10 @@ impl FaultAction {
     /// against availability while it is active).
     pub fn takes_redis_away(&self) -> bool {
         match self {
-            FaultAction::RedisKill | FaultAction::RedisStop | FaultAction::RedisPassword => true,
+            FaultAction::RedisKill
+            | FaultAction::RedisStop
+            | FaultAction::RedisPassword
+            | FaultAction::RedisPrimaryKill => true,
             FaultAction::Proxy(proxy) => proxy.target == ProxyTarget::Redis,
             FaultAction::WorkerKill(_) => false,
         }
@@ -108,6 +119,17 @@ impl FaultAction {
             FaultAction::Proxy(proxy) => proxy.check_stack(label, spec),
             FaultAction::RedisPassword if spec.redis_password.is_none() => {
                 Err("a redis_password fault needs stack.redis_password".into())
+            }
+            FaultAction::RedisPrimaryKill if spec.topology == Topology::Single => Err(format!(
+                "{label}: a redis_primary_kill fault needs stack.topology = \"sentinel\" or \"cluster\""
+            )),
+            FaultAction::RedisKill | FaultAction::RedisStop
+                if spec.topology != Topology::Single =>
+            {
+                Err(format!(
+                    "{label}: on a {} topology, kill its primary with redis_primary_kill",
+                    spec.topology.as_str()
+                ))
             }
             _ => Ok(()),
         }
@@ -139,6 +161,17 @@ impl FaultAction {
     async fn apply(&self, label: &str, stack: &SharedStack, log: &impl FaultLog) -> Undo {
         let mut stack = stack.lock().await;
         let stack = &mut *stack;
+        if let FaultAction::RedisPrimaryKill = self {
+            return match stack.topology.as_mut() {
+                Some(topology) => redis::kill_primary(topology, label, log)
+                    .await
+                    .map_or(Undo::Nothing, Undo::StartNodeAgain),
+                None => {
+                    log.fault(format!("{label}: the stack runs no replicated topology"));
+                    Undo::Nothing
+                }
+            };
+        }
         if self.takes_redis_away()
             && !matches!(self, FaultAction::Proxy(_))
             && stack.redis.is_none()
@@ -170,7 +203,8 @@ impl FaultAction {
                 log.fault(format!("fault start: {label}"));
                 Undo::Nothing
             }
-            (_, None) => Undo::Nothing,
+            // Played above, on the topology.
+            (FaultAction::RedisPrimaryKill, _) | (_, None) => Undo::Nothing,
         }
     }
 }
@@ -178,6 +212,10 @@ impl FaultAction {
 async fn revert(undo: Undo, label: &str, stack: &SharedStack, log: &impl FaultLog) {
     let mut stack = stack.lock().await;
     let stack = &mut *stack;
+    if let (Undo::StartNodeAgain(port), Some(topology)) = (&undo, stack.topology.as_mut()) {
+        redis::start_node_again(topology, *port, label, log).await;
+        return;
+    }
     match (undo, stack.redis.as_mut()) {
         (Undo::StartRedisAgain, Some(server)) => redis::start_again(server, label, log).await,
         (Undo::RestorePassword(original), Some(server)) => {

@@ -7,10 +7,18 @@
 //!   disconnected, so reconnects fail authentication; reverted by setting
 //!   the old password again.
 //!
+//! - `redis_primary_kill`: SIGKILL to the primary of a Sentinel or Cluster
+//!   topology, so that a replica takes over; reverted by starting it again
+//!   on the same port with the same files, when the sentinels (or the
+//!   cluster) make it a replica of the new primary.
+//!
 //! None of them has fields of its own: `kind = "redis_kill"` is the whole
 //! form.
 
+use holdfast_core::{Keys, Topic};
 use holdfast_redis::local::LocalRedis;
+
+use crate::stack::LocalTopology;
 
 use super::FaultLog;
 
@@ -33,6 +41,58 @@ pub(super) async fn start_again(redis: &mut LocalRedis, label: &str, log: &impl 
     match redis.restart().await {
         Ok(()) => log.fault(format!("fault end: {label} (redis-server started again)")),
         Err(e) => log.fault(format!("redis-server did not start again: {e}")),
+    }
+}
+
+/// Kills the primary of `topology`: the one the sentinels name, or the
+/// cluster node serving the stack topic's first partition. Its port, for
+/// [`start_node_again`].
+pub(super) async fn kill_primary(
+    topology: &mut LocalTopology,
+    label: &str,
+    log: &impl FaultLog,
+) -> Option<u16> {
+    let node = match topology {
+        LocalTopology::Sentinel(setup) => setup.current_primary().await,
+        LocalTopology::Cluster(cluster) => {
+            let topic = Topic::parse("weather").expect("a valid topic name");
+            let key = Keys::default().request_stream(&topic, 0);
+            let Some(index) = cluster.node_of(&key).await else {
+                log.fault(format!("{label}: no cluster node serves {key}"));
+                return None;
+            };
+            &mut cluster.nodes[index]
+        }
+    };
+    let port = node.port();
+    node.kill9().await;
+    log.fault(format!(
+        "fault start: {label} (primary 127.0.0.1:{port} killed with SIGKILL)"
+    ));
+    Some(port)
+}
+
+/// Reverts [`kill_primary`]: the node on `port` starts again with its files.
+pub(super) async fn start_node_again(
+    topology: &mut LocalTopology,
+    port: u16,
+    label: &str,
+    log: &impl FaultLog,
+) {
+    let node = match topology {
+        LocalTopology::Sentinel(setup) => [&mut setup.primary, &mut setup.replica]
+            .into_iter()
+            .find(|n| n.port() == port),
+        LocalTopology::Cluster(cluster) => cluster.nodes.iter_mut().find(|n| n.port() == port),
+    };
+    match node.map(LocalRedis::restart) {
+        Some(restart) => match restart.await {
+            Ok(()) => log.fault(format!(
+                "fault end: {label} (127.0.0.1:{port} started again; it rejoins as a replica)"
+            )),
+            Err(e) => log.fault(format!("127.0.0.1:{port} did not start again: {e}")),
+        },
+        None => log.fault(format!("fault end: {label} (no node on port {port})")),
     }
 }
 

@@ -38,8 +38,9 @@ pub(super) struct Watch {
     /// Per request: when it was sent (ms since the run started) and whether
     /// it was answered below 400. Kept for the reads load only.
     samples: Option<Mutex<Vec<(u32, bool)>>>,
-    /// Job ids of 202 answers; the jobs load only.
-    jobs: Option<Mutex<Vec<String>>>,
+    /// Job ids of 202 answers, each with the durability its answer
+    /// reported (`Holdfast-Durability`); the jobs load only.
+    jobs: Option<Mutex<Vec<(String, String)>>>,
     /// Prefix of the idempotency keys of this run's jobs.
     key_prefix: Option<String>,
 }
@@ -72,8 +73,9 @@ impl Watch {
             .unwrap_or_default()
     }
 
-    /// The ids of the accepted jobs; `None` for the other loads.
-    pub(super) fn job_ids(&self) -> Option<Vec<String>> {
+    /// The ids of the accepted jobs, each with the durability reached;
+    /// `None` for the other loads.
+    pub(super) fn job_ids(&self) -> Option<Vec<(String, String)>> {
         self.jobs
             .as_ref()
             .and_then(|j| j.lock().ok().map(|j| j.clone()))
@@ -93,9 +95,9 @@ impl Hook for Watch {
         let (latency, ok) = match outcome {
             Outcome::Answer {
                 status,
+                headers,
                 body,
                 latency,
-                ..
             } => {
                 if *status == http::StatusCode::ACCEPTED
                     && let Some(jobs) = &self.jobs
@@ -103,7 +105,11 @@ impl Hook for Watch {
                     && let Some(id) = v.get("id").and_then(Value::as_str)
                     && let Ok(mut jobs) = jobs.lock()
                 {
-                    jobs.push(id.to_owned());
+                    let reached = headers
+                        .get("holdfast-durability")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    jobs.push((id.to_owned(), reached.to_owned()));
                 }
                 (*latency, status.as_u16() < 400)
             }

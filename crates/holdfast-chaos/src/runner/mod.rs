@@ -13,7 +13,6 @@
 mod events;
 mod loads;
 
-use holdfast_redis::local::LocalRedis;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -139,10 +138,10 @@ async fn run_on(
     events.push(
         "runner",
         format!(
-            "stack ready: ingress {}, api {}, redis port {}",
+            "stack ready: ingress {}, api {}, redis {}",
             stack.ingress_url,
             stack.api_url,
-            stack.redis.as_ref().map_or(0, LocalRedis::port)
+            holdfast_redis::redact(&stack.redis_url())
         ),
     );
     // The health watchers go on while the jobs settle, until the
@@ -289,6 +288,11 @@ async fn check_jobs(
         let stack = stack.lock().await;
         (stack.ingress_url.clone(), stack.redis_url())
     };
+    // On a replicated topology the promise is the level each job's answer
+    // reported; on one server it is the server's appendfsync.
+    let promised = (scenario.stack.topology != crate::scenario::Topology::Single
+        && scenario.stack.request_durability != holdfast_core::Durability::None)
+        .then(|| scenario.stack.request_durability.to_string());
     if live {
         eprintln!(
             "chaos: load done; waiting for {} accepted jobs to finish",
@@ -300,7 +304,9 @@ async fn check_jobs(
             &ingress_url,
             ids,
             scenario.load.settle,
-            scenario.stack.durability,
+            scenario.stack.promises_no_loss(),
+            &scenario.stack.durability_text(),
+            promised.as_deref(),
         )
         .await,
         invariants::duplicate_effects(&redis_url).await,

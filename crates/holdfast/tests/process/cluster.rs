@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use holdfast_testkit::cluster::{NODE_TIMEOUT, TestCluster};
+use holdfast_testkit::cluster::NODE_TIMEOUT;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -64,7 +64,7 @@ async fn wait_done(client: &reqwest::Client, port: u16, id: &str) {
 async fn calls_and_jobs_run_across_three_primaries_and_survive_a_killed_one() {
     // Arrange
     let client = http_client();
-    let mut cluster = TestCluster::start(3, 1).await;
+    let mut cluster = holdfast_testkit::cluster::start(3, 1).await;
     let url = cluster.url();
     let topic = ["--topic", TOPIC, "--partitions", "3"];
     let mut nodes = BTreeSet::new();

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use holdfast_testkit::sentinel::{DOWN_AFTER, TestSentinel};
+use holdfast_testkit::sentinel::DOWN_AFTER;
 use reqwest::StatusCode;
 use tokio::time::Instant;
 
@@ -14,7 +14,7 @@ use crate::helpers::{http_client, post_forecast, spawn_role};
 async fn calls_succeed_again_after_a_sentinel_failover_without_a_restart() {
     // Arrange
     let client = http_client();
-    let mut setup = TestSentinel::start().await;
+    let mut setup = holdfast_testkit::sentinel::start().await;
     let url = setup.url();
     let _worker = spawn_role(
         &client,
