@@ -229,6 +229,20 @@ impl Sentinel {
         }))
     }
 
+    /// The URL of each sentinel (TLS as the URL says), in the order given.
+    pub(crate) fn sentinel_urls(&self) -> Vec<String> {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        self.sentinels
+            .iter()
+            .map(|(host, port)| format!("{scheme}://{host}:{port}/"))
+            .collect()
+    }
+
+    /// The master name the URL asks for.
+    pub(crate) fn master(&self) -> &str {
+        &self.master
+    }
+
     /// The sentinels, as `host:port,host:port`, for messages.
     pub(crate) fn describe(&self) -> String {
         let hosts: Vec<String> = self

@@ -125,6 +125,14 @@ impl LocalSentinel {
         format!("redis+sentinel://{}/{MASTER}", hosts.join(","))
     }
 
+    /// `redis://127.0.0.1:PORT/` of each sentinel.
+    pub fn sentinel_urls(&self) -> Vec<String> {
+        self.sentinels
+            .iter()
+            .map(|(port, _)| format!("redis://127.0.0.1:{port}/"))
+            .collect()
+    }
+
     /// Where the sentinels say the primary is now.
     pub async fn primary_port(&self) -> Option<u16> {
         let (port, _) = self.sentinels.first()?;

@@ -192,8 +192,9 @@ struct Inner {
     cluster: Option<Cluster>,
     /// Which seed node [`Redis::connection_info`] names next (cluster).
     next_seed: std::sync::atomic::AtomicUsize,
-    /// Set by a command that met `READONLY` (a primary demoted under it):
-    /// the supervisor then connects again, to the primary found anew.
+    /// Set by a command that met `READONLY` (a primary demoted under it),
+    /// or by a sentinel's `+switch-master` notice: the supervisor then
+    /// connects again, to the primary found anew.
     readonly: std::sync::atomic::AtomicBool,
     /// The address of the last connection that worked, to tell a failover.
     connected_to: RwLock<Option<String>>,
@@ -294,6 +295,9 @@ impl Redis {
             // reference besides the handles, so nothing else must stop it.
             let shutdown = inner.tasks.stop_token();
             inner.tasks.spawn(supervise(inner.clone(), shutdown));
+            if inner.sentinel.is_some() {
+                inner.tasks.spawn(watch_switch_master(inner.clone()));
+            }
         }
         Ok(Self { inner })
     }
@@ -880,6 +884,60 @@ fn on_connect_failure(
         inner.transition(ConnState::Stuck, "no_progress");
     } else if inner.state() != ConnState::Stuck {
         inner.transition(ConnState::Reconnecting, code);
+    }
+}
+
+/// Listens for the sentinels' `+switch-master` notices (one sentinel at a
+/// time, the next when it fails) and, when one names a new address for
+/// our master, sends the supervisor to it at once, without waiting for the
+/// old primary to fail or to answer `READONLY`.
+async fn watch_switch_master(inner: Arc<Inner>) {
+    use futures_util::StreamExt;
+    let Some(sentinel) = inner.sentinel.clone() else {
+        return;
+    };
+    let urls = sentinel.sentinel_urls();
+    let backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    let mut attempt = 0u32;
+    for url in urls.iter().cycle() {
+        let listened = async {
+            let (client, _) = open_client(url, &inner.cfg.tls).ok()?;
+            let mut pubsub =
+                tokio::time::timeout(inner.cfg.connect_timeout, client.get_async_pubsub())
+                    .await
+                    .ok()?
+                    .ok()?;
+            pubsub.subscribe("+switch-master").await.ok()?;
+            let mut messages = pubsub.on_message();
+            while let Some(message) = messages.next().await {
+                // `<master> <old-ip> <old-port> <new-ip> <new-port>`
+                let Ok(text) = message.get_payload::<String>() else {
+                    continue;
+                };
+                let parts: Vec<&str> = text.split_whitespace().collect();
+                if parts.len() == 5 && parts[0] == sentinel.master() {
+                    let new = format!("{}:{}", parts[3], parts[4]);
+                    if new != inner.target() {
+                        tracing::warn!(from = %inner.target(), to = %new, "sentinel: +switch-master");
+                        inner
+                            .readonly
+                            .store(true, std::sync::atomic::Ordering::SeqCst);
+                        inner.wake.notify_one();
+                    }
+                }
+            }
+            Some(())
+        };
+        tokio::select! {
+            () = inner.tasks.stopping() => return,
+            _ = listened => {}
+        }
+        let delay = backoff.delay(attempt);
+        attempt = attempt.saturating_add(1).min(8);
+        tokio::select! {
+            () = inner.tasks.stopping() => return,
+            () = tokio::time::sleep(delay) => {}
+        }
     }
 }
 

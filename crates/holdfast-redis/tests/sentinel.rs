@@ -70,3 +70,59 @@ async fn the_handle_follows_a_failover_to_the_promoted_replica() {
     assert_eq!(value, "after");
     tasks.stop_and_wait(Duration::from_secs(2)).await;
 }
+
+#[tokio::test]
+async fn a_switch_master_notice_moves_the_handle_before_the_old_primary_fails() {
+    // Arrange: a handle on the primary, which stays up throughout.
+    let setup = holdfast_testkit::sentinel::start().await;
+    let tasks = Tasks::new();
+    let redis = Redis::start(quick_redis_config(setup.url()), &tasks).expect("a sentinel URL");
+    assert!(redis.wait_ready(Duration::from_secs(5)).await);
+    // The subscription to +switch-master is made in the background.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Act: a failover by hand; the old primary becomes a replica and keeps
+    // answering.
+    let sentinel = redis::Client::open(setup.sentinel_urls()[0].as_str()).expect("a URL");
+    let mut conn = sentinel
+        .get_multiplexed_async_connection()
+        .await
+        .expect("a sentinel");
+    let asked_at = Instant::now();
+    let _: () = redis::cmd("SENTINEL")
+        .arg("FAILOVER")
+        .arg(holdfast_testkit::sentinel::MASTER)
+        .query_async(&mut conn)
+        .await
+        .expect("a failover");
+
+    // Assert: the handle records the move to the replica without a single
+    // command having failed on the old primary.
+    let replica = setup.replica.port();
+    // Without the notice the handle would stay on the demoted server until
+    // something failed there (over 10 s when this was written).
+    let give_up = asked_at + Duration::from_secs(5);
+    loop {
+        let moved = redis.health().history.iter().any(|t| {
+            t.reason.starts_with("failover: ") && t.reason.ends_with(&format!(":{replica}"))
+        });
+        if moved {
+            break;
+        }
+        assert!(
+            Instant::now() < give_up,
+            "the handle did not follow the switch: {:?}",
+            redis.health()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "followed the switch {:?} after SENTINEL FAILOVER",
+        asked_at.elapsed()
+    );
+    let _: () = redis
+        .cmd(&redis::cmd("SET").arg("k").arg("on the new primary").clone())
+        .await
+        .expect("a write to the new primary");
+    tasks.stop_and_wait(Duration::from_secs(2)).await;
+}
