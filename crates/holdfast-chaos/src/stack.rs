@@ -463,9 +463,10 @@ impl Role {
         }
     }
 
-    /// SIGTERM, then SIGKILL after a grace period.
-    async fn stop(&mut self) {
-        self.terminate();
+    /// Waits for a role already sent SIGTERM to exit, and SIGKILLs it after
+    /// the grace period. It must not get a second SIGTERM: a role exits at
+    /// once, without draining, on the second signal.
+    async fn wait_or_kill(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
         };
@@ -835,7 +836,7 @@ impl Stack {
             }
             for role in self.roles_mut() {
                 if role.name.starts_with("worker-") == workers {
-                    role.stop().await;
+                    role.wait_or_kill().await;
                 }
             }
         }

@@ -7,15 +7,18 @@
 //! commands live in different slots: it refuses it (`CROSSSLOT`). A
 //! non-atomic pipeline is only a batch of independent commands, so
 //! [`Connection`] splits such a batch by slot, sends the parts side by side
-//! and puts the answers back in order. A command without a key (`PUBLISH`)
-//! travels with the command before it, so "delete, then announce" keeps
-//! its order.
+//! and puts the answers back in order. A `PUBLISH` (routed by its channel)
+//! goes out after every part has answered, so "delete, then announce"
+//! keeps its order.
 
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
+use redis::cluster_routing::{
+    MultipleNodeRoutingInfo, ResponsePolicy, Route, RoutingInfo, SingleNodeRoutingInfo, Slot,
+    SlotAddr,
+};
 use redis::{Arg, Cmd, Pipeline, RedisFuture, Value};
 
 use crate::connect::{TlsOptions, install_crypto_provider, redact};
@@ -146,7 +149,16 @@ impl Cluster {
         if self.tls {
             install_crypto_provider();
             if tls.insecure {
-                builder = builder.danger_accept_invalid_hostnames(true);
+                builder = builder.tls(redis::TlsMode::Insecure);
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| {
+                    tracing::warn!(
+                        redis = %self.describe(),
+                        "--redis-tls-insecure: the nodes' certificates are NOT verified; for development only"
+                    );
+                });
+            } else {
+                builder = builder.tls(redis::TlsMode::Secure);
             }
             let client_tls = match (&tls.client_cert, &tls.client_key) {
                 (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
@@ -204,17 +216,21 @@ impl Connection {
         matches!(self, Connection::Cluster(_))
     }
 
-    /// Runs `cmd` on one node at random (any node of a cluster; the one
-    /// server otherwise): for commands whose answer is about a server, not
-    /// a key (`INFO`), which the cluster client would otherwise send to
-    /// every node and merge.
+    /// Runs `cmd` on the one server, or on every primary of a cluster
+    /// taking the first answer that succeeds: for commands about a server,
+    /// not a key (`PING`, `INFO`), which must not fail because one primary
+    /// is down (the cluster client would otherwise need every primary's
+    /// answer, or merge them).
     pub async fn on_any_node(&mut self, cmd: &Cmd) -> redis::RedisResult<Value> {
         match self {
             Connection::Single(conn) => conn.req_packed_command(cmd).await,
             Connection::Cluster(conn) => {
                 conn.route_command(
                     cmd.clone(),
-                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary),
+                    RoutingInfo::MultiNode((
+                        MultipleNodeRoutingInfo::AllMasters,
+                        Some(ResponsePolicy::OneSucceeded),
+                    )),
                 )
                 .await
             }
@@ -241,19 +257,19 @@ impl Connection {
         }
     }
 
-    /// The primaries, as `(host, port)`, from `CLUSTER NODES` (those not
-    /// marked failed); empty for one server.
+    /// The primaries, as `(host, port)`, from `CLUSTER SLOTS`: the same
+    /// source (and so the same addresses) the cluster client routes by;
+    /// empty for one server.
     pub async fn primaries(&mut self) -> redis::RedisResult<Vec<(String, u16)>> {
         let Connection::Cluster(conn) = self else {
             return Ok(Vec::new());
         };
         let mut cmd = redis::cmd("CLUSTER");
-        cmd.arg("NODES");
-        let text: String = redis::from_redis_value(
-            conn.route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
-                .await?,
-        )?;
-        Ok(parse_primaries(&text))
+        cmd.arg("SLOTS");
+        let slots = conn
+            .route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
+            .await?;
+        Ok(parse_primaries(&slots))
     }
 
     /// Every key matching `pattern` (`SCAN MATCH`), on the one server or on
@@ -309,86 +325,138 @@ impl Connection {
     }
 }
 
-/// `host:port` of every primary in a `CLUSTER NODES` answer that is not
-/// marked as failing.
-fn parse_primaries(text: &str) -> Vec<(String, u16)> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let mut fields = line.split_whitespace();
-        let (Some(_id), Some(addr), Some(flags)) = (fields.next(), fields.next(), fields.next())
-        else {
+/// `host:port` of every primary in a `CLUSTER SLOTS` answer (each range:
+/// start, end, then the primary as host, port, id…, then its replicas),
+/// each once.
+fn parse_primaries(slots: &Value) -> Vec<(String, u16)> {
+    let mut out: Vec<(String, u16)> = Vec::new();
+    let Value::Array(ranges) = slots else {
+        return out;
+    };
+    for range in ranges {
+        let Value::Array(parts) = range else {
             continue;
         };
-        let flags: Vec<&str> = flags.split(',').collect();
-        if !flags.contains(&"master") || flags.iter().any(|f| *f == "fail" || *f == "noaddr") {
+        let Some(Value::Array(primary)) = parts.get(2) else {
             continue;
-        }
-        // `ip:port@cport[,hostname]`
-        let addr = addr.split(['@', ',']).next().unwrap_or_default();
-        if let Some((host, port)) = addr.rsplit_once(':')
-            && let Ok(port) = port.parse()
-            && !host.is_empty()
-        {
-            out.push((host.to_owned(), port));
+        };
+        let host = match primary.first() {
+            Some(Value::BulkString(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+            Some(Value::SimpleString(text)) => text.clone(),
+            _ => continue,
+        };
+        let Some(Value::Int(port)) = primary.get(1) else {
+            continue;
+        };
+        let Ok(port) = u16::try_from(*port) else {
+            continue;
+        };
+        if !host.is_empty() && !out.iter().any(|(h, p)| *h == host && *p == port) {
+            out.push((host, port));
         }
     }
     out
 }
 
-/// The slot of a command's first key, `None` for a command without keys.
-fn command_slot(cmd: &Cmd) -> Option<Slot> {
+/// Where a command of a pipeline goes on a cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Destination {
+    /// No key: with the command before it (any node will do).
+    Keyless,
+    /// The node of this slot.
+    Slot(Slot),
+    /// `PUBLISH`: the cluster client routes it by its channel, and any
+    /// node spreads it cluster-wide; sent after the rest of the pipeline,
+    /// so "delete, then announce" keeps its order.
+    Announce,
+}
+
+/// Where `cmd` goes: by its first key, if it has one.
+fn destination(cmd: &Cmd) -> Destination {
     let mut args = cmd.args_iter().map(|arg| match arg {
         Arg::Simple(bytes) => bytes,
         _ => &b""[..],
     });
-    let name = args.next()?.to_ascii_uppercase();
+    let Some(name) = args.next().map(<[u8]>::to_ascii_uppercase) else {
+        return Destination::Keyless;
+    };
+    let slot = |key: Option<&[u8]>| {
+        key.map_or(Destination::Keyless, |k| {
+            Destination::Slot(Slot::for_key(k))
+        })
+    };
     match name.as_slice() {
-        b"PING" | b"INFO" | b"PUBLISH" | b"SCAN" | b"SCRIPT" | b"CLUSTER" | b"WAIT"
-        | b"WAITAOF" | b"ROLE" | b"CONFIG" | b"TIME" | b"DBSIZE" | b"CLIENT" | b"ECHO" => None,
+        b"PUBLISH" => Destination::Announce,
+        b"PING" | b"INFO" | b"SCAN" | b"SCRIPT" | b"CLUSTER" | b"WAIT" | b"WAITAOF" | b"ROLE"
+        | b"CONFIG" | b"TIME" | b"DBSIZE" | b"CLIENT" | b"ECHO" => Destination::Keyless,
         b"EVAL" | b"EVALSHA" | b"EVAL_RO" | b"EVALSHA_RO" | b"FCALL" | b"FCALL_RO" => {
-            let _body = args.next()?;
-            let numkeys: usize = std::str::from_utf8(args.next()?).ok()?.parse().ok()?;
+            let _body = args.next();
+            let numkeys: usize = args
+                .next()
+                .and_then(|n| std::str::from_utf8(n).ok())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
             if numkeys == 0 {
-                return None;
+                Destination::Keyless
+            } else {
+                slot(args.next())
             }
-            Some(Slot::for_key(args.next()?))
         }
         // A subcommand comes before the key.
         b"XINFO" | b"XGROUP" | b"OBJECT" | b"MEMORY" => {
-            let _subcommand = args.next()?;
-            Some(Slot::for_key(args.next()?))
+            let _subcommand = args.next();
+            slot(args.next())
         }
         b"XREAD" | b"XREADGROUP" => {
-            args.find(|a| a.eq_ignore_ascii_case(b"STREAMS"))?;
-            Some(Slot::for_key(args.next()?))
+            if args.any(|a| a.eq_ignore_ascii_case(b"STREAMS")) {
+                slot(args.next())
+            } else {
+                Destination::Keyless
+            }
         }
-        _ => Some(Slot::for_key(args.next()?)),
+        _ => slot(args.next()),
     }
 }
 
-/// The parts of `pipeline` by slot, in order of first appearance, each
-/// with the positions of its commands; `None` when every keyed command
-/// shares one slot (the pipeline goes as it is).
-fn split_by_slot(pipeline: &Pipeline) -> Option<Vec<(Vec<usize>, Pipeline)>> {
+/// A pipeline cut for a cluster: parts by slot (each with the positions of
+/// its commands, in order of first appearance) and the announcements, sent
+/// after every part has answered.
+struct Split {
+    parts: Vec<(Vec<usize>, Pipeline)>,
+    announces: Vec<usize>,
+}
+
+/// `pipeline` cut by slot; `None` when every keyed command shares one slot
+/// and none is an announcement (the pipeline then goes as it is).
+fn split_by_slot(pipeline: &Pipeline) -> Option<Split> {
     let mut groups: Vec<(Option<Slot>, Vec<usize>, Pipeline)> = Vec::new();
+    let mut announces = Vec::new();
     let mut current: Option<usize> = None;
     for (index, cmd) in pipeline.cmd_iter().enumerate() {
-        let slot = command_slot(cmd);
-        let group = match slot {
-            Some(slot) => match groups.iter().position(|(s, _, _)| *s == Some(slot)) {
-                Some(found) => found,
-                // Keyless commands just before it join its slot.
-                None => match current {
-                    Some(group) if groups[group].0.is_none() => group,
-                    _ => {
-                        groups.push((Some(slot), Vec::new(), redis::pipe()));
-                        groups.len() - 1
-                    }
-                },
-            },
+        let group = match destination(cmd) {
+            Destination::Announce => {
+                announces.push(index);
+                continue;
+            }
+            Destination::Slot(slot) => {
+                match groups.iter().position(|(s, _, _)| *s == Some(slot)) {
+                    Some(found) => found,
+                    // Keyless commands just before it join its slot.
+                    None => match current {
+                        Some(group) if groups[group].0.is_none() => {
+                            groups[group].0 = Some(slot);
+                            group
+                        }
+                        _ => {
+                            groups.push((Some(slot), Vec::new(), redis::pipe()));
+                            groups.len() - 1
+                        }
+                    },
+                }
+            }
             // Keyless: with the command before it, or first in a group
             // of its own that the next keyed command joins.
-            None => match current {
+            Destination::Keyless => match current {
                 Some(group) => group,
                 None => {
                     groups.push((None, Vec::new(), redis::pipe()));
@@ -396,22 +464,20 @@ fn split_by_slot(pipeline: &Pipeline) -> Option<Vec<(Vec<usize>, Pipeline)>> {
                 }
             },
         };
-        if groups[group].0.is_none() {
-            groups[group].0 = slot;
-        }
         groups[group].1.push(index);
         groups[group].2.add_command(cmd.clone());
         current = Some(group);
     }
-    if groups.len() <= 1 {
+    if groups.len() <= 1 && announces.is_empty() {
         return None;
     }
-    Some(
-        groups
+    Some(Split {
+        parts: groups
             .into_iter()
             .map(|(_, positions, pipe)| (positions, pipe))
             .collect(),
-    )
+        announces,
+    })
 }
 
 impl ConnectionLike for Connection {
@@ -438,22 +504,34 @@ impl ConnectionLike for Connection {
                 } else {
                     None
                 };
-                let Some(parts) = parts else {
+                let Some(split) = parts else {
                     return conn.req_packed_commands(pipeline, offset, count);
                 };
                 let conn = conn.clone();
                 Box::pin(async move {
                     let total = pipeline.len();
-                    let sent = parts.iter().map(|(_, part)| {
+                    let sent = split.parts.iter().map(|(_, part)| {
                         let mut conn = conn.clone();
                         async move { conn.req_packed_commands(part, 0, part.len()).await }
                     });
                     let answers = futures_util::future::try_join_all(sent).await?;
                     let mut out = vec![Value::Nil; total];
-                    for ((positions, _), values) in parts.iter().zip(answers) {
+                    for ((positions, _), values) in split.parts.iter().zip(answers) {
                         for (position, value) in positions.iter().zip(values) {
                             out[*position] = value;
                         }
+                    }
+                    // The announcements, once everything they announce is
+                    // done.
+                    let commands: Vec<&Cmd> = pipeline.cmd_iter().collect();
+                    let announced = split.announces.iter().map(|&index| {
+                        let mut conn = conn.clone();
+                        let cmd = commands[index];
+                        async move { conn.req_packed_command(cmd).await }
+                    });
+                    let answers = futures_util::future::try_join_all(announced).await?;
+                    for (&index, value) in split.announces.iter().zip(answers) {
+                        out[index] = value;
                     }
                     Ok(out)
                 })
@@ -506,7 +584,7 @@ mod tests {
     }
 
     #[test]
-    fn pipelines_split_by_slot_and_keyless_commands_follow_the_one_before() {
+    fn pipelines_split_by_slot_and_announcements_go_last() {
         let mut pipe = redis::pipe();
         pipe.cmd("XADD")
             .arg("hf:reply:a")
@@ -522,23 +600,32 @@ mod tests {
             .arg("abc")
             .arg(1)
             .arg("{t:0}:y")
+            .cmd("PING")
             .cmd("PEXPIRE")
             .arg("hf:reply:a")
             .arg(10);
-        let parts = split_by_slot(&pipe).expect("two slots");
-        let positions: Vec<Vec<usize>> = parts.iter().map(|(p, _)| p.clone()).collect();
-        assert_eq!(positions, [vec![0, 4], vec![1, 2, 3]]);
+        let split = split_by_slot(&pipe).expect("two slots");
+        let positions: Vec<Vec<usize>> = split.parts.iter().map(|(p, _)| p.clone()).collect();
+        assert_eq!(positions, [vec![0, 5], vec![1, 3, 4]]);
+        assert_eq!(split.announces, [2]);
 
+        // One slot and an announcement: the announcement still goes apart,
+        // since the cluster client routes it by its channel.
         let mut one = redis::pipe();
-        one.cmd("DEL")
+        one.cmd("DEL").arg("{a}1").cmd("PUBLISH").arg("c").arg("m");
+        let split = split_by_slot(&one).expect("an announcement");
+        assert_eq!(split.parts.len(), 1);
+        assert_eq!(split.announces, [1]);
+
+        let mut whole = redis::pipe();
+        whole
+            .cmd("PING")
+            .cmd("DEL")
             .arg("{a}1")
-            .cmd("PUBLISH")
-            .arg("c")
-            .arg("m")
             .cmd("SET")
             .arg("{a}2")
             .arg(1);
-        assert!(split_by_slot(&one).is_none(), "one slot goes whole");
+        assert!(split_by_slot(&whole).is_none(), "one slot goes whole");
 
         let mut read = redis::cmd("XREADGROUP");
         read.arg("GROUP")
@@ -547,26 +634,52 @@ mod tests {
             .arg("STREAMS")
             .arg("{t:1}:req")
             .arg(">");
-        assert_eq!(command_slot(&read), Some(Slot::for_key("{t:1}:req")));
-        assert_eq!(command_slot(&redis::cmd("PING")), None);
+        assert_eq!(
+            destination(&read),
+            Destination::Slot(Slot::for_key("{t:1}:req"))
+        );
+        assert_eq!(destination(&redis::cmd("PING")), Destination::Keyless);
         let mut groups = redis::cmd("XINFO");
         groups.arg("GROUPS").arg("{t:2}:req");
-        assert_eq!(command_slot(&groups), Some(Slot::for_key("{t:2}:req")));
+        assert_eq!(
+            destination(&groups),
+            Destination::Slot(Slot::for_key("{t:2}:req"))
+        );
     }
 
     #[test]
-    fn primaries_are_read_from_cluster_nodes() {
-        let text = "\
-a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
-b2 127.0.0.1:7001@17001,host-b master - 0 0 2 connected 5461-10922
-c3 127.0.0.1:7002@17002 master,fail - 0 0 3 disconnected
-d4 127.0.0.1:7003@17003 slave a1 0 0 1 connected
-";
+    fn primaries_are_read_from_cluster_slots_once_each() {
+        let node = |host: &str, port: i64| {
+            Value::Array(vec![
+                Value::BulkString(host.as_bytes().to_vec()),
+                Value::Int(port),
+                Value::BulkString(b"id".to_vec()),
+            ])
+        };
+        let slots = Value::Array(vec![
+            Value::Array(vec![
+                Value::Int(0),
+                Value::Int(5460),
+                node("10.0.0.1", 7000),
+                node("10.0.0.4", 7003),
+            ]),
+            Value::Array(vec![
+                Value::Int(5461),
+                Value::Int(10922),
+                node("b.example", 7001),
+            ]),
+            Value::Array(vec![
+                Value::Int(10923),
+                Value::Int(12000),
+                node("10.0.0.1", 7000),
+            ]),
+            Value::Int(1),
+        ]);
         assert_eq!(
-            parse_primaries(text),
+            parse_primaries(&slots),
             [
-                ("127.0.0.1".to_owned(), 7000),
-                ("127.0.0.1".to_owned(), 7001)
+                ("10.0.0.1".to_owned(), 7000),
+                ("b.example".to_owned(), 7001)
             ]
         );
     }

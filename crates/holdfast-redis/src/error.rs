@@ -59,7 +59,17 @@ impl RedisError {
             RedisError::Server(_) if self.is_permission_denied() => false,
             RedisError::Server(err) => matches!(
                 err.code(),
-                Some("LOADING" | "TRYAGAIN" | "MASTERDOWN" | "READONLY" | "BUSY" | "NOSCRIPT")
+                Some(
+                    "LOADING"
+                        | "TRYAGAIN"
+                        | "MASTERDOWN"
+                        | "READONLY"
+                        | "BUSY"
+                        | "NOSCRIPT"
+                        | "CLUSTERDOWN"
+                        | "MOVED"
+                        | "ASK"
+                )
             ),
         }
     }

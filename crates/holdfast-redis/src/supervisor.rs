@@ -704,11 +704,10 @@ impl Inner {
                 )
                 .map_err(|err| ("config", err.to_string()))?;
             let mut conn = Connection::Cluster(client.get_async_connection().await.map_err(fail)?);
-            // Every primary must answer: a slot without one is not served.
-            redis::cmd("PING")
-                .query_async::<()>(&mut conn)
-                .await
-                .map_err(fail)?;
+            // One node answering is enough: a slot whose primary is down
+            // fails its own commands until a replica takes over, and the
+            // other slots go on.
+            conn.on_any_node(&redis::cmd("PING")).await.map_err(fail)?;
             let scripts = self.scripts.lock().expect("scripts lock poisoned").clone();
             for script in scripts {
                 if let Err(err) = script.load_async(&mut conn).await {
@@ -928,9 +927,14 @@ async fn watch_switch_master(inner: Arc<Inner>) {
             }
             Some(())
         };
+        let subscribed_at = Instant::now();
         tokio::select! {
             () = inner.tasks.stopping() => return,
             _ = listened => {}
+        }
+        if subscribed_at.elapsed() >= Duration::from_secs(10) {
+            // A subscription that lived a while: try again at once.
+            attempt = 0;
         }
         let delay = backoff.delay(attempt);
         attempt = attempt.saturating_add(1).min(8);
@@ -961,8 +965,9 @@ async fn watch_connection(
             return "readonly";
         }
         let mut c = conn.clone();
+        // On a cluster, one node: see `Inner::connect`.
         let ping = tokio::time::timeout(ping_timeout, async move {
-            redis::cmd("PING").query_async::<()>(&mut c).await
+            c.on_any_node(&redis::cmd("PING")).await.map(|_| ())
         })
         .await;
         match ping {

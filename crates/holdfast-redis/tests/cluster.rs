@@ -60,13 +60,50 @@ async fn commands_pipelines_and_scans_reach_every_primary() {
 
     // Assert: answers come back in the order asked.
     assert_eq!(answers, ("PONG".into(), "0".into(), "1".into(), "2".into()));
+    // A cache invalidation: delete, then announce on a channel of another
+    // slot; a subscriber hears it after the key is gone.
+    let info = redis.connection_info().expect("a seed node");
+    let subscriber = redis::Client::open(info).expect("a client");
+    let mut pubsub = subscriber.get_async_pubsub().await.expect("a subscriber");
+    pubsub
+        .subscribe("hf:cache:invalidate:test")
+        .await
+        .expect("subscribed");
+    let mut invalidate = redis::pipe();
+    invalidate
+        .cmd("DEL")
+        .arg(SPREAD[1])
+        .ignore()
+        .cmd("PUBLISH")
+        .arg("hf:cache:invalidate:test")
+        .arg(SPREAD[1]);
+    let heard: i64 = redis
+        .pipe::<(i64,)>(&invalidate, Duration::from_secs(2))
+        .await
+        .expect("a delete and an announcement")
+        .0;
+    assert!(heard >= 1, "the subscriber is counted");
+    let message = tokio::time::timeout(Duration::from_secs(2), async {
+        use futures_util::StreamExt;
+        pubsub.on_message().next().await
+    })
+    .await
+    .expect("the announcement arrives")
+    .expect("a message");
+    assert_eq!(message.get_payload::<String>().unwrap(), SPREAD[1]);
+    let gone: Option<String> = redis
+        .cmd(redis::cmd("GET").arg(SPREAD[1]))
+        .await
+        .expect("a read");
+    assert!(gone.is_none());
+
     let mut found = redis
         .scan("{orders:*", 100, 1000, Duration::from_secs(2))
         .await
         .expect("a scan of every primary");
     found.sort();
     found.dedup();
-    assert_eq!(found.len(), 3, "{found:?}");
+    assert_eq!(found.len(), 2, "the keys left, on two primaries: {found:?}");
     let info = redis.info(Some("server")).await.expect("INFO of one node");
     assert!(info.contains("redis_version:"), "{info}");
     tasks.stop_and_wait(Duration::from_secs(2)).await;
@@ -84,9 +121,27 @@ async fn work_continues_after_a_replica_takes_over_from_a_killed_primary() {
         .await
         .expect("a write");
 
+    let _: () = redis
+        .cmd(redis::cmd("SET").arg(SPREAD[1]).arg("elsewhere"))
+        .await
+        .expect("a write");
+
     // Act
     let killed_at = Instant::now();
     cluster.nodes[victim].kill9().await;
+
+    // Assert: a key on another primary answers before any replica has
+    // taken over (the node timeout alone is 1 s).
+    let other: Option<String> = redis
+        .cmd(redis::cmd("GET").arg(SPREAD[1]))
+        .await
+        .expect("another primary answers while one is down");
+    assert_eq!(other.as_deref(), Some("elsewhere"));
+    assert!(
+        killed_at.elapsed() < NODE_TIMEOUT,
+        "answered {:?} after the kill",
+        killed_at.elapsed()
+    );
 
     // Assert: within the node timeout, the election and a few seconds,
     // the key's slot is written again, and the write before the kill (AOF

@@ -103,7 +103,7 @@ impl std::fmt::Debug for DashboardSettings {
             .field("redis", &self.redis)
             .field("keys", &self.keys)
             .field("control_url", &self.control_url)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token", &self.token.as_ref().map(|_| "***"))
             .field("partitions", &self.partitions)
             .finish_non_exhaustive()
     }

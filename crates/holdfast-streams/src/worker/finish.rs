@@ -263,6 +263,10 @@ async fn write(redis: &Redis, pipe: &redis::Pipeline, timeout: Duration, give_up
     loop {
         let err = match redis.pipe::<()>(pipe, timeout).await {
             Ok(()) => return true,
+            // A transient state (a cluster failover under way, a server
+            // loading its file): the batch is sent again, so entries are
+            // never acknowledged before their answers are stored.
+            Err(err @ RedisError::Server(_)) if err.is_retryable() => err,
             Err(RedisError::Server(err)) => {
                 tracing::warn!(%err, "a command of the batch was refused; the others ran");
                 return true;
