@@ -63,6 +63,23 @@ pub enum Command {
     /// The configuration a role would start with.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Exit 0 when URL answers 2xx in time, 1 with the reason otherwise: a
+    /// container health check that needs no curl.
+    Probe(ProbeArgs),
+}
+
+/// `holdfast probe`.
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct ProbeArgs {
+    /// The URL to GET: a role's `/health/live` or `/health/ready`.
+    #[arg(
+        env = "HOLDFAST_PROBE_URL",
+        default_value = "http://127.0.0.1:5010/health/live"
+    )]
+    pub url: String,
+    /// How long the answer may take.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 /// `holdfast config`.

@@ -7,6 +7,7 @@ mod bench_metrics;
 mod chaos_cmd;
 mod cli;
 mod load_cmd;
+mod probe;
 mod roles;
 
 use anyhow::Result;
@@ -17,7 +18,10 @@ fn main() -> Result<()> {
     let cli = cli::Cli::parse();
     // Benchmarks print figures; their roles' routine logs would drown them.
     let default_filter = match cli.command {
-        cli::Command::Bench(_) | cli::Command::Load(_) | cli::Command::LoadTarget(_) => "warn",
+        cli::Command::Bench(_)
+        | cli::Command::Load(_)
+        | cli::Command::LoadTarget(_)
+        | cli::Command::Probe(_) => "warn",
         _ => "info",
     };
     // Flushes exported spans (OTEL_EXPORTER_OTLP_ENDPOINT) once the runtime,
@@ -56,6 +60,7 @@ async fn run(cli: cli::Cli) -> Result<()> {
         cli::Command::LoadTarget(args) => load_cmd::target(args, shutdown).await,
         cli::Command::Chaos(cmd) => chaos_cmd::run(cmd, shutdown).await,
         cli::Command::Config(cli::ConfigCommand::Show(role)) => roles::show_config(role),
+        cli::Command::Probe(args) => probe::run(args).await,
     }
 }
 

@@ -27,6 +27,8 @@ fn every_built_in_scenario_is_listed_and_its_toml_can_be_shown() {
         "network-blackhole",
         "slow-redis",
         "worker-kill",
+        "sentinel-failover",
+        "cluster-primary-kill",
         "db-down",
         "soak",
     ] {
