@@ -120,6 +120,18 @@ async fn work_continues_after_a_replica_takes_over_from_a_killed_primary() {
         .cmd(redis::cmd("SET").arg(SPREAD[0]).arg("before"))
         .await
         .expect("a write");
+    // Replication is asynchronous: only a write the replica acknowledged
+    // (WAIT, what durability replicas:1 does) survives the kill for sure.
+    let acked: i64 = redis
+        .run(Duration::from_secs(2), |mut conn| async move {
+            let mut wait = redis::cmd("WAIT");
+            wait.arg(1).arg(1000);
+            redis::from_redis_value(conn.on_node_of(SPREAD[0], &wait).await?)
+                .map_err(redis::RedisError::from)
+        })
+        .await
+        .expect("WAIT");
+    assert_eq!(acked, 1, "the replica acknowledged the write");
 
     let _: () = redis
         .cmd(redis::cmd("SET").arg(SPREAD[1]).arg("elsewhere"))
