@@ -21,7 +21,7 @@ use redis::cluster_routing::{
 };
 use redis::{Arg, Cmd, Pipeline, RedisFuture, Value};
 
-use crate::connect::{TlsOptions, install_crypto_provider, redact};
+use crate::connect::{TlsOptions, certificates, install_crypto_provider, parse_hosts, redact};
 use crate::error::RedisError;
 
 /// The seed nodes of a cluster, from
@@ -70,23 +70,7 @@ impl Cluster {
                 "a database other than 0 (a cluster has only database 0)",
             ));
         }
-        let (userinfo, hosts) = match authority.rfind('@') {
-            Some(at) => (authority[..at].to_owned(), &authority[at + 1..]),
-            None => (String::new(), authority),
-        };
-        let nodes = hosts
-            .split(',')
-            .filter(|h| !h.is_empty())
-            .map(|h| {
-                let (host, port) = match h.rsplit_once(':') {
-                    Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => {
-                        (host, port.parse().map_err(|_| bad("a bad node port"))?)
-                    }
-                    _ => (h, 6379),
-                };
-                Ok((host.trim_matches(['[', ']']).to_owned(), port))
-            })
-            .collect::<Result<Vec<_>, RedisError>>()?;
+        let (userinfo, nodes) = parse_hosts(authority, 6379, bad)?;
         if nodes.is_empty() {
             return Err(bad("no node"));
         }
@@ -160,27 +144,8 @@ impl Cluster {
             } else {
                 builder = builder.tls(redis::TlsMode::Secure);
             }
-            let client_tls = match (&tls.client_cert, &tls.client_key) {
-                (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
-                    client_cert: read(cert, "client certificate")?,
-                    client_key: read(key, "client key")?,
-                }),
-                (None, None) => None,
-                _ => {
-                    return Err(RedisError::Config(
-                        "mutual TLS needs both a client certificate and its key".into(),
-                    ));
-                }
-            };
-            let root_cert = match &tls.ca_file {
-                Some(path) => Some(read(path, "CA file")?),
-                None => None,
-            };
-            if client_tls.is_some() || root_cert.is_some() {
-                builder = builder.certs(redis::TlsCertificates {
-                    client_tls,
-                    root_cert,
-                });
+            if let Some(certificates) = certificates(tls)? {
+                builder = builder.certs(certificates);
             }
         } else if tls.is_set() {
             return Err(RedisError::Config(
@@ -192,12 +157,6 @@ impl Cluster {
             .build()
             .map_err(|err| RedisError::Config(format!("cluster settings: {err}")))
     }
-}
-
-fn read(path: &std::path::Path, what: &str) -> Result<Vec<u8>, RedisError> {
-    std::fs::read(path).map_err(|err| {
-        RedisError::Config(format!("cannot read the {what} {}: {err}", path.display()))
-    })
 }
 
 /// A connection to one server or to a cluster; cheap to clone (a handle

@@ -51,6 +51,65 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>, RedisError> {
     })
 }
 
+/// The certificates `tls` names (a CA, a client certificate and key), read
+/// from their files; `None` when it names none (the system roots serve).
+///
+/// # Errors
+/// [`RedisError::Config`]: a file cannot be read, or a client certificate
+/// comes without its key or the other way round.
+pub(crate) fn certificates(tls: &TlsOptions) -> Result<Option<redis::TlsCertificates>, RedisError> {
+    let client_tls = match (&tls.client_cert, &tls.client_key) {
+        (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+            client_cert: read(cert, "client certificate")?,
+            client_key: read(key, "client key")?,
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(RedisError::Config(
+                "mutual TLS needs both a client certificate and its key".into(),
+            ));
+        }
+    };
+    let root_cert = match &tls.ca_file {
+        Some(path) => Some(read(path, "CA file")?),
+        None => None,
+    };
+    Ok(
+        (client_tls.is_some() || root_cert.is_some()).then_some(redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        }),
+    )
+}
+
+/// `[user:password@]host:port,host:port…` split into the user info and
+/// the hosts, each with `default_port` when it names none (IPv6 in
+/// brackets); `bad` words an error.
+pub(crate) fn parse_hosts(
+    authority: &str,
+    default_port: u16,
+    bad: impl Fn(&str) -> RedisError,
+) -> Result<(String, Vec<(String, u16)>), RedisError> {
+    let (userinfo, hosts) = match authority.rfind('@') {
+        Some(at) => (authority[..at].to_owned(), &authority[at + 1..]),
+        None => (String::new(), authority),
+    };
+    let hosts = hosts
+        .split(',')
+        .filter(|h| !h.is_empty())
+        .map(|h| {
+            let (host, port) = match h.rsplit_once(':') {
+                Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => {
+                    (host, port.parse().map_err(|_| bad("a bad port"))?)
+                }
+                _ => (h, default_port),
+            };
+            Ok((host.trim_matches(['[', ']']).to_owned(), port))
+        })
+        .collect::<Result<Vec<_>, RedisError>>()?;
+    Ok((userinfo, hosts))
+}
+
 /// `host:port` of a URL's address, for messages (`a:26379,b:26379` style
 /// lists are left to the caller).
 pub(crate) fn address(info: &redis::ConnectionInfo) -> String {
@@ -107,32 +166,9 @@ pub(crate) fn open_client(
             "--redis-tls-insecure: the server's certificate is NOT verified; for development only"
         ));
     }
-    let client_tls = match (&tls.client_cert, &tls.client_key) {
-        (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
-            client_cert: read(cert, "client certificate")?,
-            client_key: read(key, "client key")?,
-        }),
-        (None, None) => None,
-        _ => {
-            return Err(RedisError::Config(
-                "mutual TLS needs both a client certificate and its key".into(),
-            ));
-        }
-    };
-    let root_cert = match &tls.ca_file {
-        Some(path) => Some(read(path, "CA file")?),
-        None => None,
-    };
-    let client = if client_tls.is_some() || root_cert.is_some() {
-        redis::Client::build_with_tls(
-            info,
-            redis::TlsCertificates {
-                client_tls,
-                root_cert,
-            },
-        )
-    } else {
-        redis::Client::open(info)
+    let client = match certificates(tls)? {
+        Some(certificates) => redis::Client::build_with_tls(info, certificates),
+        None => redis::Client::open(info),
     }
     .map_err(|err| RedisError::Config(format!("TLS settings for {target}: {err}")))?;
     Ok((client, target))
@@ -190,23 +226,7 @@ impl Sentinel {
             ))
         };
         let (authority, path) = rest.split_once('/').ok_or_else(|| bad("no master name"))?;
-        let (userinfo, hosts) = match authority.rfind('@') {
-            Some(at) => (authority[..at].to_owned(), &authority[at + 1..]),
-            None => (String::new(), authority),
-        };
-        let sentinels = hosts
-            .split(',')
-            .filter(|h| !h.is_empty())
-            .map(|h| {
-                let (host, port) = match h.rsplit_once(':') {
-                    Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => {
-                        (host, port.parse().map_err(|_| bad("a bad sentinel port"))?)
-                    }
-                    _ => (h, 26379),
-                };
-                Ok((host.trim_matches(['[', ']']).to_owned(), port))
-            })
-            .collect::<Result<Vec<_>, RedisError>>()?;
+        let (userinfo, sentinels) = parse_hosts(authority, 26379, bad)?;
         if sentinels.is_empty() {
             return Err(bad("no sentinel"));
         }
