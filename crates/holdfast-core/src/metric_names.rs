@@ -195,6 +195,47 @@ mod tests {
         );
     }
 
+    /// The shipped Grafana dashboard and alert rules query only metrics
+    /// the code exports (histograms also as `_bucket`, `_sum`, `_count`
+    /// and the exporter's `_quantile`): a renamed metric fails here, not
+    /// on an empty panel in production.
+    #[test]
+    fn the_grafana_dashboard_and_the_alert_rules_query_only_exported_metrics() {
+        let files = [
+            (
+                "deploy/grafana/holdfast-dashboard.json",
+                include_str!("../../../deploy/grafana/holdfast-dashboard.json"),
+            ),
+            (
+                "deploy/prometheus/alerts.yml",
+                include_str!("../../../deploy/prometheus/alerts.yml"),
+            ),
+        ];
+        let exported = |name: &str| {
+            ALL.iter().chain(EXPORTER).any(|(known, _)| {
+                name == *known
+                    || ["_bucket", "_sum", "_count", "_quantile"]
+                        .iter()
+                        .any(|suffix| name.strip_suffix(suffix) == Some(*known))
+            })
+        };
+        for (file, text) in files {
+            let mut queried = 0;
+            for (at, _) in text.match_indices("holdfast_") {
+                let name: String = text[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                queried += 1;
+                assert!(
+                    exported(&name),
+                    "{file} queries {name}, which nothing exports"
+                );
+            }
+            assert!(queried > 5, "{file} queries next to nothing: {queried}");
+        }
+    }
+
     #[test]
     fn names_are_unique() {
         let mut names: Vec<&str> = ALL.iter().chain(EXPORTER).map(|(n, _)| *n).collect();
