@@ -170,11 +170,6 @@ pub enum Connection {
 }
 
 impl Connection {
-    /// Whether this is a cluster connection.
-    pub fn is_cluster(&self) -> bool {
-        matches!(self, Connection::Cluster(_))
-    }
-
     /// Runs `cmd` on the one server, or on every primary of a cluster
     /// taking the first answer that succeeds: for commands about a server,
     /// not a key (`PING`, `INFO`), which must not fail because one primary

@@ -822,41 +822,30 @@ mod tests {
         assert!(parse_database_url("redis://localhost").is_err());
     }
 
+    /// What `holdfast config show ARGS…` prints.
+    fn shown(args: &[&str]) -> String {
+        let cli = Cli::try_parse_from(["holdfast", "config", "show"].iter().chain(args)).unwrap();
+        let Command::Config(ConfigCommand::Show(role)) = cli.command else {
+            panic!("not config show");
+        };
+        crate::roles::config_text(role).unwrap()
+    }
+
     #[test]
     fn config_show_prints_the_settings_without_their_secrets() {
         for role in ["worker", "ingress", "api", "exporter", "dashboard"] {
-            let cli = Cli::try_parse_from([
-                "holdfast",
-                "config",
-                "show",
+            let text = shown(&[
                 role,
                 "--redis-url",
                 "rediss://app:s3cret-pw@cache.example:6380/0",
-            ])
-            .unwrap();
-            let Command::Config(ConfigCommand::Show(shown)) = cli.command else {
-                panic!("not config show");
-            };
-            let text = crate::roles::config_text(shown).unwrap();
+            ]);
             assert!(text.contains("cache.example:6380"), "{text}");
             assert!(
                 !text.contains("s3cret"),
                 "{role} shows the password: {text}"
             );
         }
-        let cli = Cli::try_parse_from([
-            "holdfast",
-            "config",
-            "show",
-            "worker",
-            "--concurrency",
-            "33",
-        ])
-        .unwrap();
-        let Command::Config(ConfigCommand::Show(shown)) = cli.command else {
-            panic!("not config show");
-        };
-        let text = crate::roles::config_text(shown).unwrap();
+        let text = shown(&["worker", "--concurrency", "33"]);
         assert!(text.contains("concurrency: 33"), "{text}");
     }
 
