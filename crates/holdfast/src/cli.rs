@@ -1,7 +1,8 @@
 //! Command-line interface: every flag, its environment variable and default.
 //!
-//! Precedence: built-in defaults, then `HOLDFAST_*` (and the familiar
-//! `REDIS_URL`, `REDIS_ENABLED`) environment variables, then flags.
+//! Precedence: built-in defaults, then the `--config` file (see
+//! `config_file`), then `HOLDFAST_*` (and the familiar `REDIS_URL`,
+//! `DATABASE_URL`, `REDIS_ENABLED`) environment variables, then flags.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -21,6 +22,11 @@ use holdfast_telemetry::sink::SinkConfig;
 #[derive(Parser, Debug)]
 #[command(name = "holdfast", version, about, long_about = None)]
 pub struct Cli {
+    /// TOML file of settings, between the built-in defaults and the
+    /// environment (`holdfast config sample` prints one with every
+    /// setting).
+    #[arg(long, global = true, env = crate::config_file::CONFIG_ENV, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
     /// What to run.
     #[command(subcommand)]
     pub command: Command,
@@ -85,12 +91,22 @@ pub struct ProbeArgs {
 /// `holdfast config`.
 #[derive(Subcommand, Debug)]
 pub enum ConfigCommand {
-    /// Print the settings a role would start with, from its defaults, the
-    /// environment and the flags given (`holdfast config show worker
-    /// --concurrency 32`), without starting it. Passwords and tokens are
-    /// shown as `***`.
+    /// Print the settings a role (or, without one, every role) would start
+    /// with, each with where its value comes from: default, the --config
+    /// file, an environment variable or a flag (`holdfast config show
+    /// worker --concurrency 32`). Passwords and tokens show as `***`.
+    Show(ShowArgs),
+    /// Print a configuration file with every setting, its environment
+    /// variable and its default, all commented out.
+    Sample,
+}
+
+/// `holdfast config show [ROLE]`.
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    /// The role; without one, every role.
     #[command(subcommand)]
-    Show(ShowRole),
+    pub role: Option<Box<ShowRole>>,
 }
 
 /// The role whose settings `holdfast config show` prints.
@@ -306,6 +322,11 @@ pub struct ApiArgs {
     /// Largest request body in bytes.
     #[arg(long, env = "HOLDFAST_BODY_LIMIT", default_value_t = ApiSettings::DEFAULT_BODY_LIMIT)]
     pub body_limit: usize,
+    /// Where the order service looks users up (`{URL}/api/users/{id}`):
+    /// another api instance acting as the users service. Without it, the
+    /// api calls its own public listener.
+    #[arg(long, env = "HOLDFAST_USERS_BASE_URL")]
+    pub users_base_url: Option<String>,
 }
 
 /// `holdfast worker`.
@@ -764,6 +785,7 @@ impl ApiArgs {
             .duration("--cache-ttl", self.cache_ttl)
             .flag("--warm-products", self.warm_products)
             .flag("--body-limit", self.body_limit)
+            .optional("--users-base-url", self.users_base_url.as_ref())
             .into_args()
     }
 }
@@ -820,33 +842,6 @@ mod tests {
         );
         assert_eq!(args.products_db_delay, Duration::ZERO);
         assert!(parse_database_url("redis://localhost").is_err());
-    }
-
-    /// What `holdfast config show ARGS…` prints.
-    fn shown(args: &[&str]) -> String {
-        let cli = Cli::try_parse_from(["holdfast", "config", "show"].iter().chain(args)).unwrap();
-        let Command::Config(ConfigCommand::Show(role)) = cli.command else {
-            panic!("not config show");
-        };
-        crate::roles::config_text(role).unwrap()
-    }
-
-    #[test]
-    fn config_show_prints_the_settings_without_their_secrets() {
-        for role in ["worker", "ingress", "api", "exporter", "dashboard"] {
-            let text = shown(&[
-                role,
-                "--redis-url",
-                "rediss://app:s3cret-pw@cache.example:6380/0",
-            ]);
-            assert!(text.contains("cache.example:6380"), "{text}");
-            assert!(
-                !text.contains("s3cret"),
-                "{role} shows the password: {text}"
-            );
-        }
-        let text = shown(&["worker", "--concurrency", "33"]);
-        assert!(text.contains("concurrency: 33"), "{text}");
     }
 
     #[test]
@@ -942,6 +937,7 @@ mod tests {
             cache_ttl: Duration::from_secs(9),
             warm_products: 0,
             body_limit: 2048,
+            users_base_url: Some("http://users:5001".to_owned()),
         };
         assert!(matches!(parsed(api.command_line()), Command::Api(back) if back == api));
         let exporter = ExporterArgs {

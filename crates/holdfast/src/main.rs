@@ -6,16 +6,24 @@ mod bench_cache;
 mod bench_metrics;
 mod chaos_cmd;
 mod cli;
+mod config_file;
 mod load_cmd;
 mod probe;
 mod roles;
 
 use anyhow::Result;
-use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> Result<()> {
-    let cli = cli::Cli::parse();
+    let (cli, invocation) = match config_file::parse(std::env::args_os().collect()) {
+        Ok(parsed) => parsed,
+        // A mistake in the configuration file is a usage error, told as
+        // clap tells one on the command line: the message, status 2.
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::exit(2);
+        }
+    };
     // Benchmarks print figures; their roles' routine logs would drown them.
     let default_filter = match cli.command {
         cli::Command::Bench(_)
@@ -31,10 +39,10 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run(cli))
+    runtime.block_on(run(cli, invocation))
 }
 
-async fn run(cli: cli::Cli) -> Result<()> {
+async fn run(cli: cli::Cli, invocation: config_file::Invocation) -> Result<()> {
     let shutdown = CancellationToken::new();
     let forced_exit = ForcedExit::default();
     // Cancels the token on the first SIGINT or SIGTERM; a second signal
@@ -59,7 +67,13 @@ async fn run(cli: cli::Cli) -> Result<()> {
         cli::Command::Load(args) => load_cmd::run(args, shutdown).await,
         cli::Command::LoadTarget(args) => load_cmd::target(args, shutdown).await,
         cli::Command::Chaos(cmd) => chaos_cmd::run(cmd, shutdown).await,
-        cli::Command::Config(cli::ConfigCommand::Show(role)) => roles::show_config(role),
+        cli::Command::Config(cli::ConfigCommand::Show(args)) => {
+            roles::show_config(args, &invocation)
+        }
+        cli::Command::Config(cli::ConfigCommand::Sample) => {
+            print!("{}", config_file::sample());
+            Ok(())
+        }
         cli::Command::Probe(args) => probe::run(args).await,
     }
 }

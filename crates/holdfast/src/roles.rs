@@ -151,6 +151,7 @@ pub fn api_settings(args: &ApiArgs) -> ApiSettings {
     settings.cache.ttl = args.cache_ttl;
     settings.warm_products = args.warm_products;
     settings.stack.body_limit = args.body_limit;
+    settings.users_base_url = args.users_base_url.clone();
     settings
 }
 
@@ -185,22 +186,36 @@ pub fn worker_settings(args: &WorkerArgs) -> Result<WorkerSettings> {
     })
 }
 
-/// `holdfast config show ROLE`: the role's settings as it would start
-/// with them, every secret redacted by the settings' own `Debug`.
-pub fn show_config(role: crate::cli::ShowRole) -> Result<()> {
-    println!("{}", config_text(role)?);
+/// `holdfast config show [ROLE]`: each setting with where its value
+/// comes from. A role's settings are first built as the role builds them
+/// at start, so what the role would refuse is refused here too.
+pub fn show_config(
+    args: crate::cli::ShowArgs,
+    invocation: &crate::config_file::Invocation,
+) -> Result<()> {
+    let role = match args.role.as_deref() {
+        Some(role) => Some(checked_role(role)?),
+        None => None,
+    };
+    print!("{}", invocation.show(role)?);
     Ok(())
 }
 
-/// What [`show_config`] prints.
-pub(crate) fn config_text(role: crate::cli::ShowRole) -> Result<String> {
+/// The name of the role `config show` was given, once its settings build.
+fn checked_role(role: &crate::cli::ShowRole) -> Result<&'static str> {
     use crate::cli::ShowRole;
     Ok(match role {
-        ShowRole::Api(args) => format!("{:#?}", api_settings(&args)),
-        ShowRole::Ingress(args) => format!("{:#?}", ingress_settings(&args)?),
-        ShowRole::Worker(args) => format!("{:#?}", worker_settings(&args)?),
-        ShowRole::Exporter(args) => format!("{:#?}", exporter_settings(&args)?),
-        ShowRole::Dashboard(args) => format!("{:#?}", dashboard_settings(&args)),
+        ShowRole::Api(args) => {
+            api_settings(args);
+            "api"
+        }
+        ShowRole::Ingress(args) => ingress_settings(args).map(|_| "ingress")?,
+        ShowRole::Worker(args) => worker_settings(args).map(|_| "worker")?,
+        ShowRole::Exporter(args) => exporter_settings(args).map(|_| "exporter")?,
+        ShowRole::Dashboard(args) => {
+            dashboard_settings(args);
+            "dashboard"
+        }
     })
 }
 
