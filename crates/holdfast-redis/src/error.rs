@@ -25,6 +25,10 @@ pub enum RedisError {
     /// The command did not complete before its deadline.
     #[error("redis command timed out after {0:?}")]
     Timeout(Duration),
+    /// The caller's own deadline ran out before Redis answered. It says
+    /// nothing about Redis: no breaker or retry budget counts it.
+    #[error("the caller's deadline ran out before Redis answered")]
+    CallerDeadline,
     /// The connection failed while the command ran.
     #[error("redis connection failed: {0}")]
     Connection(#[source] redis::RedisError),
@@ -51,7 +55,7 @@ impl RedisError {
     /// transient server states (loading, failover), false for wrong commands.
     pub fn is_retryable(&self) -> bool {
         match self {
-            RedisError::Disabled | RedisError::Config(_) => false,
+            RedisError::Disabled | RedisError::Config(_) | RedisError::CallerDeadline => false,
             RedisError::Unavailable { .. }
             | RedisError::CircuitOpen { .. }
             | RedisError::Timeout(_)
@@ -124,6 +128,7 @@ impl RedisError {
             RedisError::Unavailable { .. } => "redis_unavailable",
             RedisError::CircuitOpen { .. } => "redis_circuit_open",
             RedisError::Timeout(_) => "redis_timeout",
+            RedisError::CallerDeadline => "deadline_exceeded",
             RedisError::Connection(_) => "redis_connection",
             RedisError::Server(_) => "redis_server_error",
             RedisError::Config(_) => "redis_config",

@@ -412,6 +412,65 @@ impl Redis {
         F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
+        self.run_limited(timeout, false, f).await
+    }
+
+    /// [`Redis::run`] for a caller with a deadline of its own: the command
+    /// gets `timeout` or what is left before `deadline`, whichever is less.
+    ///
+    /// When the caller's deadline is what runs out, the error is
+    /// [`RedisError::CallerDeadline`] and neither the breaker nor the
+    /// supervisor hears of it: a caller in a hurry says nothing about
+    /// Redis, and must never make it look down for every other caller.
+    /// Only a command that exceeded Redis's own budget (`timeout`) counts
+    /// as a Redis failure.
+    pub async fn run_before<T, F, Fut>(
+        &self,
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+        f: F,
+    ) -> Result<T, RedisError>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err(RedisError::CallerDeadline);
+        }
+        if left < timeout {
+            self.run_limited(left, true, f).await
+        } else {
+            self.run_limited(timeout, false, f).await
+        }
+    }
+
+    /// [`Redis::script`] for a caller with a deadline of its own (see
+    /// [`Redis::run_before`]).
+    pub async fn script_before<T: FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+    ) -> Result<T, RedisError> {
+        self.run_before(deadline, timeout, |mut conn| async move {
+            invocation.invoke_async(&mut conn).await
+        })
+        .await
+    }
+
+    /// Runs `f` under `timeout`; `caller_limited` says that the timeout is
+    /// the caller's deadline rather than Redis's budget.
+    async fn run_limited<T, F, Fut>(
+        &self,
+        timeout: Duration,
+        caller_limited: bool,
+        f: F,
+    ) -> Result<T, RedisError>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
         let conn = self.inner.conn.read().expect("conn lock poisoned").clone();
         let Some(conn) = conn else {
             return Err(self.unavailable());
@@ -443,6 +502,12 @@ impl Redis {
                     permit.success();
                 }
                 Err(err)
+            }
+            Err(_) if caller_limited => {
+                // Neither a success nor a failure of Redis: the permit
+                // goes back untold.
+                drop(permit);
+                Err(RedisError::CallerDeadline)
             }
             Err(_) => {
                 permit.failure();

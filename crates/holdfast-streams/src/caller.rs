@@ -559,7 +559,12 @@ impl Caller {
                     || (e.is_retryable() && matches!(e, RedisError::Server(_)))
             },
             |_attempt| {
-                let t = timeout.min(envelope.deadline.remaining().max(Duration::from_millis(1)));
+                let left = deadline.saturating_duration_since(Instant::now());
+                // The caller's deadline, not Redis's budget, when it is the
+                // shorter: then running out of it is the caller's, not a
+                // Redis failure (see `Redis::run_before`).
+                let caller_limited = left < timeout;
+                let t = timeout.min(left.max(Duration::from_millis(1)));
                 let invocation = &invocation;
                 let wait = wait.as_ref();
                 let touch = touch.as_ref();
@@ -568,7 +573,7 @@ impl Caller {
                     let Some(wait) = wait else {
                         self.inner
                             .redis
-                            .script::<Option<String>>(invocation, t)
+                            .script_before::<Option<String>>(invocation, deadline, timeout)
                             .await?;
                         return Ok(reached_without_wait);
                     };
@@ -613,13 +618,17 @@ impl Caller {
                             self.inner.redis.report_error(&err);
                             Err(err)
                         }
+                        Err(_) if caller_limited => Err(RedisError::CallerDeadline),
                         Err(_) => Err(RedisError::Timeout(t + wait_timeout)),
                     }
                 }
             },
         )
         .await;
-        result.map_err(CallError::Redis)
+        result.map_err(|err| match err {
+            RedisError::CallerDeadline => CallError::DeadlineExceeded,
+            err => CallError::Redis(err),
+        })
     }
 
     /// What this Redis offers for `fsync`, read again every

@@ -94,8 +94,16 @@ impl UsersClient {
     async fn attempt(&self, id: i64, deadline: Instant) -> Result<bool, UsersFailure> {
         let permit = self.breaker.try_acquire().map_err(UsersFailure::Open)?;
         let url = format!("{}/api/users/{id}", self.base);
+        // When less than an attempt's time is left, the overall deadline
+        // may cut the attempt short: that says nothing about the users side.
+        let cut_short =
+            deadline.saturating_duration_since(Instant::now()) < self.cfg.attempt_timeout;
         let sent = within(deadline, self.http.get(url).send()).await;
         let outcome = match sent {
+            Err(_) if cut_short => {
+                drop(permit);
+                return Err(UsersFailure::Transient("users_timeout"));
+            }
             Err(_) => Err(UsersFailure::Transient("users_timeout")),
             Ok(Err(err)) if err.is_timeout() => Err(UsersFailure::Transient("users_timeout")),
             Ok(Err(err)) => {

@@ -21,3 +21,4 @@ mod api;
 mod api_faults;
 mod exporter;
 mod ingress;
+mod isolation;
