@@ -16,6 +16,7 @@ mod ids;
 mod keys;
 pub mod metric_names;
 pub mod problem;
+mod redact;
 
 pub use calendar::civil_date;
 pub use deadline::Deadline;
@@ -25,3 +26,4 @@ pub use envelope::{Envelope, EnvelopeError, Kind, PROTOCOL_VERSION, Reply, Reply
 pub use ids::{RequestId, RequestIdError};
 pub use keys::{Keys, Topic, TopicError};
 pub use problem::{PROBLEM_JSON, Problem};
+pub use redact::redact_url;

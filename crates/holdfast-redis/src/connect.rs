@@ -336,14 +336,9 @@ impl Sentinel {
     }
 }
 
-/// Hides the password of a Redis URL.
+/// Hides the password of a Redis URL (see [`holdfast_core::redact_url`]).
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
+    holdfast_core::redact_url(url)
 }
 
 /// Why a connection to `target` failed: a stable code for metrics and the
@@ -416,9 +411,9 @@ mod tests {
     fn passwords_are_redacted_from_urls() {
         assert_eq!(
             redact("redis://:secret@host:6379/0"),
-            "redis://***@host:6379/0"
+            "redis://:***@host:6379/0"
         );
-        assert_eq!(redact("rediss://u:p@h:1"), "rediss://***@h:1");
+        assert_eq!(redact("rediss://u:p@h:1"), "rediss://u:***@h:1");
         assert_eq!(redact("redis://host:6379"), "redis://host:6379");
     }
 

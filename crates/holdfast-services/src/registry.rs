@@ -81,8 +81,18 @@ impl Instance {
     }
 }
 
+/// The variable that names the host other instances reach this one by,
+/// in place of the machine's name: a pod's IP on Kubernetes, whose pod
+/// names cluster DNS does not resolve.
+pub const ADVERTISE_HOST_ENV: &str = "HOLDFAST_ADVERTISE_HOST";
+
 /// This machine's name, as other machines would reach it.
 fn host_name() -> String {
+    if let Ok(host) = std::env::var(ADVERTISE_HOST_ENV)
+        && !host.trim().is_empty()
+    {
+        return host.trim().to_owned();
+    }
     std::fs::read_to_string("/etc/hostname")
         .map(|name| name.trim().to_owned())
         .ok()
@@ -94,6 +104,10 @@ fn host_name() -> String {
 /// interface (which no client can connect to as such).
 fn url_of(addr: SocketAddr, host: &str) -> String {
     if addr.ip().is_unspecified() {
+        if host.contains(':') && !host.starts_with('[') {
+            // An IPv6 address, as a URL writes it.
+            return format!("http://[{host}]:{}", addr.port());
+        }
         format!("http://{host}:{}", addr.port())
     } else {
         format!("http://{addr}")
@@ -220,6 +234,9 @@ mod tests {
         let local: SocketAddr = "127.0.0.1:5010".parse().unwrap();
         assert_eq!(url_of(any, "box"), "http://box:5010");
         assert_eq!(url_of(local, "box"), "http://127.0.0.1:5010");
+        // An advertised pod IP, v4 or v6.
+        assert_eq!(url_of(any, "10.1.2.3"), "http://10.1.2.3:5010");
+        assert_eq!(url_of(any, "fd00::7"), "http://[fd00::7]:5010");
     }
 
     #[test]

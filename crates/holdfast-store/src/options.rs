@@ -100,7 +100,7 @@ impl DatabaseUrl {
 
     /// The URL with any password replaced by `***`.
     pub fn redacted(&self) -> String {
-        redact(&self.url)
+        holdfast_core::redact_url(&self.url)
     }
 }
 
@@ -123,29 +123,6 @@ impl fmt::Debug for DatabaseUrl {
         f.debug_tuple("DatabaseUrl")
             .field(&self.redacted())
             .finish()
-    }
-}
-
-/// Replaces the password of `scheme://user:password@host…` with `***`.
-fn redact(url: &str) -> String {
-    let Some(authority_start) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
-    let rest = &url[authority_start..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let Some(at) = authority.rfind('@') else {
-        return url.to_owned();
-    };
-    let userinfo = &authority[..at];
-    match userinfo.find(':') {
-        Some(colon) => format!(
-            "{}{}:***{}",
-            &url[..authority_start],
-            &userinfo[..colon],
-            &url[authority_start + at..]
-        ),
-        None => url.to_owned(),
     }
 }
 

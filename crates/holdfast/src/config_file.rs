@@ -165,6 +165,10 @@ impl ConfigFile {
                     .expect("an id of this command");
                 for value in values {
                     if let Err(reason) = check_value(arg, &value) {
+                        // The value and clap's words about it, without
+                        // any secret they hold.
+                        let shown = shown_value(&value, arg.is_hide_env_values_set());
+                        let reason = reason.replace(&value, &shown);
                         let place = if self.shared.contains_key(&id)
                             && !self.roles.get(role).is_some_and(|t| t.contains_key(&id))
                         {
@@ -172,7 +176,7 @@ impl ConfigFile {
                         } else {
                             format!("[{role}] {id}")
                         };
-                        let problem = format!("{place} = {value:?}: {reason}");
+                        let problem = format!("{place} = {shown:?}: {reason}");
                         if !problems.contains(&problem) {
                             problems.push(problem);
                         }
@@ -237,9 +241,33 @@ impl ConfigFile {
         let values = self.values_for(role, &ids_of(&command));
         let mut command = command;
         for (id, values) in values {
-            command = command.mut_arg(id, |arg| arg.default_values(values));
+            // `--help` shows a flag's default: never a secret from the file.
+            let secret = values.iter().any(|v| shown_value(v, false) != *v);
+            command = command.mut_arg(id, |arg| {
+                let hide = secret || arg.is_hide_env_values_set();
+                arg.default_values(values).hide_default_value(hide)
+            });
         }
         command
+    }
+
+    /// The file without `redis_url` when the Redis host is given by a
+    /// higher source (`REDIS_HOST` in the environment, `--redis-host` on
+    /// the command line): a URL wins over the parts only within one
+    /// source, so the environment still wins over the file.
+    fn without_url_below_parts(mut self, args: &[OsString]) -> Self {
+        let host_in_env = std::env::var_os("REDIS_HOST").is_some_and(|v| !v.is_empty());
+        let host_flag = args.iter().any(|a| {
+            a.to_str()
+                .is_some_and(|a| a == "--redis-host" || a.starts_with("--redis-host="))
+        });
+        if host_in_env || host_flag {
+            self.shared.remove("redis_url");
+            for table in self.roles.values_mut() {
+                table.remove("redis_url");
+            }
+        }
+        self
     }
 }
 
@@ -342,7 +370,7 @@ pub struct Invocation {
 /// clap does (usage, status 2); one in the file is returned.
 pub fn parse(args: Vec<OsString>) -> Result<(Cli, Invocation)> {
     let file = match path_in(&args, std::env::var_os(CONFIG_ENV)) {
-        Some(path) => Some(ConfigFile::read(&path)?),
+        Some(path) => Some(ConfigFile::read(&path)?.without_url_below_parts(&args)),
         None => None,
     };
     let mut command = Cli::command();
@@ -373,7 +401,8 @@ impl Invocation {
             out,
             "# The configuration holdfast {} start with: each value is followed\n\
              # by where it comes from (default, file, env NAME or flag --name).\n\
-             # Secrets show as ***. This text is itself a valid --config file.",
+             # Secrets show as *** on lines commented out; the rest of this\n\
+             # text is a valid --config file.",
             match role {
                 Some(role) => format!("{role} would"),
                 None => "roles would".to_owned(),
@@ -395,7 +424,20 @@ impl Invocation {
         for role in roles {
             let (command, matches) = self.role_matches(role)?;
             let mut section = String::new();
-            for arg in command.get_arguments() {
+            // In the order the flags are declared (a file's values moved
+            // the flags they set to the end).
+            let declared: Vec<String> = role_command(&Cli::command(), role)
+                .get_arguments()
+                .map(|arg| arg.get_id().to_string())
+                .collect();
+            let mut args: Vec<&clap::Arg> = command.get_arguments().collect();
+            args.sort_by_key(|arg| {
+                declared
+                    .iter()
+                    .position(|id| arg.get_id() == id.as_str())
+                    .unwrap_or(usize::MAX)
+            });
+            for arg in args {
                 let id = arg.get_id().as_str();
                 if matches!(id, "help" | "version" | "config") {
                     continue;
@@ -469,21 +511,35 @@ impl Invocation {
         let secret = arg.is_hide_env_values_set();
         let shown: Vec<String> = values
             .iter()
-            .map(|value| {
-                if secret {
-                    toml_value("***")
-                } else {
-                    toml_value(&holdfast_redis::redact(value))
-                }
-            })
+            .map(|value| toml_value(&shown_value(value, secret)))
             .collect();
+        // A line whose secret is hidden is commented out: read back as a
+        // file, `***` would become the password.
+        let hidden = values
+            .iter()
+            .zip(&shown)
+            .any(|(value, shown)| toml_value(value) != *shown);
         let value = if shown.len() == 1 && arg.get_value_delimiter().is_none() {
             shown[0].clone()
         } else {
             format!("[{}]", shown.join(", "))
         };
-        let line = format!("{id} = {value}");
+        let line = if hidden {
+            format!("# {id} = {value}")
+        } else {
+            format!("{id} = {value}")
+        };
         format!("{line:<44}  # {source}\n")
+    }
+}
+
+/// A setting's value as it may be shown: `***` for a secret, a URL
+/// without its credentials.
+fn shown_value(value: &str, secret: bool) -> String {
+    if secret {
+        "***".to_owned()
+    } else {
+        holdfast_core::redact_url(value)
     }
 }
 
@@ -738,7 +794,10 @@ mod tests {
         );
         let line = |key: &str| {
             text.lines()
-                .find(|line| line.starts_with(&format!("{key} = ")))
+                .find(|line| {
+                    line.trim_start_matches("# ")
+                        .starts_with(&format!("{key} = "))
+                })
                 .unwrap_or_else(|| panic!("no {key} in {text}"))
                 .to_owned()
         };
@@ -752,7 +811,10 @@ mod tests {
             "{text}"
         );
         assert!(line("topic").ends_with("# default"), "{text}");
-        assert!(line("redis_url").contains("redis://***@h:1/"), "{text}");
+        assert!(
+            line("redis_url").starts_with("# redis_url = \"redis://u:***@h:1/\""),
+            "{text}"
+        );
         assert!(!text.contains("pw-secret"), "{text}");
         // What it prints is a configuration file that gives the same values.
         let again = ConfigFile::parse(Path::new("shown.toml"), &text).unwrap();
@@ -761,6 +823,39 @@ mod tests {
             panic!("not the worker");
         };
         assert_eq!((worker.concurrency, worker.max_deliveries), (32, 9));
+    }
+
+    #[test]
+    fn secrets_from_the_file_show_neither_in_help_nor_in_its_errors() {
+        let file = file(
+            "redis_password = \"pw-secret\"\n[api]\ndatabase_url = \"postgres://app:hunter2@db/shop\"\n",
+        );
+        let mut command = file.apply(Cli::command()).unwrap();
+        let help = command
+            .find_subcommand_mut("api")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(
+            !help.contains("pw-secret") && !help.contains("hunter2"),
+            "{help}"
+        );
+        let text =
+            mistakes("[api]\ndatabase_url = \"postgress://app:hunter2@db/shop?password=pw2\"\n");
+        assert!(text.contains("[api] database_url"), "{text}");
+        assert!(!text.contains("hunter2") && !text.contains("pw2"), "{text}");
+    }
+
+    #[test]
+    fn the_environment_or_a_flag_naming_the_redis_host_wins_over_the_file_url() {
+        let list = ["worker", "--redis-host", "cache.internal"];
+        let file =
+            file("redis_url = \"redis://file-host:1/\"\n").without_url_below_parts(&args(&list));
+        let (cli, ..) = parsed(&file, &list);
+        let crate::cli::Command::Worker(worker) = cli.command else {
+            panic!("not the worker");
+        };
+        assert_eq!(worker.redis.url(), "redis://cache.internal:6379/0");
     }
 
     #[test]
