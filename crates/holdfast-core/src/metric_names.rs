@@ -61,6 +61,8 @@ metric_list! {
             "HTTP requests answered, by route and status class.";
         HTTP_REQUEST_DURATION = "holdfast_http_request_duration_seconds",
             "HTTP request duration, in seconds.";
+        HTTP_CONNECTIONS_REFUSED = "holdfast_http_connections_refused_total",
+            "Connections closed at once because the listener had as many open as it takes.";
         CACHE_READS = "holdfast_cache_reads_total",
             "Cache reads answered, by entity and outcome (hit, miss, stale, bypass, error); the fallback rate is the bypass share.";
         CACHE_NEGATIVE_HITS = "holdfast_cache_negative_hits_total",

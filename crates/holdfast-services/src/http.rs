@@ -12,25 +12,40 @@
 //! 7. body limit: extractors refuse larger bodies with 413 (axum's
 //!    `DefaultBodyLimit`, which every body extractor honours);
 //! 8. load shed: beyond `max_in_flight` concurrent requests, 503 at once
-//!    rather than a queue that grows without bound.
+//!    rather than a queue that grows without bound;
+//! 9. body read: a declared `Content-Length` over the limit gets 413
+//!    before any byte of the body is read; a body that does not arrive
+//!    whole within `body_timeout` gets 408.
+//!
+//! Below the stack, [`serve`] bounds the connections themselves: at most
+//! `max_connections` open (beyond them a connection gets a 503 and is
+//! closed), and `header_timeout` for a request's headers to arrive, which
+//! hyper also applies to a kept-alive connection waiting for its next
+//! request, so neither a half-sent request nor an idle connection holds a
+//! file descriptor for long.
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use holdfast_core::metric_names;
 use holdfast_resilience::Tasks;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, ServiceExt};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -47,6 +62,14 @@ pub struct StackConfig {
     pub timeout: Duration,
     /// Requests handled at once before new ones are shed with 503.
     pub max_in_flight: usize,
+    /// Longest a request's body may take to arrive whole before 408.
+    pub body_timeout: Duration,
+    /// Longest a request's headers may take to arrive, counted from the
+    /// connection's opening or, on a kept-alive one, from the end of the
+    /// previous response: also the idle timeout of kept-alive connections.
+    pub header_timeout: Duration,
+    /// Connections open at once; one more gets a 503 and is closed.
+    pub max_connections: usize,
 }
 
 impl StackConfig {
@@ -57,6 +80,14 @@ impl StackConfig {
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
     /// Requests handled at once unless configured otherwise.
     pub const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
+    /// Time for a body to arrive unless configured otherwise.
+    pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Time for headers (and idle keep-alive) unless configured otherwise.
+    pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Open connections unless configured otherwise: below the usual limit
+    /// of a service's file descriptors, with room for its Redis and
+    /// database connections.
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 }
 
 impl Default for StackConfig {
@@ -65,6 +96,9 @@ impl Default for StackConfig {
             body_limit: Self::DEFAULT_BODY_LIMIT,
             timeout: Self::DEFAULT_TIMEOUT,
             max_in_flight: Self::DEFAULT_MAX_IN_FLIGHT,
+            body_timeout: Self::DEFAULT_BODY_TIMEOUT,
+            header_timeout: Self::DEFAULT_HEADER_TIMEOUT,
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -114,8 +148,84 @@ pub fn stack(router: Router, cfg: &StackConfig) -> Router {
             .layer(middleware::from_fn(record_metrics))
             .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, cfg.timeout))
             .layer(DefaultBodyLimit::max(cfg.body_limit))
-            .layer(middleware::from_fn_with_state(in_flight, shed_load)),
+            .layer(middleware::from_fn_with_state(in_flight, shed_load))
+            .layer(middleware::from_fn_with_state(
+                BodyLimits {
+                    limit: cfg.body_limit,
+                    timeout: cfg.body_timeout,
+                },
+                read_body,
+            )),
     )
+}
+
+/// What [`read_body`] enforces.
+#[derive(Clone, Copy, Debug)]
+struct BodyLimits {
+    limit: usize,
+    timeout: Duration,
+}
+
+/// Reads a request's body whole before the handler runs: 413 at once for
+/// a declared length over the limit, 408 when the body does not arrive
+/// within the timeout (a client that sent less than its `Content-Length`,
+/// or stalls), 400 when it cannot be read. Every body is at most the
+/// listener's limit (64 KiB by default), so holding it is cheap.
+async fn read_body(State(limits): State<BodyLimits>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+    match declared {
+        Some(length) if length > limits.limit as u64 => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!(
+                    "the body is {length} bytes; this listener takes at most {}",
+                    limits.limit
+                ),
+            )
+            .into_response();
+        }
+        Some(0) => return next.run(req).await,
+        None if !chunked => return next.run(req).await,
+        _ => {}
+    }
+    let (parts, body) = req.into_parts();
+    match tokio::time::timeout(limits.timeout, axum::body::to_bytes(body, limits.limit)).await {
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the body did not arrive whole within {}",
+                holdfast_core::format_duration(limits.timeout)
+            ),
+        )
+        .into_response(),
+        // A declared length over the limit was answered above: past it,
+        // only a chunked body can run over.
+        Ok(Err(_)) if declared.is_none() => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!(
+                "the body is over the {} bytes this listener takes",
+                limits.limit
+            ),
+        )
+        .into_response(),
+        Ok(Err(err)) => ApiError::bad_request(
+            "body_unreadable",
+            format!("the body could not be read: {err}"),
+        )
+        .into_response(),
+    }
 }
 
 async fn shed_load(State(in_flight): State<Arc<Semaphore>>, req: Request, next: Next) -> Response {
@@ -186,7 +296,13 @@ pub fn serve_admin(
 ) -> tokio::task::JoinHandle<std::io::Result<()>> {
     let stop = tasks.stop_token();
     tasks.spawn(async move {
-        let served = serve(listener, router, stop.cancelled_owned()).await;
+        let served = serve(
+            listener,
+            router,
+            &StackConfig::default(),
+            stop.cancelled_owned(),
+        )
+        .await;
         if let Err(err) = &served {
             tracing::error!(error = %err, "the admin listener failed");
         }
@@ -195,20 +311,89 @@ pub fn serve_admin(
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets
-/// requests in progress finish (new connections are refused).
+/// requests in progress finish (new connections are refused), with the
+/// connection limits of `limits` (see the module docs).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    limits: &StackConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Responses are written whole; Nagle's algorithm would only hold the
-    // last segment of a large one back until the client's delayed ACK.
-    let listener = listener.tap_io(|stream| {
+    let open = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut builder = ConnBuilder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(limits.header_timeout));
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut accept_errors = 0u32;
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => {
+                    accept_errors = 0;
+                    accepted
+                }
+                Err(err) => {
+                    // Out of file descriptors, mostly: wait for some to
+                    // free up rather than spin.
+                    accept_errors += 1;
+                    if accept_errors == 1 || accept_errors.is_power_of_two() {
+                        tracing::warn!(error = %err, "accepting a connection failed");
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
+            refuse(&stream);
+            continue;
+        };
+        // Responses are written whole; Nagle's algorithm would only hold
+        // the last segment of a large one back until the client's delayed
+        // ACK.
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(error = %err, "TCP_NODELAY not set on an accepted connection");
         }
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+        let service = router
+            .clone()
+            .map_request(move |req: axum::http::Request<Incoming>| {
+                let mut req = req.map(Body::new);
+                req.extensions_mut().insert(ConnectInfo(remote));
+                req
+            });
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::trace!(error = %err, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Tells a connection over the limit why it is closed: a 503 problem,
+/// written only if the socket takes it at once (a client that does not
+/// read cannot hold the accept loop).
+fn refuse(stream: &tokio::net::TcpStream) {
+    const BODY: &str = r#"{"type":"https://holdfast.invalid/problems/too_many_connections","title":"Service Unavailable","status":503,"detail":"this listener has as many connections open as it takes","code":"too_many_connections"}"#;
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = stream.try_write(response.as_bytes());
+    metrics::counter!(metric_names::HTTP_CONNECTIONS_REFUSED).increment(1);
 }

@@ -167,7 +167,7 @@ impl RoleListeners {
         app: Router,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let result = serve(self.listener, app, shutdown).await;
+        let result = serve(self.listener, app, &self.stack, shutdown).await;
         if let Some(registration) = self.registration {
             registration.leave().await;
         }

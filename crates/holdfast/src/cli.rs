@@ -13,6 +13,7 @@ use holdfast_redis::RedisConfig;
 use holdfast_services::api::{ApiSettings, DatabaseUrl};
 use holdfast_services::dashboard::DashboardSettings;
 use holdfast_services::exporter::ExporterSettings;
+use holdfast_services::http::StackConfig;
 use holdfast_services::ingress::IngressSettings;
 use holdfast_services::worker::WorkerSettings;
 use holdfast_streams::WorkerConfig;
@@ -254,12 +255,38 @@ impl Default for MetricsSinkArgs {
 }
 
 /// `holdfast ingress`.
+/// Limits on the connections of a public listener.
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct ConnectionArgs {
+    /// Time for a request's headers to arrive; also how long a kept-alive
+    /// connection may wait idle for its next request.
+    #[arg(long, env = "HOLDFAST_HEADER_TIMEOUT", default_value = duration_text(StackConfig::DEFAULT_HEADER_TIMEOUT), value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// Time for a request's body to arrive whole before 408.
+    #[arg(long, env = "HOLDFAST_BODY_TIMEOUT", default_value = duration_text(StackConfig::DEFAULT_BODY_TIMEOUT), value_parser = parse_duration)]
+    pub body_timeout: Duration,
+    /// Connections open at once; one more gets a 503 and is closed.
+    #[arg(long, env = "HOLDFAST_MAX_CONNECTIONS", default_value_t = StackConfig::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+}
+
+impl ConnectionArgs {
+    /// These limits written into a listener's `stack`.
+    pub fn apply(&self, stack: &mut StackConfig) {
+        stack.header_timeout = self.header_timeout;
+        stack.body_timeout = self.body_timeout;
+        stack.max_connections = self.max_connections.max(1);
+    }
+}
+
 #[derive(Args, Debug, Clone, PartialEq)]
 pub struct IngressArgs {
     #[command(flatten)]
     pub redis: RedisArgs,
     #[command(flatten)]
     pub metrics: MetricsSinkArgs,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
     /// Public listener.
     #[arg(long, env = "HOLDFAST_LISTEN", default_value_t = IngressSettings::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
@@ -299,6 +326,8 @@ pub struct ApiArgs {
     pub redis: RedisArgs,
     #[command(flatten)]
     pub metrics: MetricsSinkArgs,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
     /// Public listener (the API and /health*).
     #[arg(long, env = "HOLDFAST_LISTEN", default_value_t = ApiSettings::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
@@ -672,6 +701,13 @@ impl CommandLine {
             .flag("--partitions", redis.partitions)
     }
 
+    /// The connection limits of a public listener.
+    fn connections(self, limits: &ConnectionArgs) -> Self {
+        self.duration("--header-timeout", limits.header_timeout)
+            .duration("--body-timeout", limits.body_timeout)
+            .flag("--max-connections", limits.max_connections)
+    }
+
     fn flag(mut self, name: &str, value: impl ToString) -> Self {
         self.0.push(name.to_owned());
         self.0.push(value.to_string());
@@ -757,6 +793,7 @@ impl IngressArgs {
     /// arguments.
     pub fn command_line(&self) -> Vec<String> {
         CommandLine::role("ingress", &self.redis, &self.metrics)
+            .connections(&self.connections)
             .flag("--listen", self.listen)
             .flag("--admin-listen", self.admin_listen)
             .flag("--topic", &self.topic)
@@ -778,6 +815,7 @@ impl ApiArgs {
     /// arguments.
     pub fn command_line(&self) -> Vec<String> {
         CommandLine::role("api", &self.redis, &self.metrics)
+            .connections(&self.connections)
             .flag("--listen", self.listen)
             .flag("--admin-listen", self.admin_listen)
             .flag("--database-url", self.database_url.expose())
@@ -888,6 +926,14 @@ mod tests {
         }
     }
 
+    fn connection_args() -> ConnectionArgs {
+        ConnectionArgs {
+            header_timeout: Duration::from_secs(7),
+            body_timeout: Duration::from_millis(1500),
+            max_connections: 77,
+        }
+    }
+
     fn sink_args() -> MetricsSinkArgs {
         MetricsSinkArgs {
             metrics_flush_interval: Duration::from_millis(750),
@@ -916,6 +962,7 @@ mod tests {
         let ingress = IngressArgs {
             redis: redis_args(),
             metrics: sink_args(),
+            connections: connection_args(),
             listen,
             admin_listen: admin,
             topic: "orders".into(),
@@ -930,6 +977,7 @@ mod tests {
         let api = ApiArgs {
             redis: redis_args(),
             metrics: sink_args(),
+            connections: connection_args(),
             listen,
             admin_listen: admin,
             database_url: parse_database_url("postgres://u:p@127.0.0.1:5432/db").unwrap(),

@@ -136,6 +136,7 @@ pub fn ingress_settings(args: &IngressArgs) -> Result<IngressSettings> {
     settings.default_timeout = args.default_timeout;
     settings.backlog_limit = (args.backlog_limit > 0).then_some(args.backlog_limit);
     settings.stack = IngressSettings::stack_for(settings.max_timeout, args.body_limit);
+    args.connections.apply(&mut settings.stack);
     settings.durability = args.durability;
     Ok(settings)
 }
@@ -151,6 +152,7 @@ pub fn api_settings(args: &ApiArgs) -> ApiSettings {
     settings.cache.ttl = args.cache_ttl;
     settings.warm_products = args.warm_products;
     settings.stack.body_limit = args.body_limit;
+    args.connections.apply(&mut settings.stack);
     settings.users_base_url = args.users_base_url.clone();
     settings
 }

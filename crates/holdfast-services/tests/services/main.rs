@@ -22,3 +22,4 @@ mod api_faults;
 mod exporter;
 mod ingress;
 mod isolation;
+mod limits;
