@@ -57,6 +57,8 @@ metric_list! {
             "Entries moved to the dead-letter stream, by topic and reason.";
         TOPIC_BACKLOG = "holdfast_topic_backlog",
             "Entries waiting or in progress for a topic (group lag plus pending).";
+        TOPIC_DRAIN_RATE = "holdfast_topic_drain_rate",
+            "Entries per second a topic's workers take, learnt by a caller while entries were waiting.";
         HTTP_REQUESTS = "holdfast_http_requests_total",
             "HTTP requests answered, by route and status class.";
         HTTP_REQUEST_DURATION = "holdfast_http_request_duration_seconds",

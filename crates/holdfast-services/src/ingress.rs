@@ -84,6 +84,9 @@ pub struct IngressSettings {
     /// Durability of every request that does not ask for its own with
     /// the `Holdfast-Durability` header.
     pub durability: Durability,
+    /// Refuse at once (`503 overloaded`) a request that would wait longer
+    /// for a worker than its deadline allows (default on).
+    pub admission: bool,
 }
 
 impl IngressSettings {
@@ -121,6 +124,7 @@ impl IngressSettings {
             backlog_limit: Some(Self::DEFAULT_BACKLOG_LIMIT),
             stack: Self::stack_for(Self::DEFAULT_MAX_TIMEOUT, Self::DEFAULT_BODY_LIMIT),
             durability: Durability::None,
+            admission: true,
         }
     }
 
@@ -488,6 +492,7 @@ impl Ingress {
         let mut caller_cfg = CallerConfig::new(settings.keys.clone());
         caller_cfg.partitions = settings.partitions;
         caller_cfg.backlog_limit = settings.backlog_limit;
+        caller_cfg.admission = settings.admission;
         let caller = Caller::start(redis.clone(), caller_cfg, tasks);
         caller.watch_backlog(&settings.topic);
         if settings.durability == Durability::Fsync

@@ -30,6 +30,9 @@ pub struct TopicStats {
     pub dead_letters: u64,
     /// Age of the oldest pending entry in milliseconds, if any.
     pub oldest_pending_ms: Option<u64>,
+    /// Entries delivered to the group since it was made, over every
+    /// partition (`entries-read`); `None` when the server does not say.
+    pub delivered: Option<u64>,
 }
 
 /// One partition of a topic, with its consumers.
@@ -65,6 +68,8 @@ struct GroupFigures {
     lag: u64,
     pending: u64,
     consumers: u64,
+    /// `entries-read`, when the server reports it.
+    delivered: Option<u64>,
 }
 
 /// A dead letter with every field of its entry, for inspection.
@@ -181,12 +186,16 @@ impl Admin {
             // the safe (larger) estimate.
             lag: number("lag").map_or(length.saturating_sub(pending), |l| l.max(0) as u64),
             consumers: number("consumers").unwrap_or(0).max(0) as u64,
+            delivered: number("entries-read").map(|n| n.max(0) as u64),
         }))
     }
 
     /// Length, lag, pending, consumers and dead letters of a topic.
     pub async fn topic_stats(&self, topic: &Topic) -> Result<TopicStats, RedisError> {
-        let mut stats = TopicStats::default();
+        let mut stats = TopicStats {
+            delivered: Some(0),
+            ..TopicStats::default()
+        };
         for partition in 0..self.partitions {
             let (length, dead_len) = self.lengths(topic, partition).await?;
             stats.length += length;
@@ -203,6 +212,7 @@ impl Admin {
             stats.pending += group.pending;
             stats.lag += group.lag;
             stats.consumers += group.consumers;
+            stats.delivered = stats.delivered.zip(group.delivered).map(|(a, b)| a + b);
             if group.pending > 0 {
                 let summary: Value = self
                     .redis

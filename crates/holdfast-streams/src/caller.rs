@@ -29,6 +29,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::admin::Admin;
+use crate::admission::{self, DrainEstimate, Refusal};
 use crate::meters::CallMeters;
 use crate::scripts;
 use crate::value;
@@ -50,8 +51,12 @@ pub struct CallerConfig {
     pub job_ttl: Duration,
     /// Per-topic limit on backlog (group lag plus pending); `None` is no limit.
     pub backlog_limit: Option<u64>,
-    /// How often the backlog of limited topics is read.
+    /// How often the backlog of watched topics is read.
     pub backlog_refresh: Duration,
+    /// Refuse at once (`CallError::Overloaded`) a request of a watched
+    /// topic that would wait longer for a worker than its deadline allows
+    /// (see the `admission` module).
+    pub admission: bool,
     /// Longest wait for replicas or the disk after an enqueue that asks
     /// for durability (`WAIT`, `WAITAOF`).
     pub durability_timeout: Duration,
@@ -69,6 +74,7 @@ impl CallerConfig {
             job_ttl: Duration::from_secs(24 * 3600),
             backlog_limit: None,
             backlog_refresh: Duration::from_millis(200),
+            admission: true,
             durability_timeout: Duration::from_secs(1),
         }
     }
@@ -121,6 +127,14 @@ pub enum CallError {
     /// The deadline passed before a reply arrived. The request may still run.
     #[error("no reply before the deadline")]
     DeadlineExceeded,
+    /// The topic's queue is longer than the request's deadline allows:
+    /// nothing was queued.
+    #[error(
+        "the request would wait about {:?} for a worker and has {:?} left",
+        .0.wait,
+        .0.remaining
+    )]
+    Overloaded(Refusal),
     /// The caller is shutting down.
     #[error("caller is shutting down")]
     ShuttingDown,
@@ -153,6 +167,8 @@ type Waiters = Mutex<HashMap<RequestId, oneshot::Sender<Reply>>>;
 struct Backlog {
     topic: Topic,
     value: AtomicU64,
+    /// The topic's drain, for admission.
+    estimate: Mutex<DrainEstimate>,
 }
 
 struct Inner {
@@ -262,15 +278,17 @@ impl Caller {
             .len()
     }
 
-    /// Starts watching a topic's backlog so calls beyond the configured limit
+    /// Starts watching a topic's backlog so calls beyond the configured limit,
+    /// or that could not be answered before their deadline (admission),
     /// are refused before they are queued.
     pub fn watch_backlog(&self, topic: &Topic) {
-        if self.inner.cfg.backlog_limit.is_none() {
+        if self.inner.cfg.backlog_limit.is_none() && !self.inner.cfg.admission {
             return;
         }
         let backlog = Arc::new(Backlog {
             topic: topic.clone(),
             value: AtomicU64::new(0),
+            estimate: Mutex::new(DrainEstimate::default()),
         });
         self.inner
             .backlogs
@@ -288,6 +306,15 @@ impl Caller {
             loop {
                 if let Ok(stats) = admin.topic_stats(&backlog.topic).await {
                     backlog.value.store(stats.backlog, Ordering::Relaxed);
+                    let rate = {
+                        let mut estimate = backlog.estimate.lock().expect("estimate lock poisoned");
+                        estimate.observe(stats.lag, stats.delivered, Instant::now());
+                        estimate.rate()
+                    };
+                    if let Some(rate) = rate {
+                        metrics::gauge!(metric_names::TOPIC_DRAIN_RATE, "topic" => backlog.topic.to_string())
+                            .set(rate);
+                    }
                     metrics::gauge!(metric_names::TOPIC_BACKLOG, "topic" => backlog.topic.to_string())
                         .set(stats.backlog as f64);
                 }
@@ -310,13 +337,49 @@ impl Caller {
             .map(|b| b.value.load(Ordering::Relaxed))
     }
 
-    fn check_backlog(&self, topic: &Topic) -> Result<(), CallError> {
-        if let (Some(limit), Some(backlog)) = (self.inner.cfg.backlog_limit, self.backlog(topic))
+    fn watched(&self, topic: &Topic) -> Option<Arc<Backlog>> {
+        self.inner
+            .backlogs
+            .lock()
+            .expect("backlogs lock poisoned")
+            .iter()
+            .find(|b| &b.topic == topic)
+            .cloned()
+    }
+
+    /// Refuses a request the topic cannot take: its backlog is over the
+    /// limit, or the request would wait longer for a worker than its
+    /// deadline allows.
+    fn admit(&self, topic: &Topic, deadline: &Deadline) -> Result<Option<Arc<Backlog>>, CallError> {
+        let Some(watched) = self.watched(topic) else {
+            return Ok(None);
+        };
+        let backlog = watched.value.load(Ordering::Relaxed);
+        if let Some(limit) = self.inner.cfg.backlog_limit
             && backlog >= limit
         {
             return Err(CallError::Backlog { backlog, limit });
         }
-        Ok(())
+        if self.inner.cfg.admission {
+            let wait = watched
+                .estimate
+                .lock()
+                .expect("estimate lock poisoned")
+                .wait(Instant::now());
+            admission::admit(wait, deadline.remaining()).map_err(CallError::Overloaded)?;
+        }
+        Ok(Some(watched))
+    }
+
+    /// Counts a request queued on a watched topic, for admission.
+    fn note_enqueued(watched: Option<Arc<Backlog>>) {
+        if let Some(watched) = watched {
+            watched
+                .estimate
+                .lock()
+                .expect("estimate lock poisoned")
+                .enqueued();
+        }
     }
 
     fn meters(&self, topic: &Topic) -> Arc<CallMeters> {
@@ -366,8 +429,15 @@ impl Caller {
         if self.inner.tasks.is_stopping() {
             return Err(CallError::ShuttingDown);
         }
-        self.check_backlog(topic)?;
         let started = Instant::now();
+        let watched = match self.admit(topic, &opts.deadline) {
+            Ok(watched) => watched,
+            Err(err) => {
+                self.meters(topic)
+                    .call(err_outcome(&err), started.elapsed());
+                return Err(err);
+            }
+        };
         let id = RequestId::new();
         let (tx, rx) = oneshot::channel();
         self.inner
@@ -395,7 +465,10 @@ impl Caller {
         // The call's marker only needs to outlive retries of the enqueue.
         let record_ttl = deadline.remaining() + Duration::from_secs(60);
         let reached = match self.enqueue(topic, &envelope, record_ttl, level).await {
-            Ok(reached) => reached,
+            Ok(reached) => {
+                Self::note_enqueued(watched);
+                reached
+            }
             Err(err) => {
                 self.meters(topic)
                     .call(err_outcome(&err), started.elapsed());
@@ -434,7 +507,7 @@ impl Caller {
         body: Bytes,
         opts: CallOptions,
     ) -> Result<(RequestId, Durability), CallError> {
-        self.check_backlog(topic)?;
+        let watched = self.admit(topic, &opts.deadline)?;
         let id = RequestId::new();
         let envelope = Envelope {
             id,
@@ -449,6 +522,7 @@ impl Caller {
         let reached = self
             .enqueue(topic, &envelope, self.inner.cfg.job_ttl, opts.durability)
             .await?;
+        Self::note_enqueued(watched);
         self.meters(topic).job();
         Ok((id, reached))
     }
@@ -657,6 +731,7 @@ impl Caller {
 fn err_outcome(err: &CallError) -> &'static str {
     match err {
         CallError::Backlog { .. } => "backlog",
+        CallError::Overloaded(_) => "overloaded",
         CallError::Redis(_) => "unavailable",
         CallError::DeadlineExceeded => "deadline",
         CallError::ShuttingDown => "shutdown",

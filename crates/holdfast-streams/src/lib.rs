@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+mod admission;
 pub mod caller;
 mod meters;
 mod scripts;
@@ -27,6 +28,7 @@ pub mod value;
 pub mod worker;
 
 pub use admin::{Admin, ConsumerStats, DeadLetter, DeadLetterEntry, PartitionStats, TopicStats};
+pub use admission::Refusal;
 pub use caller::{
     CallError, CallOptions, Caller, CallerConfig, FsyncSupport, JobRecord, fsync_support,
 };

@@ -309,6 +309,10 @@ pub struct IngressArgs {
     /// Holdfast-Durability header: none, fsync or replicas:N.
     #[arg(long, env = "HOLDFAST_DURABILITY", default_value_t = holdfast_core::Durability::None)]
     pub durability: holdfast_core::Durability,
+    /// Refuse at once (503 overloaded, with Retry-After) a request that
+    /// would wait longer for a worker than its deadline allows.
+    #[arg(long, env = "HOLDFAST_ADMISSION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub admission: bool,
 }
 
 /// Default database of `holdfast api`: the SQLite file
@@ -801,6 +805,7 @@ impl IngressArgs {
             .flag("--backlog-limit", self.backlog_limit)
             .flag("--body-limit", self.body_limit)
             .flag("--durability", self.durability)
+            .flag("--admission", self.admission)
             .into_args()
     }
 }
@@ -970,6 +975,7 @@ mod tests {
             backlog_limit: 0,
             body_limit: 1024,
             durability: holdfast_core::Durability::Replicas(2),
+            admission: false,
         };
         assert!(
             matches!(parsed(ingress.command_line()), Command::Ingress(back) if back == ingress)

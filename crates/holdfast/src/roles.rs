@@ -138,6 +138,7 @@ pub fn ingress_settings(args: &IngressArgs) -> Result<IngressSettings> {
     settings.stack = IngressSettings::stack_for(settings.max_timeout, args.body_limit);
     args.connections.apply(&mut settings.stack);
     settings.durability = args.durability;
+    settings.admission = args.admission;
     Ok(settings)
 }
 

@@ -85,6 +85,18 @@ impl From<CallError> for ApiError {
                 "deadline_exceeded",
                 "no reply before the deadline",
             ),
+            CallError::Overloaded(refusal) => ApiError::unavailable(
+                "overloaded",
+                format!(
+                    "the request would wait about {} ms for a worker and its deadline allows {} ms; nothing was queued",
+                    refusal
+                        .wait
+                        .min(std::time::Duration::from_secs(86_400))
+                        .as_millis(),
+                    refusal.remaining.as_millis()
+                ),
+                refusal.retry_after,
+            ),
             CallError::ShuttingDown => ApiError::shutting_down(),
             CallError::Durability(why) => ApiError::unprocessable("durability_unavailable", why),
         }

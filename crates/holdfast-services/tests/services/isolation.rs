@@ -9,6 +9,7 @@ use holdfast_testkit::roles::ingress::{NEW_YORK, spawn_ingress};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_giving_calls_1_ms_do_not_make_redis_look_down_for_the_others() {
+    let _heavy = crate::HEAVY.lock().await;
     let app = Arc::new(spawn_ingress(|_| {}).await);
     app.spawn_worker().await;
     assert_eq!(app.forecast(NEW_YORK, None).await.status(), 200);

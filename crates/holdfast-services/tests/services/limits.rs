@@ -108,6 +108,7 @@ async fn half_sent_headers_and_idle_keep_alive_connections_are_closed() {
 
 #[tokio::test]
 async fn connections_over_the_cap_are_refused_and_connected_clients_are_still_served() {
+    let _heavy = crate::HEAVY.lock().await;
     // A header timeout longer than the flood takes to open, so that the
     // cap, not the timeout, is what meets it.
     let app = ingress_with(1000, Duration::from_secs(3)).await;

@@ -23,3 +23,9 @@ mod exporter;
 mod ingress;
 mod isolation;
 mod limits;
+mod overload;
+
+/// Held by the tests that load both cores on purpose (the 1 ms clients,
+/// the connection flood, the overload runs), so that they do not run side
+/// by side and measure each other instead of the code.
+pub(crate) static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
