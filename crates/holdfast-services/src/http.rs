@@ -159,6 +159,20 @@ pub fn stack(router: Router, cfg: &StackConfig) -> Router {
     )
 }
 
+/// Swagger UI at `/swagger-ui/` over the document at
+/// `/api-docs/openapi.json`, and `/swagger`, where other stacks put it,
+/// redirecting there.
+pub(crate) fn swagger_ui(openapi: utoipa::openapi::OpenApi) -> Router {
+    Router::new()
+        .merge(
+            utoipa_swagger_ui::SwaggerUi::new("/swagger-ui").url("/api-docs/openapi.json", openapi),
+        )
+        .route(
+            "/swagger",
+            axum::routing::get(|| async { axum::response::Redirect::permanent("/swagger-ui/") }),
+        )
+}
+
 /// What [`read_body`] enforces.
 #[derive(Clone, Copy, Debug)]
 struct BodyLimits {

@@ -35,7 +35,6 @@ use tokio_util::sync::CancellationToken;
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use utoipa_swagger_ui::SwaggerUi;
 
 use crate::health::{Health, HealthCheck, health_routes, redis_not_ready};
 use crate::http::{StackConfig, every_interface, located, stack};
@@ -205,7 +204,7 @@ pub fn router(state: IngressState, stack_cfg: &StackConfig) -> Router {
         .split_for_parts();
     let app = api
         .merge(health_routes(health))
-        .merge(SwaggerUi::new("/swagger-ui").url("/api-docs/openapi.json", openapi));
+        .merge(crate::http::swagger_ui(openapi));
     stack(app, stack_cfg)
 }
 
@@ -441,9 +440,11 @@ async fn job_status(
     State(state): State<IngressState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    // A UUID in any case: the wire and the keys use the lowercase form.
     let id: RequestId = id
+        .to_ascii_lowercase()
         .parse()
-        .map_err(|_| ApiError::bad_request("invalid_id", "a job id is a UUID"))?;
+        .map_err(|_| ApiError::bad_request("invalid_id", "a job id is a hyphenated UUID"))?;
     let record = state
         .caller
         .job(&state.topic, &id)

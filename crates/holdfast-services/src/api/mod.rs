@@ -62,7 +62,6 @@ use holdfast_store::{Store, StoreError};
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_swagger_ui::SwaggerUi;
 
 use crate::health::{Health, health_routes};
 use crate::http::{StackConfig, every_interface, stack};
@@ -242,7 +241,7 @@ pub fn router(state: ApiState, stack_cfg: &StackConfig) -> Router {
     let app = api
         .route_layer(axum::middleware::from_fn(demo_request_metrics))
         .merge(health_routes(health))
-        .merge(SwaggerUi::new("/swagger-ui").url("/api-docs/openapi.json", openapi));
+        .merge(crate::http::swagger_ui(openapi));
     stack(app, stack_cfg)
 }
 

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::routing::get;
 use bytes::Bytes;
 use holdfast_core::metric_names;
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,14 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(store_served))
         .routes(routes!(store_leave))
         .routes(routes!(store_simulate))
+        // A demo convenience, left out of the API document: the steps also
+        // answer GET, as the quick start of the service this demo
+        // reproduces used them (`curl …/api/store/join`). POST stays the
+        // documented form: a GET that changes state is no API to build on.
+        .route("/api/store/join", get(store_join))
+        .route("/api/store/look-around", get(store_look_around))
+        .route("/api/store/served", get(store_served))
+        .route("/api/store/leave", get(store_leave))
 }
 
 /// The `service` label of every store demo metric.
@@ -172,6 +181,15 @@ impl StoreFigures {
                 "no customer is in the store to leave",
             ));
         }
+        // Whoever leaves was somewhere: once everyone served has gone, a
+        // customer leaving gave up waiting (or looking around), and the
+        // figures keep waiting + active within total.
+        let total = self.total.load(Ordering::Acquire);
+        if self.waiting.load(Ordering::Acquire) + self.active.load(Ordering::Acquire) > total
+            && !take_one(&self.waiting)
+        {
+            take_one(&self.active);
+        }
         Self::record(StoreEvent::Left, 1);
         Ok(self.publish())
     }
@@ -201,9 +219,19 @@ fn simulated_customers(body: Result<Bytes, BytesRejection>) -> Result<u32, ApiEr
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(DEFAULT_SIMULATED_CUSTOMERS);
     }
-    let request: SimulateSchema =
-        serde_json::from_slice(&body).map_err(|err| ApiError::unreadable_json(&err))?;
-    let customers = request.customers.unwrap_or(DEFAULT_SIMULATED_CUSTOMERS);
+    // `null` is the schema's "no body"; an array is no SimulateSchema.
+    let request: Option<SimulateSchema> = match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => {
+            return Err(ApiError::unprocessable(
+                "invalid_body",
+                "the body must be a JSON object (or null)",
+            ));
+        }
+        _ => serde_json::from_slice(&body).map_err(|err| ApiError::unreadable_json(&err))?,
+    };
+    let customers = request
+        .and_then(|r| r.customers)
+        .unwrap_or(DEFAULT_SIMULATED_CUSTOMERS);
     if !(1..=MAX_SIMULATED_CUSTOMERS).contains(&customers) {
         return Err(ApiError::unprocessable(
             "invalid_body",
@@ -311,4 +339,35 @@ async fn store_simulate(
 ) -> Result<Json<StoreFiguresSchema>, ApiError> {
     let customers = simulated_customers(body)?;
     Ok(Json(state.shop.simulate(customers)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figures(store: &StoreFigures) -> [u64; 4] {
+        let now = store.snapshot();
+        [now.waiting, now.active, now.served, now.total]
+    }
+
+    #[test]
+    fn a_customer_leaving_before_being_served_leaves_the_figures_whole() {
+        let store = StoreFigures::default();
+        for _ in 0..4 {
+            store.join();
+        }
+        // [waiting, active, served, total]: the one who left was waiting.
+        store.leave().unwrap();
+        assert_eq!(figures(&store), [3, 0, 0, 3]);
+        store.look_around().unwrap();
+        assert_eq!(figures(&store), [2, 1, 0, 3]);
+        store.serve().unwrap();
+        // A served customer leaves first: nobody else is moved.
+        store.leave().unwrap();
+        assert_eq!(figures(&store), [2, 0, 1, 2]);
+        store.leave().unwrap();
+        store.leave().unwrap();
+        assert_eq!(figures(&store), [0, 0, 1, 0]);
+        assert!(store.leave().is_err());
+    }
 }

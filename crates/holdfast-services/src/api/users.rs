@@ -34,8 +34,11 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
 }
 
 /// The search text: required, 1 to [`MAX_SEARCH_CHARS`] characters after
-/// trimming. Any characters are allowed: the store matches them literally
-/// and sends them as a bind parameter.
+/// trimming, without control characters. Other characters are allowed:
+/// the store matches them literally and sends them as a bind parameter.
+/// Control characters are refused because no name or email holds one and
+/// engines treat them apart (SQLite's `LIKE` stops at a NUL byte, so
+/// `q=%00` would match every user).
 fn search_text(raw: Option<String>) -> Result<String, ApiError> {
     let text = raw.unwrap_or_default().trim().to_owned();
     let chars = text.chars().count();
@@ -43,6 +46,12 @@ fn search_text(raw: Option<String>) -> Result<String, ApiError> {
         return Err(ApiError::bad_request(
             "invalid_query",
             format!("`q` is required and must have 1 to {MAX_SEARCH_CHARS} characters"),
+        ));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "`q` must not hold control characters",
         ));
     }
     Ok(text)

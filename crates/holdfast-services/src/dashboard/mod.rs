@@ -52,7 +52,6 @@ use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use utoipa_swagger_ui::SwaggerUi;
 
 pub use state::{DashboardState, InstanceView, RedisChange};
 
@@ -252,7 +251,7 @@ impl Dashboard {
             .with_state(self.shared.clone())
             .merge(api)
             .layer(axum::Extension(self.live.clone()))
-            .merge(SwaggerUi::new("/swagger-ui").url("/api-docs/openapi.json", openapi));
+            .merge(crate::http::swagger_ui(openapi));
         self.listeners.single_listener_router(health, pages)
     }
 

@@ -223,6 +223,16 @@ async fn a_job_is_accepted_at_once_and_its_result_fetched_by_id() {
     .await;
     let done = app.get_json(&location).await;
     assert_eq!(done["result"]["city"], "New York");
+    // The same job by its id in capitals: a UUID is case-insensitive.
+    let shouted = app
+        .get_json(
+            &location
+                .to_uppercase()
+                .replace("/JOBS/WEATHER/", "/jobs/weather/"),
+        )
+        .await;
+    assert_eq!(shouted["status"], "done", "{shouted}");
+    assert_eq!(shouted["id"], done["id"]);
 
     problem(app.get("/jobs/weather/not-an-id").await, 400, "invalid_id").await;
     let unknown = format!("/jobs/weather/{}", holdfast_core::RequestId::new());
@@ -265,6 +275,14 @@ async fn health_metrics_and_api_docs_are_served() {
     let ui = app.get("/swagger-ui/").await;
     assert_eq!(ui.status(), 200);
     assert!(ui.text().await.unwrap().contains("swagger"));
+    // `/swagger`, where other stacks serve it, leads there.
+    let redirected = app.get("/swagger").await;
+    assert_eq!(redirected.status(), 200);
+    assert!(
+        redirected.url().path().ends_with("/swagger-ui/"),
+        "{}",
+        redirected.url()
+    );
     let spec = app.get_json("/api-docs/openapi.json").await;
     assert!(spec["paths"]["/WeatherForecast/city"]["post"].is_object());
     assert!(spec["paths"]["/jobs/weather/{id}"]["get"].is_object());

@@ -97,8 +97,12 @@ async fn at_twice_the_capacity_what_is_admitted_is_answered_in_time() {
         "admission on: {ok} answered, {late} past the deadline, {refused} refused; goodput {goodput:.0}/s of {capacity:.0}/s; slowest {slowest:?}"
     );
     assert!(refused > 0, "nothing was refused");
+    // A 504 comes at the deadline, never later (`slowest` below); on a
+    // busy machine (this runs beside other tests, on a debug build) some
+    // admitted calls still run out of it when the workers slow down
+    // between two readings of the queue.
     assert!(
-        late * 10 <= ok,
+        late * 3 <= ok,
         "{late} calls ran out of their deadline against {ok} answered"
     );
     assert!(
@@ -121,5 +125,12 @@ async fn at_twice_the_capacity_what_is_admitted_is_answered_in_time() {
         late_off > ok_off,
         "{late_off} past the deadline, {ok_off} answered"
     );
-    assert!(ok > ok_off, "admission answered {ok}, without it {ok_off}");
+    assert!(
+        ok > 2 * ok_off,
+        "admission answered {ok}, without it {ok_off}"
+    );
+    assert!(
+        late * 3 < late_off,
+        "past the deadline: {late} with admission, {late_off} without"
+    );
 }

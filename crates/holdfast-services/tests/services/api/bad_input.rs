@@ -27,6 +27,9 @@ async fn bad_input_is_answered_with_problem_details(app: TestApi) {
         ("/api/users/search?q=%20%20", "invalid_query"),
         (long_query.as_str(), "invalid_query"),
         ("/api/users/search?q=ada&limit=1000", "invalid_limit"),
+        // SQLite's LIKE would stop at the NUL and match every user.
+        ("/api/users/search?q=%00", "invalid_query"),
+        ("/api/users/search?q=a%00b", "invalid_query"),
     ] {
         problem(app.get(path).await, 400, code).await;
     }
@@ -92,6 +95,22 @@ async fn bad_input_is_answered_with_problem_details(app: TestApi) {
             huge.as_str(),
             413,
             "body_too_large",
+        ),
+        // serde would fill the fields from an array, in order.
+        (
+            Method::POST,
+            "/api/users",
+            r#"["Arr Ay", "a@b.c"]"#,
+            422,
+            "invalid_body",
+        ),
+        (Method::PUT, "/api/users/1", "[]", 422, "invalid_body"),
+        (
+            Method::POST,
+            "/api/orders",
+            "[1, 1, 1]",
+            422,
+            "invalid_body",
         ),
     ];
     for (method, path, body, status, code) in writes {

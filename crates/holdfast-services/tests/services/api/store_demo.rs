@@ -76,10 +76,17 @@ async fn store_steps_update_the_figures_and_the_metrics() {
     assert_eq!([after[0], after[1]], [before[0], before[1]]);
     let after_default = store_step(&app, "simulate", "").await;
     assert_eq!(after_default[2], after[2] + 10, "10 customers by default");
+    // `null` is what the schema calls no body: the default again.
+    let after_null = store_step(&app, "simulate", "null").await;
+    assert_eq!(
+        after_null[2],
+        after_default[2] + 10,
+        "10 customers for null"
+    );
 
-    assert_eq!(store_step(&app, "leave", "").await, [1, 0, 16, 1]);
+    assert_eq!(store_step(&app, "leave", "").await, [1, 0, 26, 1]);
     let metrics = app.admin_metrics().await;
-    for (event, total) in [("joined", 17.0), ("left", 16.0)] {
+    for (event, total) in [("joined", 27.0), ("left", 26.0)] {
         assert_eq!(
             value_with_labels(
                 &metrics,
@@ -117,6 +124,7 @@ async fn store_steps_with_nobody_to_move_and_bad_simulations_are_refused() {
         (r#"{"customers": 5, "extra": 1}"#, 422, "invalid_body"),
         (r#"{"customers": "#, 400, "malformed_json"),
         ("x", 400, "malformed_json"),
+        ("[7]", 422, "invalid_body"),
     ] {
         problem(
             app.send_json(Method::POST, "/api/store/simulate", body)
@@ -126,6 +134,13 @@ async fn store_steps_with_nobody_to_move_and_bad_simulations_are_refused() {
         )
         .await;
     }
+    // The steps also answer GET, as a demo convenience.
+    problem(
+        app.get("/api/store/look-around").await,
+        409,
+        "nobody_waiting",
+    )
+    .await;
     let now = app.get_json("/api/store").await;
     assert_eq!(figures(&now), [0, 0, 0, 0], "nothing changed: {now}");
 
