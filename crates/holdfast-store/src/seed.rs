@@ -277,7 +277,8 @@ impl Store {
                         backend,
                         Table {
                             count: sql.count_users,
-                            insert: "INSERT INTO users (id, name, email, created_at) ",
+                            insert: "INSERT INTO users \
+                                (id, name, email, created_at, name_folded, email_folded) ",
                             per_insert: USERS_PER_INSERT,
                             reset_sequence: sql.reset_users_sequence,
                         },
@@ -287,7 +288,9 @@ impl Store {
                             row.push_bind(user.id)
                                 .push_bind(user.name.as_str())
                                 .push_bind(user.email.as_str())
-                                .push_bind(user.created_at);
+                                .push_bind(user.created_at)
+                                .push_bind(crate::store::fold(&user.name))
+                                .push_bind(crate::store::fold(&user.email));
                         },
                     )
                     .await?,

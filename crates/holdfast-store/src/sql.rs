@@ -38,17 +38,27 @@ statements! {
     ping = "SELECT 1";
     /// One user by id.
     user_by_id = "SELECT id, name, email, created_at FROM users WHERE id = ?";
-    /// Users whose lower-cased name or email matches a LIKE pattern
+    /// Users whose case-folded name or email matches a LIKE pattern
     /// (bound twice), in id order, limited.
     search_users = "SELECT id, name, email, created_at FROM users \
-        WHERE LOWER(name) LIKE ? ESCAPE '!' OR LOWER(email) LIKE ? ESCAPE '!' \
+        WHERE name_folded LIKE ? ESCAPE '!' OR email_folded LIKE ? ESCAPE '!' \
         ORDER BY id LIMIT ?";
-    /// Insert a user and return its id (PostgreSQL, SQLite).
-    insert_user_returning_id = "INSERT INTO users (name, email, created_at) VALUES (?, ?, ?) RETURNING id";
+    /// Insert a user with its folded copies and return its id
+    /// (PostgreSQL, SQLite).
+    insert_user_returning_id = "INSERT INTO users (name, email, created_at, name_folded, email_folded) \
+        VALUES (?, ?, ?, ?, ?) RETURNING id";
     /// Insert a user (MySQL: the id comes from LAST_INSERT_ID).
-    insert_user = "INSERT INTO users (name, email, created_at) VALUES (?, ?, ?)";
-    /// Change the fields that are not NULL.
-    update_user = "UPDATE users SET name = COALESCE(?, name), email = COALESCE(?, email) WHERE id = ?";
+    insert_user = "INSERT INTO users (name, email, created_at, name_folded, email_folded) \
+        VALUES (?, ?, ?, ?, ?)";
+    /// Change the fields that are not NULL, each with its folded copy.
+    update_user = "UPDATE users SET name = COALESCE(?, name), name_folded = COALESCE(?, name_folded), \
+        email = COALESCE(?, email), email_folded = COALESCE(?, email_folded) WHERE id = ?";
+    /// Users written before the folded copies existed (a batch).
+    users_unfolded = "SELECT id, name, email FROM users \
+        WHERE (name_folded = '' AND name <> '') OR (email_folded = '' AND email <> '') \
+        ORDER BY id LIMIT ?";
+    /// Sets one user's folded copies.
+    set_user_folded = "UPDATE users SET name_folded = ?, email_folded = ? WHERE id = ?";
     /// Delete one user.
     delete_user = "DELETE FROM users WHERE id = ?";
     /// Whether a user exists (0 or 1).

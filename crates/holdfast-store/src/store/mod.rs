@@ -24,6 +24,8 @@ mod read_delay;
 mod schema;
 mod users;
 
+pub(crate) use users::fold;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;

@@ -25,7 +25,52 @@ impl Store {
         };
         self.call_within("migrate", self.inner.options.maintenance_timeout, run)
             .await?;
+        self.fill_folded().await?;
         tracing::info!(backend = %self.backend(), "database migrations applied");
+        Ok(())
+    }
+
+    /// Gives users written before the folded copies existed their copies,
+    /// a batch at a time: the folding is Rust's, which no migration can run.
+    async fn fill_folded(&self) -> Result<(), StoreError> {
+        const BATCH: i64 = 500;
+        let mut filled = 0usize;
+        loop {
+            let rows: Vec<(i64, String, String)> = self
+                .call_within("migrate", self.inner.options.maintenance_timeout, async {
+                    with_pool!(self, |pool, sql| sqlx::query_as(sql.users_unfolded)
+                        .bind(BATCH)
+                        .fetch_all(pool)
+                        .await)
+                })
+                .await?;
+            if rows.is_empty() {
+                break;
+            }
+            let count = rows.len();
+            self.call_within("migrate", self.inner.options.maintenance_timeout, async {
+                with_pool!(self, |pool, sql| {
+                    let mut tx = pool.begin().await?;
+                    for (id, name, email) in &rows {
+                        sqlx::query(sql.set_user_folded)
+                            .bind(super::fold(name))
+                            .bind(super::fold(email))
+                            .bind(*id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await
+                })
+            })
+            .await?;
+            filled += count;
+            if count < BATCH as usize {
+                break;
+            }
+        }
+        if filled > 0 {
+            tracing::info!(users = filled, "folded copies of names and emails written");
+        }
         Ok(())
     }
 

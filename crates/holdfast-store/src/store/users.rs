@@ -6,6 +6,12 @@ use crate::StoreError;
 use crate::model::{Entity, NewUser, UpdateUser, User};
 use crate::sql::escape_like;
 
+/// A text as searches compare it: Unicode lowercase, folded here rather
+/// than by the engine, whose `LOWER` differs (SQLite's folds ASCII only).
+pub(crate) fn fold(text: &str) -> String {
+    text.to_lowercase()
+}
+
 impl Store {
     /// The user with `id`, if any.
     pub async fn user(&self, id: i64) -> Result<Option<User>, StoreError> {
@@ -22,8 +28,8 @@ impl Store {
     ///
     /// The text matches literally: `%` and `_` are not wildcards, and the
     /// text reaches the database only as a bind parameter. An empty query
-    /// finds nobody. Case folding is the engine's `LOWER`, which SQLite
-    /// applies to ASCII letters only.
+    /// finds nobody. Case is folded in Rust ([`fold`]) on both sides, so
+    /// "émile" finds "ÉMILE" on every engine.
     pub async fn search_users(&self, query: &str, limit: u32) -> Result<Vec<User>, StoreError> {
         let query = query.trim();
         if query.chars().count() > MAX_SEARCH_LEN {
@@ -34,7 +40,7 @@ impl Store {
         if query.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        let pattern = format!("%{}%", escape_like(&query.to_lowercase()));
+        let pattern = format!("%{}%", escape_like(&fold(query)));
         let limit = i64::from(limit.min(MAX_PAGE));
         self.delay_read(Entity::User).await;
         self.call("search_users", async {
@@ -55,6 +61,7 @@ impl Store {
     pub async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
         let created_at = now_ms();
         let (name, email) = (new.name.as_str(), new.email.as_str());
+        let (name_folded, email_folded) = (fold(name), fold(email));
         let id = self
             .call("create_user", async {
                 with_pool!(self, |pool, sql|
@@ -62,12 +69,16 @@ impl Store {
                         .bind(name)
                         .bind(email)
                         .bind(created_at)
+                        .bind(name_folded.as_str())
+                        .bind(email_folded.as_str())
                         .fetch_one(pool)
                         .await,
                     mysql: sqlx::query(sql.insert_user)
                         .bind(name)
                         .bind(email)
                         .bind(created_at)
+                        .bind(name_folded.as_str())
+                        .bind(email_folded.as_str())
                         .execute(pool)
                         .await
                         .and_then(mysql_insert_id),
@@ -92,6 +103,7 @@ impl Store {
     ) -> Result<Option<User>, StoreError> {
         let name = changes.name.as_ref().map(|name| name.as_str());
         let email = changes.email.as_ref().map(|email| email.as_str());
+        let (name_folded, email_folded) = (name.map(fold), email.map(fold));
         if name.is_some() || email.is_some() {
             // UPDATE then SELECT rather than RETURNING, which MySQL lacks;
             // rows_affected cannot tell "no such user" either, as MySQL
@@ -99,7 +111,9 @@ impl Store {
             self.call("update_user", async {
                 with_pool!(self, |pool, sql| sqlx::query(sql.update_user)
                     .bind(name)
+                    .bind(name_folded.as_deref())
                     .bind(email)
+                    .bind(email_folded.as_deref())
                     .bind(id)
                     .execute(pool)
                     .await

@@ -14,6 +14,26 @@ pub enum UsersLock {
     MySql(sqlx::MySqlConnection),
 }
 
+/// Runs `statements` on a connection of its own to `db`, then closes it:
+/// for writing rows as another program (or an older holdfast) would.
+pub async fn run_statements(db: &TestDb, statements: &[&'static str]) {
+    let url = db.url.expose();
+    match db.store.backend() {
+        Backend::Sqlite => {
+            let conn: sqlx::SqliteConnection = connect_and_run(url, statements).await;
+            conn.close().await.ok();
+        }
+        Backend::Postgres => {
+            let conn: sqlx::PgConnection = connect_and_run(url, statements).await;
+            conn.close().await.ok();
+        }
+        Backend::MySql => {
+            let conn: sqlx::MySqlConnection = connect_and_run(url, statements).await;
+            conn.close().await.ok();
+        }
+    }
+}
+
 /// Takes an exclusive lock on the `users` table of `db`.
 pub async fn lock_users_table(db: &TestDb) -> UsersLock {
     let url = db.url.expose();

@@ -29,6 +29,7 @@ holdfast_testkit::on_every_engine!(holdfast_testkit::db::run =>
     a_duplicate_email_is_a_conflict,
     search_matches_wildcards_and_quotes_literally_and_the_table_survives,
     search_ignores_case_matches_name_or_email_and_respects_the_limit,
+    search_folds_case_beyond_ascii_alike_on_every_engine,
     products_come_in_pages_in_id_order,
     an_order_total_is_the_price_times_the_quantity,
     an_order_for_an_unknown_product_or_user_is_not_found,
@@ -76,7 +77,17 @@ async fn migrations_apply_twice_and_from_two_processes_harmlessly(db: TestDb) {
 async fn every_engine_ends_with_the_same_tables_and_columns(db: TestDb) {
     // Arrange
     let expected = [
-        ("users", vec!["id", "name", "email", "created_at"]),
+        (
+            "users",
+            vec![
+                "id",
+                "name",
+                "email",
+                "created_at",
+                "name_folded",
+                "email_folded",
+            ],
+        ),
         (
             "products",
             vec![
@@ -306,6 +317,43 @@ async fn search_ignores_case_matches_name_or_email_and_respects_the_limit(db: Te
     assert_eq!(upper, expected_by_name);
     assert_eq!(limited, expected_by_name[..2].to_vec());
     assert_eq!(by_email, vec![seed_user(150)]);
+}
+
+async fn search_folds_case_beyond_ascii_alike_on_every_engine(db: TestDb) {
+    let emile = create_user(&db.store, "ÉMILE Zola", "ez@example.com").await;
+    for query in ["émile", "Émile", "ÉMILE", "mile z"] {
+        let found = db.store.search_users(query, 10).await.unwrap();
+        assert_eq!(found, vec![emile.clone()], "{query}");
+    }
+    // A changed name is searched by the new name only.
+    let changes = UpdateUser {
+        name: Some(UserName::parse("Ödön Horváth").unwrap()),
+        email: None,
+    };
+    let renamed = db
+        .store
+        .update_user(emile.id, changes)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        db.store.search_users("öDÖN", 10).await.unwrap(),
+        vec![renamed]
+    );
+    assert!(db.store.search_users("émile", 10).await.unwrap().is_empty());
+
+    // A row written without its folded copies (before the migration that
+    // added them) gets them when the store migrates again.
+    helpers::run_statements(
+        &db,
+        &["INSERT INTO users (name, email, created_at) VALUES ('ÅSA Larsson', 'al@example.com', 1)"],
+    )
+    .await;
+    assert!(db.store.search_users("åsa", 10).await.unwrap().is_empty());
+    db.store.migrate().await.unwrap();
+    let found = db.store.search_users("åsa", 10).await.unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].name, "ÅSA Larsson");
 }
 
 async fn products_come_in_pages_in_id_order(db: TestDb) {
