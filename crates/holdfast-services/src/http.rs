@@ -8,14 +8,16 @@
 //! 3. request id: `x-request-id` is set when absent and echoed back;
 //! 4. trace: one span per request, carrying the request id;
 //! 5. metrics: request count and duration by route, method and status;
-//! 6. timeout: a request running past the listener's limit gets 504;
-//! 7. body limit: extractors refuse larger bodies with 413 (axum's
+//! 6. rate limit: per client address and route group, 429 beyond it
+//!    (`crate::rate_limit`);
+//! 7. timeout: a request running past the listener's limit gets 504;
+//! 8. body limit: extractors refuse larger bodies with 413 (axum's
 //!    `DefaultBodyLimit`, which every body extractor honours);
-//! 8. load shed: beyond `max_in_flight` concurrent requests, 503 at once
+//! 9. load shed: beyond `max_in_flight` concurrent requests, 503 at once
 //!    rather than a queue that grows without bound;
-//! 9. body read: a declared `Content-Length` over the limit gets 413
-//!    before any byte of the body is read; a body that does not arrive
-//!    whole within `body_timeout` gets 408.
+//! 10. body read: a declared `Content-Length` over the limit gets 413
+//!     before any byte of the body is read; a body that does not arrive
+//!     whole within `body_timeout` gets 408.
 //!
 //! Below the stack, [`serve`] bounds the connections themselves: at most
 //! `max_connections` open (beyond them a connection gets a 503 and is
@@ -52,6 +54,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::problem::{ApiError, bare_errors_as_problems};
+use crate::rate_limit::{RateLimitConfig, RateLimits};
 
 /// Limits of one listener.
 #[derive(Clone, Debug)]
@@ -70,6 +73,8 @@ pub struct StackConfig {
     pub header_timeout: Duration,
     /// Connections open at once; one more gets a 503 and is closed.
     pub max_connections: usize,
+    /// Per-client rate limits (see [`crate::rate_limit`]); `None` is off.
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 impl StackConfig {
@@ -99,6 +104,7 @@ impl Default for StackConfig {
             body_timeout: Self::DEFAULT_BODY_TIMEOUT,
             header_timeout: Self::DEFAULT_HEADER_TIMEOUT,
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            rate_limit: Some(RateLimitConfig::default()),
         }
     }
 }
@@ -146,6 +152,9 @@ pub fn stack(router: Router, cfg: &StackConfig) -> Router {
                 span
             }))
             .layer(middleware::from_fn(record_metrics))
+            .option_layer(cfg.rate_limit.map(|limits| {
+                middleware::from_fn_with_state(RateLimits::new(limits), crate::rate_limit::limit)
+            }))
             .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, cfg.timeout))
             .layer(DefaultBodyLimit::max(cfg.body_limit))
             .layer(middleware::from_fn_with_state(in_flight, shed_load))

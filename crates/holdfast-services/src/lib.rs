@@ -30,6 +30,7 @@ pub mod health;
 pub mod http;
 pub mod ingress;
 pub mod problem;
+pub mod rate_limit;
 pub mod registry;
 mod role;
 pub mod start;

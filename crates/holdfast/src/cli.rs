@@ -15,6 +15,7 @@ use holdfast_services::dashboard::DashboardSettings;
 use holdfast_services::exporter::ExporterSettings;
 use holdfast_services::http::StackConfig;
 use holdfast_services::ingress::IngressSettings;
+use holdfast_services::rate_limit::RateLimitConfig;
 use holdfast_services::worker::WorkerSettings;
 use holdfast_streams::WorkerConfig;
 use holdfast_telemetry::sink::SinkConfig;
@@ -268,6 +269,13 @@ pub struct ConnectionArgs {
     /// Connections open at once; one more gets a 503 and is closed.
     #[arg(long, env = "HOLDFAST_MAX_CONNECTIONS", default_value_t = StackConfig::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
+    /// Requests a second each client address may make to each route
+    /// group before 429; 0 turns rate limiting off.
+    #[arg(long, env = "HOLDFAST_RATE_LIMIT", default_value_t = RateLimitConfig::DEFAULT_PER_SECOND)]
+    pub rate_limit: u32,
+    /// Requests a client may make at once within its rate.
+    #[arg(long, env = "HOLDFAST_RATE_LIMIT_BURST", default_value_t = RateLimitConfig::DEFAULT_BURST)]
+    pub rate_limit_burst: u32,
 }
 
 impl ConnectionArgs {
@@ -276,6 +284,10 @@ impl ConnectionArgs {
         stack.header_timeout = self.header_timeout;
         stack.body_timeout = self.body_timeout;
         stack.max_connections = self.max_connections.max(1);
+        stack.rate_limit = (self.rate_limit > 0).then_some(RateLimitConfig {
+            per_second: self.rate_limit,
+            burst: self.rate_limit_burst.max(1),
+        });
     }
 }
 
@@ -710,6 +722,8 @@ impl CommandLine {
         self.duration("--header-timeout", limits.header_timeout)
             .duration("--body-timeout", limits.body_timeout)
             .flag("--max-connections", limits.max_connections)
+            .flag("--rate-limit", limits.rate_limit)
+            .flag("--rate-limit-burst", limits.rate_limit_burst)
     }
 
     fn flag(mut self, name: &str, value: impl ToString) -> Self {
@@ -936,6 +950,8 @@ mod tests {
             header_timeout: Duration::from_secs(7),
             body_timeout: Duration::from_millis(1500),
             max_connections: 77,
+            rate_limit: 0,
+            rate_limit_burst: 9,
         }
     }
 

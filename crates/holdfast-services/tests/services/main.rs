@@ -24,6 +24,7 @@ mod ingress;
 mod isolation;
 mod limits;
 mod overload;
+mod rate_limits;
 
 /// Held by the tests that load both cores on purpose (the 1 ms clients,
 /// the connection flood, the overload runs), so that they do not run side
