@@ -15,7 +15,7 @@ use std::time::Duration;
 use holdfast_core::{Deadline, metric_names};
 use holdfast_resilience::Tasks;
 use holdfast_resilience::backoff::Backoff;
-use holdfast_resilience::breaker::{BreakerConfig, CircuitBreaker};
+use holdfast_resilience::breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 use redis::{AsyncConnectionConfig, FromRedisValue, RedisResult};
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
@@ -439,6 +439,14 @@ impl Redis {
             return Err(RedisError::CallerDeadline);
         }
         if left < timeout {
+            // While the breaker tries Redis again, its one probe goes to a
+            // caller with Redis's whole budget: a caller in a hurry could
+            // only leave it undecided, and keep the breaker half-open.
+            if self.inner.breaker.state() == BreakerState::HalfOpen {
+                return Err(RedisError::CircuitOpen {
+                    retry_after: Duration::from_secs(1),
+                });
+            }
             self.run_limited(left, true, f).await
         } else {
             self.run_limited(timeout, false, f).await

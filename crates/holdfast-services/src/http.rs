@@ -344,15 +344,15 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let open = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
-    let mut builder = ConnBuilder::new(TokioExecutor::new());
+    // HTTP/1.1 only: the header timer then runs from the first moment of
+    // a connection (the protocol detection of an HTTP/2-capable listener
+    // would read with no timer at all), and every limit here applies to
+    // every request. Load balancers speak HTTP/1.1 to their targets.
+    let mut builder = ConnBuilder::new(TokioExecutor::new()).http1_only();
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(limits.header_timeout));
     let mut shutdown = std::pin::pin!(shutdown);
     let mut accept_errors = 0u32;
     loop {
@@ -393,7 +393,7 @@ pub async fn serve(
                 req
             });
         let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
             .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
@@ -404,7 +404,18 @@ pub async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // Requests in progress have the listener's own time limit to finish
+    // (past it they would be answered 504 anyway); a connection that
+    // outlives it (a half-sent request, an event stream) is dropped.
+    if tokio::time::timeout(limits.timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            limit = ?limits.timeout,
+            "connections still open after the drain: closing them"
+        );
+    }
     Ok(())
 }
 

@@ -100,8 +100,8 @@ async fn forget_idle_clients(limiter: Weak<Limiter>) {
     }
 }
 
-/// The group a path belongs to: its first segment (`/jobs/…` → `jobs`),
-/// or its first two under `/api` (`/api/users/7` → `api/users`); `None`
+/// The group a route belongs to: its first segment (`/jobs/…` → `jobs`),
+/// or its first two under `/api` (`/api/users/{id}` → `api/users`); `None`
 /// for the paths never limited. Found without allocating once a group has
 /// been seen: this runs on every request.
 fn group_of(path: &str) -> Option<&'static str> {
@@ -148,7 +148,13 @@ fn group_of(path: &str) -> Option<&'static str> {
 
 /// The middleware: see the module docs.
 pub(crate) async fn limit(State(limits): State<RateLimits>, req: Request, next: Next) -> Response {
-    let Some(group) = group_of(req.uri().path()) else {
+    // The route's template, not the raw path: the groups are then the
+    // routes' own, however many paths a scanner tries (those share one).
+    let path = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("/unmatched", |matched| matched.as_str());
+    let Some(group) = group_of(path) else {
         return next.run(req).await;
     };
     let client = req

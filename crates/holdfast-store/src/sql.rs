@@ -55,7 +55,7 @@ statements! {
         email = COALESCE(?, email), email_folded = COALESCE(?, email_folded) WHERE id = ?";
     /// Users written before the folded copies existed (a batch).
     users_unfolded = "SELECT id, name, email FROM users \
-        WHERE (name_folded = '' AND name <> '') OR (email_folded = '' AND email <> '') \
+        WHERE id > ? AND ((name_folded = '' AND name <> '') OR (email_folded = '' AND email <> '')) \
         ORDER BY id LIMIT ?";
     /// Sets one user's folded copies.
     set_user_folded = "UPDATE users SET name_folded = ?, email_folded = ? WHERE id = ?";

@@ -328,15 +328,10 @@ impl Caller {
 
     /// The last backlog figure read for `topic`, if it is watched.
     pub fn backlog(&self, topic: &Topic) -> Option<u64> {
-        self.inner
-            .backlogs
-            .lock()
-            .expect("backlogs lock poisoned")
-            .iter()
-            .find(|b| &b.topic == topic)
-            .map(|b| b.value.load(Ordering::Relaxed))
+        self.watched(topic).map(|b| b.value.load(Ordering::Relaxed))
     }
 
+    /// The watch of `topic`, if it is watched.
     fn watched(&self, topic: &Topic) -> Option<Arc<Backlog>> {
         self.inner
             .backlogs

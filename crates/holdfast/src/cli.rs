@@ -279,8 +279,12 @@ pub struct ConnectionArgs {
 }
 
 impl ConnectionArgs {
-    /// These limits written into a listener's `stack`.
-    pub fn apply(&self, stack: &mut StackConfig) {
+    /// These limits written into a listener's `stack`; a zero timeout,
+    /// which would end every connection or body at once, is refused.
+    pub fn apply(&self, stack: &mut StackConfig) -> Result<(), String> {
+        if self.header_timeout.is_zero() || self.body_timeout.is_zero() {
+            return Err("--header-timeout and --body-timeout must be above 0".to_owned());
+        }
         stack.header_timeout = self.header_timeout;
         stack.body_timeout = self.body_timeout;
         stack.max_connections = self.max_connections.max(1);
@@ -288,6 +292,7 @@ impl ConnectionArgs {
             per_second: self.rate_limit,
             burst: self.rate_limit_burst.max(1),
         });
+        Ok(())
     }
 }
 

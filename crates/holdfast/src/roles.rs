@@ -136,14 +136,16 @@ pub fn ingress_settings(args: &IngressArgs) -> Result<IngressSettings> {
     settings.default_timeout = args.default_timeout;
     settings.backlog_limit = (args.backlog_limit > 0).then_some(args.backlog_limit);
     settings.stack = IngressSettings::stack_for(settings.max_timeout, args.body_limit);
-    args.connections.apply(&mut settings.stack);
+    args.connections
+        .apply(&mut settings.stack)
+        .map_err(anyhow::Error::msg)?;
     settings.durability = args.durability;
     settings.admission = args.admission;
     Ok(settings)
 }
 
 /// Settings of the api from its arguments.
-pub fn api_settings(args: &ApiArgs) -> ApiSettings {
+pub fn api_settings(args: &ApiArgs) -> Result<ApiSettings> {
     let mut settings = ApiSettings::new(redis_config(&args.redis));
     settings.listen = args.listen;
     settings.admin_listen = Some(args.admin_listen);
@@ -153,9 +155,11 @@ pub fn api_settings(args: &ApiArgs) -> ApiSettings {
     settings.cache.ttl = args.cache_ttl;
     settings.warm_products = args.warm_products;
     settings.stack.body_limit = args.body_limit;
-    args.connections.apply(&mut settings.stack);
+    args.connections
+        .apply(&mut settings.stack)
+        .map_err(anyhow::Error::msg)?;
     settings.users_base_url = args.users_base_url.clone();
-    settings
+    Ok(settings)
 }
 
 /// Settings of a worker from its arguments.
@@ -209,7 +213,7 @@ fn checked_role(role: &crate::cli::ShowRole) -> Result<&'static str> {
     use crate::cli::ShowRole;
     Ok(match role {
         ShowRole::Api(args) => {
-            api_settings(args);
+            api_settings(args)?;
             "api"
         }
         ShowRole::Ingress(args) => ingress_settings(args).map(|_| "ingress")?,
@@ -242,7 +246,7 @@ pub async fn ingress(args: IngressArgs, shutdown: CancellationToken) -> Result<(
 
 /// `holdfast api`.
 pub async fn api(args: ApiArgs, shutdown: CancellationToken) -> Result<()> {
-    let api = Api::build(api_settings(&args)).await.with_context(|| {
+    let api = Api::build(api_settings(&args)?).await.with_context(|| {
         format!(
             "could not start the api on {} and {} with database {}",
             args.listen, args.admin_listen, args.database_url

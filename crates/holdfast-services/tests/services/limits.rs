@@ -93,7 +93,14 @@ async fn half_sent_headers_and_idle_keep_alive_connections_are_closed() {
     idle.write_all(b"GET /health/live HTTP/1.1\r\nhost: x\r\n\r\n")
         .await
         .unwrap();
+    // A connection that sends nothing at all.
+    let mut silent = TcpStream::connect(address(&app)).await.unwrap();
     let (half_seen, half_took) = read_until_closed(&mut half, Duration::from_secs(5)).await;
+    let (_, silent_took) = read_until_closed(&mut silent, Duration::from_secs(5)).await;
+    assert!(
+        silent_took < Duration::from_secs(2),
+        "a silent connection stayed open for {silent_took:?}"
+    );
     let (idle_seen, idle_took) = read_until_closed(&mut idle, Duration::from_secs(5)).await;
     assert!(
         half_took < Duration::from_secs(2),

@@ -31,14 +31,20 @@ impl Store {
     }
 
     /// Gives users written before the folded copies existed their copies,
-    /// a batch at a time: the folding is Rust's, which no migration can run.
+    /// a batch at a time in id order (each batch starts past the last one,
+    /// so the table is read once): the folding is Rust's, which no
+    /// migration can run. Instances of an older holdfast must be stopped
+    /// before the upgrade: one that renames a user after this ran leaves
+    /// the old folded name behind.
     async fn fill_folded(&self) -> Result<(), StoreError> {
         const BATCH: i64 = 500;
         let mut filled = 0usize;
+        let mut after = 0i64;
         loop {
             let rows: Vec<(i64, String, String)> = self
                 .call_within("migrate", self.inner.options.maintenance_timeout, async {
                     with_pool!(self, |pool, sql| sqlx::query_as(sql.users_unfolded)
+                        .bind(after)
                         .bind(BATCH)
                         .fetch_all(pool)
                         .await)
@@ -48,6 +54,7 @@ impl Store {
                 break;
             }
             let count = rows.len();
+            after = rows.last().map_or(after, |(id, ..)| *id);
             self.call_within("migrate", self.inner.options.maintenance_timeout, async {
                 with_pool!(self, |pool, sql| {
                     let mut tx = pool.begin().await?;

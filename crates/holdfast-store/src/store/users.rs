@@ -6,10 +6,14 @@ use crate::StoreError;
 use crate::model::{Entity, NewUser, UpdateUser, User};
 use crate::sql::escape_like;
 
-/// A text as searches compare it: Unicode lowercase, folded here rather
-/// than by the engine, whose `LOWER` differs (SQLite's folds ASCII only).
+/// A text as searches compare it: each character's Unicode lowercase,
+/// folded here rather than by the engine, whose `LOWER` differs (SQLite's
+/// folds ASCII only). Character by character, so that a part of a word
+/// folds as it does inside the word (`str::to_lowercase` turns a final
+/// Greek capital sigma into ς, which a search for the whole word's other
+/// spellings would then miss).
 pub(crate) fn fold(text: &str) -> String {
-    text.to_lowercase()
+    text.chars().flat_map(char::to_lowercase).collect()
 }
 
 impl Store {
@@ -156,5 +160,19 @@ fn duplicate_email(err: StoreError) -> StoreError {
             StoreError::conflict("a user with this email already exists")
         }
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fold;
+
+    #[test]
+    fn folding_is_each_characters_lowercase() {
+        assert_eq!(fold("ÉMILE Zola"), "émile zola");
+        // A final capital sigma folds as any other: a search for the start
+        // of the word finds the word.
+        assert_eq!(fold("ΟΔΥΣΣΕΥΣ"), "οδυσσευσ");
+        assert!(fold("ΟΔΥΣΣΕΥΣ").contains(&fold("ΟΔΥΣ")));
     }
 }
