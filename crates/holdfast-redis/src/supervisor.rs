@@ -15,7 +15,7 @@ use std::time::Duration;
 use holdfast_core::{Deadline, metric_names};
 use holdfast_resilience::Tasks;
 use holdfast_resilience::backoff::Backoff;
-use holdfast_resilience::breaker::{BreakerConfig, BreakerState, CircuitBreaker};
+use holdfast_resilience::breaker::{BreakerConfig, CircuitBreaker};
 use redis::{AsyncConnectionConfig, FromRedisValue, RedisResult};
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
@@ -439,14 +439,6 @@ impl Redis {
             return Err(RedisError::CallerDeadline);
         }
         if left < timeout {
-            // While the breaker tries Redis again, its one probe goes to a
-            // caller with Redis's whole budget: a caller in a hurry could
-            // only leave it undecided, and keep the breaker half-open.
-            if self.inner.breaker.state() == BreakerState::HalfOpen {
-                return Err(RedisError::CircuitOpen {
-                    retry_after: Duration::from_secs(1),
-                });
-            }
             self.run_limited(left, true, f).await
         } else {
             self.run_limited(timeout, false, f).await
@@ -490,6 +482,15 @@ impl Redis {
             .map_err(|open| RedisError::CircuitOpen {
                 retry_after: open.retry_after,
             })?;
+        if caller_limited && permit.is_probe() {
+            // The breaker's probe goes to a caller with Redis's whole
+            // budget: a caller in a hurry could only leave it undecided and
+            // keep the breaker half-open. Handing it back frees the slot.
+            drop(permit);
+            return Err(RedisError::CircuitOpen {
+                retry_after: Duration::from_millis(100),
+            });
+        }
         match tokio::time::timeout(timeout, f(conn)).await {
             Ok(Ok(value)) => {
                 permit.success();
