@@ -42,9 +42,9 @@ impl RateLimitConfig {
     /// Requests per second per client and route group unless configured
     /// otherwise: far above what one client of these services needs, and
     /// above what the project's own benchmarks send from one address.
-    pub const DEFAULT_PER_SECOND: u32 = 50_000;
+    pub const DEFAULT_PER_SECOND: u32 = 100_000;
     /// The burst unless configured otherwise: a second's worth.
-    pub const DEFAULT_BURST: u32 = 50_000;
+    pub const DEFAULT_BURST: u32 = 100_000;
 }
 
 impl Default for RateLimitConfig {
