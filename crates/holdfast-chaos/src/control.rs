@@ -16,6 +16,9 @@
 //! `{type, title, status, detail, code}` whose `code` is stable.
 //!
 //! [`serve`] runs one proxy named `default` plus this API, for the CLI.
+//! With a token ([`router_with_token`]), every request but a `GET` needs
+//! `Authorization: Bearer TOKEN` (401 `unauthorized` otherwise); the CLI
+//! asks for one before it binds the API anywhere but loopback.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -145,6 +148,9 @@ pub enum ControlError {
     /// The listen address could not be bound.
     #[error("could not bind {0}")]
     BindFailed(String),
+    /// A change without the token.
+    #[error("changes need the control token, as Authorization: Bearer TOKEN")]
+    Unauthorized,
 }
 
 impl ControlError {
@@ -157,6 +163,7 @@ impl ControlError {
             ControlError::InvalidRequest { .. } => ("invalid_request", "Invalid request"),
             ControlError::NameTaken(_) => ("name_taken", "Name taken"),
             ControlError::BindFailed(_) => ("bind_failed", "Bind failed"),
+            ControlError::Unauthorized => ("unauthorized", "Unauthorized"),
         }
     }
 
@@ -175,6 +182,7 @@ impl ControlError {
             | ControlError::InvalidRequest { status, .. } => *status,
             ControlError::NameTaken(_) => StatusCode::CONFLICT,
             ControlError::BindFailed(_) => StatusCode::BAD_GATEWAY,
+            ControlError::Unauthorized => StatusCode::UNAUTHORIZED,
         }
     }
 }
@@ -252,8 +260,38 @@ pub struct AddedFault {
     pub id: FaultId,
 }
 
-/// The control API over `registry`.
+/// The control API over `registry`, with changes open to anyone who can
+/// reach it (keep it on loopback).
 pub fn router(registry: Registry) -> Router {
+    router_with_token(registry, None)
+}
+
+/// The control API over `registry`; with `token`, every request but a
+/// `GET` must carry it.
+pub fn router_with_token(registry: Registry, token: Option<String>) -> Router {
+    let routes = routes(registry);
+    match token.filter(|t| !t.is_empty()) {
+        None => routes,
+        Some(token) => routes.layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let allowed = req.method() == axum::http::Method::GET
+                    || crate::stack_control::constant_time_eq(
+                        crate::stack_control::bearer_token(req.headers()).as_bytes(),
+                        token.as_bytes(),
+                    );
+                async move {
+                    if allowed {
+                        next.run(req).await
+                    } else {
+                        ControlError::Unauthorized.into_response()
+                    }
+                }
+            },
+        )),
+    }
+}
+
+fn routes(registry: Registry) -> Router {
     Router::new()
         .route("/proxies", get(list_proxies).post(create_proxy))
         .route("/proxies/{name}", get(get_proxy).delete(delete_proxy))
@@ -367,12 +405,14 @@ async fn clear_faults(
 }
 
 /// Starts one proxy named `default` (`listen` to `upstream`) and the
-/// control API on `control`, and runs until `shutdown` is cancelled; then
-/// stops the API and every proxy (including any created through the API).
+/// control API on `control` (changes needing `token`, if any), and runs
+/// until `shutdown` is cancelled; then stops the API and every proxy
+/// (including any created through the API).
 pub async fn serve(
     listen: SocketAddr,
     upstream: String,
     control: SocketAddr,
+    token: Option<String>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let registry = Registry::new();
@@ -384,7 +424,7 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(control).await?;
     let control_addr = listener.local_addr()?;
     tracing::info!(listen = %proxy_addr, %upstream, control = %control_addr, "chaos proxy running");
-    let served = axum::serve(listener, router(registry.clone()))
+    let served = axum::serve(listener, router_with_token(registry.clone(), token))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await;
     registry.shutdown_all().await;

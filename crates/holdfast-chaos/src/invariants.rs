@@ -229,6 +229,82 @@ pub fn measure_recoveries(
     }
 }
 
+/// `overload_goodput_percent`: while a surge offered more than the stack
+/// can take, the answers 2xx per second of the loads named `counted`
+/// (calls, surge calls and jobs), over the surge's whole seconds after its
+/// first (when the ingress is still learning the queue's drain rate), as a
+/// share of the `capacity` the probe measured. Holds at `limit_percent` or
+/// more.
+pub fn overload_goodput(
+    series: &[LoadSeries],
+    counted: &[&str],
+    window: (f64, f64),
+    capacity: f64,
+    limit_percent: f64,
+) -> InvariantResult {
+    let first = window.0.ceil() as u64 + 1;
+    let end = window.1.floor() as u64;
+    let seconds = end.saturating_sub(first);
+    let answered: u64 = series
+        .iter()
+        .filter(|s| counted.contains(&s.name.as_str()))
+        .flat_map(|s| s.timeline.iter())
+        .filter(|p| p.second >= first && p.second < end)
+        .map(|p| p.ok)
+        .sum();
+    let per_second = answered as f64 / seconds.max(1) as f64;
+    let percent = if capacity > 0.0 {
+        per_second / capacity * 100.0
+    } else {
+        0.0
+    };
+    let mut result = judged(
+        "overload_goodput_percent",
+        (percent * 10.0).round() / 10.0,
+        Compare::AtLeast,
+        limit_percent,
+        "percent",
+        format!(
+            "during the surge (seconds {first} to {end}), {per_second:.0} calls and jobs \
+             answered 2xx a second against the {capacity:.0} a second the stack answered \
+             in the capacity probe"
+        ),
+    );
+    result.ok &= seconds > 0;
+    result
+}
+
+/// `overload_recovery_seconds`: the time from the surge's end until every
+/// load was healthy again (see [`measure_recoveries`]), held to `limit`.
+pub fn overload_recovery(
+    window: &FaultWindow,
+    load_end_s: f64,
+    limit: Duration,
+) -> InvariantResult {
+    let value = window
+        .recovery_s
+        .unwrap_or_else(|| (load_end_s - window.end_s.unwrap_or(load_end_s)).max(0.0) + 1.0);
+    let mut result = judged(
+        "overload_recovery_seconds",
+        value,
+        Compare::AtMost,
+        limit.as_secs_f64(),
+        "seconds",
+        format!(
+            "time from the surge's end until every load answered at least {:.0}% of its \
+             rate with no errors for two seconds in a row{}",
+            RECOVERED_SHARE * 100.0,
+            if window.recovery_s.is_some() {
+                ""
+            } else {
+                "; not recovered before the load ended"
+            }
+        ),
+    );
+    result.ok &= window.recovery_s.is_some();
+    result
+}
+
 /// `max_recovery_seconds`: the longest recovery of the `windows` (as
 /// [`measure_recoveries`] set them; a fault never recovered from counts as
 /// lasting past the load's end at `load_end_s`). Holds when every fault was

@@ -30,6 +30,10 @@ pub struct RunReport {
     pub events: Vec<Event>,
     /// The loads that ran, each with its per-second timeline.
     pub loads: Vec<LoadSeries>,
+    /// What the capacity probe measured, when the scenario's rates follow
+    /// the stack's capacity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<crate::runner::Capacity>,
 }
 
 /// One invariant: a measured value against its limit.

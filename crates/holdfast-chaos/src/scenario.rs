@@ -15,6 +15,13 @@
 //! [load]
 //! duration = "40s"
 //! short_duration = "20s"       # with --short, the CI form
+//! capacity_share = 0.8         # calls + jobs at 80 % of the measured capacity
+//! jobs_per_sec = 20            # (or calls_per_sec = 40: a fixed rate)
+//!
+//! [load.surge]                 # optional: an overload window
+//! times_capacity = 2.0
+//! at = "10s"
+//! for = "15s"
 //!
 //! [[fault]]
 //! kind = "redis_kill"
@@ -61,6 +68,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ),
     ("db-down", include_str!("../scenarios/db-down.toml")),
     ("soak", include_str!("../scenarios/soak.toml")),
+    ("overload", include_str!("../scenarios/overload.toml")),
 ];
 
 /// The TOML text of a built-in scenario.
@@ -287,6 +295,49 @@ pub struct LoadPlan {
     /// After the load, how long accepted jobs may take to finish.
     #[serde(with = "crate::durations::text")]
     pub settle: Duration,
+    /// Follow the stack's measured capacity: a probe at the start of the
+    /// run measures how many calls a second the stack answers, and calls
+    /// then run at this share of it, less the jobs (which the same workers
+    /// serve); `calls_per_sec` is then unused.
+    pub capacity_share: Option<f64>,
+    /// Extra calls for a while, on top of the others, so that the stack is
+    /// offered a multiple of its capacity (needs `capacity_share`).
+    pub surge: Option<Surge>,
+}
+
+/// A window of overload: while it lasts, calls and jobs together come at
+/// `times_capacity` times the measured capacity.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Surge {
+    /// Offered load as a multiple of the capacity, e.g. 2.
+    pub times_capacity: f64,
+    /// When it starts, from the start of the load.
+    #[serde(with = "crate::durations::text")]
+    pub at: Duration,
+    /// How long it lasts.
+    #[serde(rename = "for", with = "crate::durations::text")]
+    pub lasts: Duration,
+    /// `at` with `--short`.
+    #[serde(default, with = "crate::durations::optional_text")]
+    pub short_at: Option<Duration>,
+    /// `for` with `--short`.
+    #[serde(default, with = "crate::durations::optional_text")]
+    pub short_for: Option<Duration>,
+}
+
+impl Surge {
+    /// Start and length, in the short form or not.
+    pub fn window(&self, short: bool) -> (Duration, Duration) {
+        if short {
+            (
+                self.short_at.unwrap_or(self.at),
+                self.short_for.unwrap_or(self.lasts),
+            )
+        } else {
+            (self.at, self.lasts)
+        }
+    }
 }
 
 impl Default for LoadPlan {
@@ -299,6 +350,8 @@ impl Default for LoadPlan {
             reads_per_sec: 100.0,
             deadline: Duration::from_secs(2),
             settle: Duration::from_secs(20),
+            capacity_share: None,
+            surge: None,
         }
     }
 }
@@ -315,6 +368,12 @@ pub struct Limits {
     pub deadline_grace: Duration,
     /// Least share of reads answered 200 while a fault is active, percent.
     pub read_availability_percent: f64,
+    /// Least goodput during a surge: calls and jobs answered 2xx per
+    /// second, as a share of the measured capacity, percent.
+    pub overload_goodput_percent: f64,
+    /// Longest time, after a surge ends, until every load is healthy again.
+    #[serde(with = "crate::durations::text")]
+    pub overload_recovery: Duration,
 }
 
 impl Default for Limits {
@@ -323,6 +382,8 @@ impl Default for Limits {
             recovery: Duration::from_secs(10),
             deadline_grace: Duration::from_secs(1),
             read_availability_percent: 100.0,
+            overload_goodput_percent: 90.0,
+            overload_recovery: Duration::from_secs(2),
         }
     }
 }
@@ -423,8 +484,37 @@ impl Scenario {
         {
             return fail("calls or jobs need at least one worker".into());
         }
+        match (self.load.capacity_share, &self.load.surge) {
+            (Some(share), _) if !(share > 0.0 && share <= 1.0) => {
+                return fail(format!(
+                    "capacity_share {share} must be above 0 and at most 1"
+                ));
+            }
+            (None, Some(_)) => return fail("a surge needs load.capacity_share".into()),
+            (Some(share), Some(surge)) if surge.times_capacity <= share => {
+                return fail(format!(
+                    "a surge of {} times the capacity adds nothing to a load at {share} of it",
+                    surge.times_capacity
+                ));
+            }
+            _ => {}
+        }
+        if self.load.capacity_share.is_some() && self.stack.workers == 0 {
+            return fail("following the capacity needs at least one worker".into());
+        }
         for short in [false, true] {
             let duration = self.duration(short);
+            if let Some(surge) = &self.load.surge {
+                let (at, lasts) = surge.window(short);
+                if at + lasts > duration {
+                    return fail(format!(
+                        "the surge ends at {:?}, after the load ({:?}{})",
+                        at + lasts,
+                        duration,
+                        if short { ", short form" } else { "" }
+                    ));
+                }
+            }
             for step in &self.faults {
                 let (at, lasts) = step.window(short);
                 if at + lasts > duration {
@@ -517,5 +607,29 @@ mod tests {
             for = "1s"
         "# => "redis_proxy";
         unknown_fields_are_refused: "workres = 3\n" => "workres";
+        a_surge_needs_the_capacity: r#"
+            [load.surge]
+            times_capacity = 2.0
+            at = "1s"
+            for = "1s"
+        "# => "capacity_share";
+        a_surge_must_add_load: r#"
+            [load]
+            capacity_share = 0.8
+            [load.surge]
+            times_capacity = 0.5
+            at = "1s"
+            for = "1s"
+        "# => "adds nothing";
+        a_surge_past_the_end_is_refused: r#"
+            [load]
+            duration = "10s"
+            short_duration = "5s"
+            capacity_share = 0.8
+            [load.surge]
+            times_capacity = 2.0
+            at = "4s"
+            for = "4s"
+        "# => "after the load";
     }
 }

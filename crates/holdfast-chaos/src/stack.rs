@@ -345,11 +345,42 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StackError {
     move |source| StackError::Io { what, source }
 }
 
-/// A free loopback port (bound, then released for the child to bind).
+/// A free loopback port (bound, then released for the child to bind),
+/// outside the range the kernel picks the local ports of outgoing
+/// connections from: a run's loads open thousands of connections, and one
+/// of them could otherwise take the port between its release and the
+/// child's bind.
 pub fn free_port() -> std::io::Result<u16> {
+    let (low, high) = ephemeral_range();
+    // Below the range when there is room, else above it.
+    let (from, to) = if low >= 1024 + 4096 {
+        (low.saturating_sub(12_000).max(1024), low)
+    } else {
+        (high.saturating_add(1), u16::MAX)
+    };
+    if from < to {
+        for _ in 0..100 {
+            let port = fastrand::u16(from..to);
+            if let Ok(listener) = TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+                return Ok(listener.local_addr()?.port());
+            }
+        }
+    }
     Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
         .local_addr()?
         .port())
+}
+
+/// The kernel's range of local ports for outgoing connections (Linux's
+/// default when it cannot be read).
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut parts = text.split_whitespace().map(|p| p.parse::<u16>().ok());
+            Some((parts.next()??, parts.next()??))
+        })
+        .unwrap_or((32_768, 60_999))
 }
 
 /// One role process.

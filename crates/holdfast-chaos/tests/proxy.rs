@@ -524,6 +524,7 @@ async fn serve_runs_a_default_proxy_and_the_api_until_shut_down() {
         listen,
         format!("127.0.0.1:{}", redis.port()),
         control_addr,
+        Some("proxy-token".to_owned()),
         shutdown.clone(),
     ));
 
@@ -538,6 +539,26 @@ async fn serve_runs_a_default_proxy_and_the_api_until_shut_down() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let view: serde_json::Value = answer.expect("control API up").json().await.unwrap();
+    // Reads are open; a change needs the token.
+    let faults = format!("http://{control_addr}/proxies/default/faults");
+    let without = http.delete(&faults).send().await.unwrap();
+    let wrong = http
+        .delete(&faults)
+        .bearer_auth("proxy-tokem")
+        .send()
+        .await
+        .unwrap();
+    let with = http
+        .delete(&faults)
+        .bearer_auth("proxy-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(without.status(), 401);
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(with.status(), 204);
+    let problem: serde_json::Value = without.json().await.unwrap();
+    assert_eq!(problem["code"], "unauthorized");
     let mut through = TcpStream::connect(listen).await.unwrap();
     timed_ping(&mut through).await;
     shutdown.cancel();

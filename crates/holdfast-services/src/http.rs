@@ -8,14 +8,19 @@
 //! 3. request id: `x-request-id` is set when absent and echoed back;
 //! 4. trace: one span per request, carrying the request id;
 //! 5. metrics: request count and duration by route, method and status;
-//! 6. rate limit: per client address and route group, 429 beyond it
-//!    (`crate::rate_limit`);
-//! 7. timeout: a request running past the listener's limit gets 504;
-//! 8. body limit: extractors refuse larger bodies with 413 (axum's
-//!    `DefaultBodyLimit`, which every body extractor honours);
-//! 9. load shed: beyond `max_in_flight` concurrent requests, 503 at once
-//!    rather than a queue that grows without bound;
-//! 10. body read: a declared `Content-Length` over the limit gets 413
+//! 6. authentication, when configured: who the client is, from an API key
+//!    or a JWT (`crate::auth::identify`), refusing nothing yet;
+//! 7. rate limit: per client (the authenticated one, else the address)
+//!    and route group, 429 beyond it (`crate::rate_limit`);
+//! 8. authentication's refusal: 401 for missing or refused credentials
+//!    (`crate::auth::require`), after the rate limit so that guessing
+//!    spends the guesser's budget;
+//! 9. timeout: a request running past the listener's limit gets 504;
+//! 10. body limit: extractors refuse larger bodies with 413 (axum's
+//!     `DefaultBodyLimit`, which every body extractor honours);
+//! 11. load shed: beyond `max_in_flight` concurrent requests, 503 at once
+//!     rather than a queue that grows without bound;
+//! 12. body read: a declared `Content-Length` over the limit gets 413
 //!     before any byte of the body is read; a body that does not arrive
 //!     whole within `body_timeout` gets 408.
 //!
@@ -53,6 +58,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::auth::Auth;
 use crate::problem::{ApiError, bare_errors_as_problems};
 use crate::rate_limit::{RateLimitConfig, RateLimits};
 
@@ -75,6 +81,9 @@ pub struct StackConfig {
     pub max_connections: usize,
     /// Per-client rate limits (see [`crate::rate_limit`]); `None` is off.
     pub rate_limit: Option<RateLimitConfig>,
+    /// Credentials the listener requires (see [`crate::auth`]); `None`
+    /// requires none.
+    pub auth: Option<Arc<Auth>>,
 }
 
 impl StackConfig {
@@ -105,13 +114,21 @@ impl Default for StackConfig {
             header_timeout: Self::DEFAULT_HEADER_TIMEOUT,
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
             rate_limit: Some(RateLimitConfig::default()),
+            auth: None,
         }
     }
 }
 
-/// `0.0.0.0:port`: how the roles listen unless configured otherwise.
+/// `0.0.0.0:port`: how the public listeners listen unless configured
+/// otherwise.
 pub(crate) const fn every_interface(port: u16) -> SocketAddr {
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))
+}
+
+/// `127.0.0.1:port`: how the admin listeners listen unless configured
+/// otherwise.
+pub(crate) const fn loopback_only(port: u16) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -144,7 +161,7 @@ pub fn stack(router: Router, cfg: &StackConfig) -> Router {
                     .get(REQUEST_ID)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
-                let span = tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id);
+                let span = tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id, client = tracing::field::Empty);
                 // An incoming W3C trace context is the parent of this span.
                 if let Some(tp) = req.headers().get("traceparent").and_then(|v| v.to_str().ok()) {
                     holdfast_streams::trace_context::set_parent(&span, tp);
@@ -152,9 +169,19 @@ pub fn stack(router: Router, cfg: &StackConfig) -> Router {
                 span
             }))
             .layer(middleware::from_fn(record_metrics))
+            .option_layer(
+                cfg.auth
+                    .clone()
+                    .map(|auth| middleware::from_fn_with_state(auth, crate::auth::identify)),
+            )
             .option_layer(cfg.rate_limit.map(|limits| {
                 middleware::from_fn_with_state(RateLimits::new(limits), crate::rate_limit::limit)
             }))
+            .option_layer(
+                cfg.auth
+                    .clone()
+                    .map(|auth| middleware::from_fn_with_state(auth, crate::auth::require)),
+            )
             .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, cfg.timeout))
             .layer(DefaultBodyLimit::max(cfg.body_limit))
             .layer(middleware::from_fn_with_state(in_flight, shed_load))

@@ -36,22 +36,34 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::api::{location_header, text_schema, trimmed_text_pattern};
 use crate::health::{Health, HealthCheck, health_routes, redis_not_ready};
-use crate::http::{StackConfig, every_interface, located, stack};
+use crate::http::{StackConfig, every_interface, located, loopback_only, stack};
+use crate::problem::listener_doc::{parameter, required};
 use crate::problem::responses::{
-    BadGateway, BadRequest, GatewayTimeout, NotFound, ServiceUnavailable, TooManyRequests,
-    UnprocessableEntity,
+    BadRequest, GatewayTimeout, NotFound, ServiceUnavailable, TooManyRequests, UnprocessableEntity,
+    UnsupportedMediaType,
 };
 use crate::problem::{ApiError, ApiJson, Problem, problem_response};
 use crate::role::RoleListeners;
 use crate::start::StartError;
-use crate::weather::{Forecast, WeatherRequest, WeatherRequestBody};
+use crate::weather::{DayForecast, Forecast, WeatherRequest, WeatherRequestBody};
 
 /// Longest a job may wait for a worker.
 const MAX_JOB_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Header with the caller's time budget in milliseconds.
 pub const TIMEOUT_HEADER: &str = "x-timeout-ms";
+
+/// Header with the key that makes a request's effect happen once.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+/// Longest idempotency key, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
+
+/// The longest city or location, in characters once trimmed, as
+/// `WeatherRequest::try_from` takes them.
+const MAX_WEATHER_FIELD_CHARS: usize = 100;
 
 /// Settings of the ingress role.
 #[derive(Clone, Debug)]
@@ -86,6 +98,10 @@ pub struct IngressSettings {
     /// Refuse at once (`503 overloaded`) a request that would wait longer
     /// for a worker than its deadline allows (default on).
     pub admission: bool,
+    /// With admission, the longest a call may wait for a worker whatever
+    /// its deadline (default 500 ms); `None` holds calls to their deadline
+    /// alone. Jobs are always held to their deadline alone.
+    pub max_queue_wait: Option<Duration>,
 }
 
 impl IngressSettings {
@@ -95,8 +111,11 @@ impl IngressSettings {
     pub const DEFAULT_ADMIN_PORT: u16 = 5011;
     /// The public listener unless configured otherwise: every interface.
     pub const DEFAULT_LISTEN: SocketAddr = every_interface(Self::DEFAULT_PORT);
-    /// The admin listener unless configured otherwise: every interface.
-    pub const DEFAULT_ADMIN_LISTEN: SocketAddr = every_interface(Self::DEFAULT_ADMIN_PORT);
+    /// The admin listener unless configured otherwise: loopback only, so
+    /// metrics, logs and health details are not offered to the network
+    /// unless asked for (`0.0.0.0:PORT` where a kubelet or Prometheus
+    /// must reach them).
+    pub const DEFAULT_ADMIN_LISTEN: SocketAddr = loopback_only(Self::DEFAULT_ADMIN_PORT);
     /// The topic of weather requests: the weather demo's.
     pub const DEFAULT_TOPIC: &str = crate::weather::TOPIC;
     /// Deadline of a request that names none.
@@ -124,6 +143,7 @@ impl IngressSettings {
             stack: Self::stack_for(Self::DEFAULT_MAX_TIMEOUT, Self::DEFAULT_BODY_LIMIT),
             durability: Durability::None,
             admission: true,
+            max_queue_wait: Some(CallerConfig::DEFAULT_MAX_QUEUE_WAIT),
         }
     }
 
@@ -189,7 +209,16 @@ impl HealthCheck for IngressState {
         title = "holdfast ingress",
         description = "HTTP front door whose requests are carried over Redis Streams to workers."
     ),
-    components(schemas(Problem))
+    components(schemas(
+        Problem,
+        ReplyProblem,
+        WeatherRequestSchema,
+        Forecast,
+        DayForecast,
+        JobAccepted,
+        JobStatus,
+        JobState
+    ))
 )]
 struct ApiDoc;
 
@@ -202,6 +231,7 @@ pub fn router(state: IngressState, stack_cfg: &StackConfig) -> Router {
         .routes(routes!(job_status))
         .with_state(state)
         .split_for_parts();
+    let openapi = crate::problem::listener_doc::public(openapi, stack_cfg);
     let app = api
         .merge(health_routes(health))
         .merge(crate::http::swagger_ui(openapi));
@@ -209,7 +239,8 @@ pub fn router(state: IngressState, stack_cfg: &StackConfig) -> Router {
 }
 
 /// The deadline a request asks for with `x-timeout-ms`, capped at `max`;
-/// `default` when it names none.
+/// `default` when it names none. Any positive integer of milliseconds is
+/// taken (one past `u64` is capped like any other too large).
 fn requested_timeout(
     headers: &HeaderMap,
     default: Duration,
@@ -218,18 +249,50 @@ fn requested_timeout(
     let Some(raw) = headers.get(TIMEOUT_HEADER) else {
         return Ok(default.min(max));
     };
-    let ms: u64 = raw
-        .to_str()
+    let ms = raw.to_str().ok().and_then(positive_millis).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_timeout",
+            format!("`{TIMEOUT_HEADER}` must be a positive integer of milliseconds"),
+        )
+    })?;
+    Ok(Duration::from_millis(ms).min(max))
+}
+
+/// A positive decimal integer (a `+` and leading zeros allowed), saturated
+/// at `u64::MAX`; `None` for anything else.
+fn positive_millis(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text.strip_prefix('+').unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let significant = digits.trim_start_matches('0');
+    if significant.is_empty() {
+        return None;
+    }
+    Some(significant.parse().unwrap_or(u64::MAX))
+}
+
+/// The idempotency key a request carries, if any: 1 to
+/// [`MAX_IDEMPOTENCY_KEY_LEN`] visible ASCII characters (spaces and tabs
+/// inside), else 400 `invalid_idempotency_key`. A key that cannot be
+/// honoured is refused rather than ignored: its sender counts on it.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(raw) = headers.get(IDEMPOTENCY_KEY_HEADER) else {
+        return Ok(None);
+    };
+    raw.to_str()
         .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .filter(|ms| *ms > 0)
+        .filter(|key| (1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&key.len()))
+        .map(|key| Some(key.to_owned()))
         .ok_or_else(|| {
             ApiError::bad_request(
-                "invalid_timeout",
-                format!("`{TIMEOUT_HEADER}` must be a positive integer of milliseconds"),
+                "invalid_idempotency_key",
+                format!(
+                    "`{IDEMPOTENCY_KEY_HEADER}` must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"
+                ),
             )
-        })?;
-    Ok(Duration::from_millis(ms).min(max))
+        })
 }
 
 fn call_options(state: &IngressState, headers: &HeaderMap) -> Result<CallOptions, ApiError> {
@@ -243,11 +306,7 @@ fn call_options(state: &IngressState, headers: &HeaderMap) -> Result<CallOptions
         .and_then(|v| v.to_str().ok())
         .filter(|v| v.len() <= 128)
         .map(str::to_owned);
-    opts.idempotency_key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 256)
-        .map(str::to_owned);
+    opts.idempotency_key = idempotency_key(headers)?;
     opts.durability = match headers.get(DURABILITY_HEADER) {
         None => state.durability,
         Some(value) => value
@@ -267,6 +326,71 @@ fn call_options(state: &IngressState, headers: &HeaderMap) -> Result<CallOptions
     Ok(opts)
 }
 
+/// The headers a weather call or job may carry, as documented (read by
+/// [`call_options`] and [`requested_timeout`]).
+struct CallHeaders;
+
+impl utoipa::IntoParams for CallHeaders {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::path::ParameterIn::Header;
+        vec![
+            // A header is text: the integer as `positive_millis` reads it.
+            parameter(
+                TIMEOUT_HEADER,
+                Header,
+                false,
+                "The request's deadline in milliseconds from now, any positive integer, capped at the ingress's largest (60 s unless configured; a job's at an hour); without it, 10 s for a call and an hour for a job. 400 `invalid_timeout` otherwise",
+                text_schema(false, r"^\+?0*[1-9][0-9]*$", "A positive integer"),
+            ),
+            // Visible ASCII, with spaces and tabs only inside: HTTP drops
+            // them around a header's value.
+            parameter(
+                IDEMPOTENCY_KEY_HEADER,
+                Header,
+                false,
+                "Makes the request's effect happen once however often it is sent (and delivered): 1 to 256 visible ASCII characters, else 400 `invalid_idempotency_key`",
+                text_schema(
+                    false,
+                    r"^[!-~](?:[\t -~]{0,254}[!-~])?$",
+                    "1 to 256 visible ASCII characters",
+                ),
+            ),
+            // As `Durability`'s parse reads it: N is a `u32` from 1 to 16,
+            // so a `+` and leading zeros are taken too.
+            parameter(
+                "Holdfast-Durability",
+                Header,
+                false,
+                "How durable the request must be before it counts as queued: `none`, `fsync` (the append-only file on disk) or `replicas:N` (N from 1 to 16); the ingress's own setting when absent. 400 `invalid_durability` for another value; 422 `durability_unavailable` when this Redis cannot give it (`fsync` without the append-only file, or before Redis 7.2 without `appendfsync always`)",
+                text_schema(
+                    false,
+                    r"^(?:none|fsync|replicas:\+?0*(?:[1-9]|1[0-6]))$",
+                    "`none`, `fsync` or `replicas:N`, N from 1 to 16",
+                ),
+            ),
+        ]
+    }
+}
+
+/// `Holdfast-Durability` on an answer: the durability the request reached
+/// (lower than asked when replicas or the disk did not confirm in time).
+fn durability_answer_header() -> utoipa::openapi::header::Header {
+    required(
+        utoipa::openapi::header::HeaderBuilder::new()
+            .schema(Some(text_schema(
+                false,
+                r"^(?:none|fsync|replicas:(?:[1-9]|1[0-6]))$",
+                "`none`, `fsync` or `replicas:N`",
+            )))
+            .description(Some(
+                "The durability the request reached: lower than asked when the replicas or the disk did not confirm in time",
+            ))
+            .build(),
+    )
+}
+
 /// The request header that asks for a durability, and the response header
 /// that reports the one reached.
 pub const DURABILITY_HEADER: &str = "holdfast-durability";
@@ -281,10 +405,13 @@ fn with_durability(mut response: Response, reached: Durability) -> Response {
 
 /// A reply that is not `ok`, as problem details that also name the
 /// request, so a client can find it in the workers' logs.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ReplyProblem {
     #[serde(flatten)]
     problem: Problem,
+    /// The request's id, as the workers log it: present when a worker
+    /// answered (or the request was dead-lettered).
+    #[schema(format = Uuid, required = false)]
     request_id: String,
 }
 
@@ -337,24 +464,42 @@ fn weather_call(
 
 /// Forecast for a city, answered by a worker over the stream.
 ///
-/// 400 for malformed JSON or a bad `x-timeout-ms` (`invalid_timeout`); 422
-/// for an invalid request, or the handler's code when the worker refused
-/// it; 429 `backlog_full`; 502 `dead_letter` when it was dead-lettered; 503
-/// when Redis is unavailable (`redis_unavailable`) or this instance is
-/// shutting down; 504 when the deadline passed.
+/// 400 for malformed JSON or a bad `x-timeout-ms` (`invalid_timeout`),
+/// `idempotency-key` (`invalid_idempotency_key`) or `Holdfast-Durability`
+/// (`invalid_durability`); 415 for a body not declared as JSON; 422 for an
+/// invalid request, `durability_unavailable`, or the handler's code when
+/// the worker refused it (then with `request_id`); 429 `backlog_full`; 502
+/// `dead_letter` when it was dead-lettered; 503 when Redis is unavailable
+/// (`redis_unavailable`), the request would wait longer for a worker than
+/// its deadline allows (`overloaded`) or this instance is shutting down;
+/// 504 `deadline_exceeded` when the deadline passed.
 #[utoipa::path(
     post,
     path = "/WeatherForecast/city",
-    request_body = WeatherRequestBody,
-    params(("x-timeout-ms" = Option<u64>, Header, description = "Deadline in milliseconds from now")),
+    tag = "weather",
+    request_body = WeatherRequestSchema,
+    params(CallHeaders),
     responses(
-        (status = 200, description = "The forecast", body = Forecast),
+        ForecastAnswer,
         BadRequest,
-        UnprocessableEntity,
+        UnsupportedMediaType,
+        (status = 422, description = "An invalid request (`invalid_body`), a durability this Redis cannot give (`durability_unavailable`), or refused by the worker's handler (its own code, with `request_id`)", content(
+            (ReplyProblem = "application/problem+json"),
+        ), headers(
+            ("Holdfast-Durability" = String, description = "When a worker answered: the durability the request reached"),
+        )),
         TooManyRequests,
-        BadGateway,
+        (status = 502, description = "Dead-lettered (`dead_letter`, with `request_id`)", content(
+            (ReplyProblem = "application/problem+json"),
+        ), headers(
+            ("Holdfast-Durability" = String, description = "The durability the request reached"),
+        )),
         ServiceUnavailable,
-        GatewayTimeout,
+        (status = 504, description = "No reply before the deadline (`deadline_exceeded`, with `request_id` when the worker said so)", content(
+            (ReplyProblem = "application/problem+json"),
+        ), headers(
+            ("Holdfast-Durability" = String, description = "When a worker said so: the durability the request reached"),
+        )),
     )
 )]
 async fn weather_city(
@@ -374,24 +519,33 @@ async fn weather_city(
 #[derive(Serialize, ToSchema)]
 struct JobAccepted {
     /// Job id.
+    #[schema(format = Uuid)]
     id: String,
-    /// Where to ask for its status.
+    /// Where to ask for its status (also in `Location`).
     status_url: String,
 }
 
 /// Queues a forecast job; answers at once.
 ///
-/// 422 for an invalid request; 429 `backlog_full`; 503 when Redis is
-/// unavailable (`redis_unavailable`) or this instance is shutting down.
+/// 400 for malformed JSON or a bad header (as for a call); 415 for a body
+/// not declared as JSON; 422 for an invalid request or
+/// `durability_unavailable`; 429 `backlog_full`; 503 when Redis is
+/// unavailable (`redis_unavailable`) or this instance is shutting down;
+/// 504 `deadline_exceeded` when it could not be queued before its deadline.
 #[utoipa::path(
     post,
     path = "/jobs/weather",
-    request_body = WeatherRequestBody,
+    tag = "jobs",
+    request_body = WeatherRequestSchema,
+    params(CallHeaders),
     responses(
-        (status = 202, description = "Queued", body = JobAccepted),
+        JobQueued,
+        BadRequest,
+        UnsupportedMediaType,
         UnprocessableEntity,
         TooManyRequests,
         ServiceUnavailable,
+        GatewayTimeout,
     )
 )]
 async fn enqueue_weather_job(
@@ -422,18 +576,58 @@ async fn enqueue_weather_job(
     ))
 }
 
+/// What a job is doing.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // The document's view of the record's `status`.
+enum JobState {
+    /// Waiting for a worker, or being handled.
+    Queued,
+    /// Handled: `result` holds the answer.
+    Done,
+    /// Refused by the handler: `code` and `message` say why.
+    Failed,
+    /// Its deadline passed before a worker handled it.
+    Expired,
+    /// Dead-lettered after failing too often.
+    Dead,
+}
+
+/// A job's status, as `GET /jobs/weather/{id}` answers it.
+#[derive(Serialize, ToSchema)]
+struct JobStatus {
+    /// Job id.
+    #[schema(format = Uuid)]
+    id: String,
+    /// What the job is doing.
+    #[schema(value_type = JobState)]
+    status: String,
+    /// The worker's answer (the forecast) once `done`.
+    result: Option<serde_json::Value>,
+    /// Why it failed, expired or died.
+    code: Option<String>,
+    /// The same for people.
+    message: Option<String>,
+    /// The worker that finished it.
+    worker: Option<String>,
+    /// The durability reached when it was queued, when one was asked for.
+    durability: Option<String>,
+}
+
 /// A job's status and, when done, its result.
 ///
-/// 400 `invalid_id` when the id is not a job id; 404 when the job is
-/// unknown or expired.
+/// 400 `invalid_id` when the id is not a hyphenated UUID; 404 when the job
+/// is unknown or expired; 503 when Redis is unavailable.
 #[utoipa::path(
     get,
     path = "/jobs/weather/{id}",
-    params(("id" = String, Path, description = "Job id")),
+    tag = "jobs",
+    params(("id" = String, Path, description = "Job id: a hyphenated UUID, in either case", pattern = r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")),
     responses(
-        (status = 200, description = "Status and result"),
+        (status = 200, description = "Status and, when done, result", body = JobStatus),
         BadRequest,
         NotFound,
+        ServiceUnavailable,
     )
 )]
 async fn job_status(
@@ -455,16 +649,95 @@ async fn job_status(
         serde_json::from_slice::<serde_json::Value>(r)
             .unwrap_or_else(|_| json!(String::from_utf8_lossy(r)))
     });
-    Ok(Json(json!({
-        "id": id.to_string(),
-        "status": record.status,
-        "result": result,
-        "code": record.code,
-        "message": record.message,
-        "worker": record.worker,
-        "durability": record.durability,
-    }))
+    Ok(Json(JobStatus {
+        id: id.to_string(),
+        status: record.status,
+        result,
+        code: record.code,
+        message: record.message,
+        worker: record.worker,
+        durability: record.durability,
+    })
     .into_response())
+}
+
+/// The body of a weather call or job, as documented: what
+/// `WeatherRequestBody` takes and `WeatherRequest::try_from` accepts.
+#[derive(ToSchema)]
+#[schema(as = WeatherRequestBody)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // The document's view of `WeatherRequestBody`.
+struct WeatherRequestSchema {
+    /// City name: 1 to 100 characters once trimmed, no control characters.
+    #[schema(schema_with = city_schema, example = "New York")]
+    city: String,
+    /// Part of the city: up to 100 characters once trimmed, no control
+    /// characters; blank is the same as absent.
+    #[schema(schema_with = location_schema, required = false, example = "Downtown")]
+    location: Option<String>,
+}
+
+fn city_schema() -> utoipa::openapi::schema::Object {
+    text_schema(
+        false,
+        &trimmed_text_pattern(1, MAX_WEATHER_FIELD_CHARS),
+        "1 to 100 characters once trimmed, no control characters",
+    )
+}
+
+fn location_schema() -> utoipa::openapi::schema::Object {
+    text_schema(
+        true,
+        &trimmed_text_pattern(0, MAX_WEATHER_FIELD_CHARS),
+        "Up to 100 characters once trimmed, no control characters",
+    )
+}
+
+/// The document's 200 of a call: the worker's forecast, with the
+/// durability the request reached.
+struct ForecastAnswer;
+
+impl utoipa::IntoResponses for ForecastAnswer {
+    fn responses() -> std::collections::BTreeMap<
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+    > {
+        let ok = utoipa::openapi::response::ResponseBuilder::new()
+            .description("The forecast")
+            .content(
+                "application/json",
+                utoipa::openapi::ContentBuilder::new()
+                    .schema(Some(utoipa::openapi::Ref::from_schema_name("Forecast")))
+                    .build(),
+            )
+            .header("Holdfast-Durability", durability_answer_header())
+            .build();
+        std::collections::BTreeMap::from([("200".to_owned(), ok.into())])
+    }
+}
+
+/// The document's 202 of a job: its id and where to ask for its status
+/// (`Location`), with the durability it reached.
+struct JobQueued;
+
+impl utoipa::IntoResponses for JobQueued {
+    fn responses() -> std::collections::BTreeMap<
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+    > {
+        let queued = utoipa::openapi::response::ResponseBuilder::new()
+            .description("Queued; `Location` names its status")
+            .content(
+                "application/json",
+                utoipa::openapi::ContentBuilder::new()
+                    .schema(Some(utoipa::openapi::Ref::from_schema_name("JobAccepted")))
+                    .build(),
+            )
+            .header("Location", location_header())
+            .header("Holdfast-Durability", durability_answer_header())
+            .build();
+        std::collections::BTreeMap::from([("202".to_owned(), queued.into())])
+    }
 }
 
 /// A built ingress: listeners bound, Redis supervisor and caller started.
@@ -494,6 +767,7 @@ impl Ingress {
         caller_cfg.partitions = settings.partitions;
         caller_cfg.backlog_limit = settings.backlog_limit;
         caller_cfg.admission = settings.admission;
+        caller_cfg.max_queue_wait = settings.max_queue_wait;
         let caller = Caller::start(redis.clone(), caller_cfg, tasks);
         caller.watch_backlog(&settings.topic);
         if settings.durability == Durability::Fsync
@@ -538,5 +812,52 @@ impl Ingress {
         let app = router(self.state.clone(), self.listeners.stack());
         let health: Health = Arc::new(self.state.clone());
         self.listeners.serve("ingress", app, health, shutdown).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timeout_is_any_positive_integer_of_milliseconds_capped_at_the_maximum() {
+        assert_eq!(positive_millis("250"), Some(250));
+        assert_eq!(positive_millis("+007"), Some(7));
+        assert_eq!(positive_millis("99999999999999999999999"), Some(u64::MAX));
+        for refused in ["", "0", "+", "000", "-5", "1.5", "1e3", "ten", "+-1"] {
+            assert_eq!(positive_millis(refused), None, "{refused:?}");
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            TIMEOUT_HEADER,
+            HeaderValue::from_static("99999999999999999999999"),
+        );
+        let max = Duration::from_secs(60);
+        assert_eq!(
+            requested_timeout(&headers, Duration::from_secs(10), max).unwrap(),
+            max
+        );
+    }
+
+    #[test]
+    fn an_idempotency_key_that_cannot_be_honoured_is_refused() {
+        let key = |value: &[u8]| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                IDEMPOTENCY_KEY_HEADER,
+                HeaderValue::from_bytes(value).unwrap(),
+            );
+            idempotency_key(&headers)
+        };
+        assert_eq!(key(b"order-7").unwrap().as_deref(), Some("order-7"));
+        assert_eq!(key(&[b'k'; 256]).unwrap().map(|k| k.len()), Some(256));
+        for refused in [&b""[..], &[b'k'; 257][..], "clé".as_bytes()] {
+            assert_eq!(
+                key(refused).unwrap_err().code(),
+                "invalid_idempotency_key",
+                "{refused:?}"
+            );
+        }
+        assert_eq!(idempotency_key(&HeaderMap::new()).unwrap(), None);
     }
 }

@@ -11,8 +11,9 @@
 //!   part of the dashboard);
 //! - [`exporter`]: one Prometheus endpoint for what lives in Redis: the
 //!   metric aggregates every role flushes, Redis essentials and topics;
-//! - [`http`], [`problem`], [`health`]: what every listener shares: one
-//!   middleware stack, `application/problem+json` errors (and their
+//! - [`http`], [`problem`], [`health`], [`rate_limit`], [`auth`]: what
+//!   every listener shares: one middleware stack (with rate limits and
+//!   optional API keys or JWT), `application/problem+json` errors (and their
 //!   OpenAPI responses), health endpoints and `/metrics`;
 //! - [`start`]: why a role could not start; `role`: the listeners and
 //!   background tasks that every role serving HTTP is built on;
@@ -24,6 +25,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod auth;
 pub mod dashboard;
 pub mod exporter;
 pub mod health;

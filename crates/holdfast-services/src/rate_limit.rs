@@ -10,9 +10,9 @@
 //! not the benchmarks, chaos scenarios or loop tests. Health and metrics
 //! paths are never limited, so probes always get through.
 //!
-//! The client is its address: an API key would be a better key once keys
-//! are checked, since a header nobody verifies could be changed at will
-//! to dodge the limit.
+//! The client is the API key or token subject that authentication
+//! accepted (see [`crate::auth`]), or else its address: credentials that
+//! were not checked would let a client dodge the limit by changing them.
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -27,6 +27,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::{Quota, RateLimiter};
 
+use crate::auth::Client;
 use crate::problem::ApiError;
 
 /// Requests a client may make per route group.
@@ -56,7 +57,14 @@ impl Default for RateLimitConfig {
     }
 }
 
-type Key = (IpAddr, &'static str);
+/// Whose budget a request spends.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Who {
+    Address(IpAddr),
+    Client(Client),
+}
+
+type Key = (Who, &'static str);
 type Limiter = RateLimiter<
     Key,
     governor::state::keyed::DefaultKeyedStateStore<Key>,
@@ -157,12 +165,16 @@ pub(crate) async fn limit(State(limits): State<RateLimits>, req: Request, next: 
     let Some(group) = group_of(path) else {
         return next.run(req).await;
     };
-    let client = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(addr)| addr.ip());
+    let who = match req.extensions().get::<Client>() {
+        Some(client) => Who::Client(client.clone()),
+        None => Who::Address(
+            req.extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(addr)| addr.ip()),
+        ),
+    };
     let burst = limits.cfg.burst.max(1);
-    match limits.limiter.check_key(&(client, group)) {
+    match limits.limiter.check_key(&(who, group)) {
         Ok(snapshot) => {
             let remaining = snapshot.remaining_burst_capacity();
             let mut response = next.run(req).await;

@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::health::{HealthCheck, admin_router, redis_not_ready};
-use crate::http::{every_interface, serve_admin, stop_tasks};
+use crate::http::{loopback_only, serve_admin, stop_tasks};
 use crate::registry::{self, Instance, Registration};
 use crate::start::{StartError, bind};
 use crate::weather::{EffectLedger, WeatherHandler};
@@ -40,8 +40,11 @@ pub struct WorkerSettings {
 impl WorkerSettings {
     /// Port of the admin listener unless configured otherwise.
     pub const DEFAULT_ADMIN_PORT: u16 = 5010;
-    /// The admin listener unless configured otherwise: every interface.
-    pub const DEFAULT_ADMIN_LISTEN: SocketAddr = every_interface(Self::DEFAULT_ADMIN_PORT);
+    /// The admin listener unless configured otherwise: loopback only, so
+    /// metrics, logs and health details are not offered to the network
+    /// unless asked for (`0.0.0.0:PORT` where a kubelet or Prometheus
+    /// must reach them).
+    pub const DEFAULT_ADMIN_LISTEN: SocketAddr = loopback_only(Self::DEFAULT_ADMIN_PORT);
     /// The topic served: the weather demo's.
     pub const DEFAULT_TOPIC: &str = crate::weather::TOPIC;
     /// Simulated processing time of the weather handler.

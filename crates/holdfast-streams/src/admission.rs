@@ -16,6 +16,13 @@
 //! deadline, the request is refused with `503 overloaded` and a
 //! `Retry-After`. Before any rate is known the caller admits everything
 //! (the backlog limit still applies).
+//!
+//! A call (request/reply) is also held to a queue wait of its own
+//! (`max_queue_wait`, 500 ms unless configured), whatever its deadline: a
+//! caller waiting on the line gains nothing from a standing queue but
+//! latency, and a short one keeps the workers just as busy while it drains
+//! in a moment once an overload ends. Jobs, which are meant to wait,
+//! are held to their deadline alone.
 
 use std::time::Duration;
 
@@ -103,16 +110,24 @@ impl DrainEstimate {
 }
 
 /// Whether a request with `remaining` before its deadline may be queued
-/// behind a wait of `wait` (at most [`WAIT_SHARE`] of it); when not, how
-/// long until it might be.
-pub(crate) fn admit(wait: Option<Duration>, remaining: Duration) -> Result<(), Refusal> {
+/// behind a wait of `wait`: at most [`WAIT_SHARE`] of it, and at most
+/// `cap` when there is one; when not, how long until it might be.
+pub(crate) fn admit(
+    wait: Option<Duration>,
+    remaining: Duration,
+    cap: Option<Duration>,
+) -> Result<(), Refusal> {
+    let allowed = match cap {
+        Some(cap) => remaining.mul_f64(WAIT_SHARE).min(cap),
+        None => remaining.mul_f64(WAIT_SHARE),
+    };
     match wait {
-        Some(wait) if wait > remaining.mul_f64(WAIT_SHARE) => Err(Refusal {
+        Some(wait) if wait > allowed => Err(Refusal {
             wait,
             remaining,
-            // Once the queue has drained to what this deadline allows.
+            // Once the queue has drained to what would be admitted.
             retry_after: wait
-                .saturating_sub(remaining)
+                .saturating_sub(allowed)
                 .clamp(Duration::from_secs(1), Duration::from_secs(60)),
         }),
         _ => Ok(()),
@@ -150,7 +165,7 @@ mod tests {
         queue.observe(0, Some(20), at(start, 400));
         assert_eq!(queue.rate(), None);
         assert_eq!(
-            admit(queue.wait(at(start, 400)), Duration::from_millis(1)),
+            admit(queue.wait(at(start, 400)), Duration::from_millis(1), None),
             Ok(())
         );
     }
@@ -200,7 +215,7 @@ mod tests {
         queue.observe(140, Some(500), at(start, 200));
         queue.observe(180, Some(500), at(start, 400));
         assert_eq!(queue.rate(), Some(0.0));
-        let refusal = admit(queue.wait(at(start, 400)), Duration::from_secs(30)).unwrap_err();
+        let refusal = admit(queue.wait(at(start, 400)), Duration::from_secs(30), None).unwrap_err();
         assert_eq!(refusal.retry_after, Duration::from_secs(60));
     }
 
@@ -219,8 +234,12 @@ mod tests {
     #[test]
     fn a_request_is_refused_when_its_deadline_comes_before_its_turn() {
         let wait = Some(Duration::from_millis(2_400));
-        assert_eq!(admit(wait, Duration::from_secs(3)), Ok(()), "80 % of it");
-        let refusal = admit(wait, Duration::from_millis(2_900)).unwrap_err();
+        assert_eq!(
+            admit(wait, Duration::from_secs(3), None),
+            Ok(()),
+            "80 % of it"
+        );
+        let refusal = admit(wait, Duration::from_millis(2_900), None).unwrap_err();
         assert_eq!(refusal.wait, Duration::from_millis(2_400));
         assert_eq!(refusal.remaining, Duration::from_millis(2_900));
         assert_eq!(
@@ -228,8 +247,37 @@ mod tests {
             Duration::from_secs(1),
             "at least a second"
         );
-        let refusal = admit(Some(Duration::from_secs(9)), Duration::from_secs(2)).unwrap_err();
-        assert_eq!(refusal.retry_after, Duration::from_secs(7));
+        // 9 s ahead, 80 % of 2 s allowed: 7.4 s until it would be admitted.
+        let refusal =
+            admit(Some(Duration::from_secs(9)), Duration::from_secs(2), None).unwrap_err();
+        assert_eq!(refusal.retry_after, Duration::from_millis(7_400));
+    }
+
+    #[test]
+    fn a_call_is_held_to_the_queue_wait_cap_whatever_its_deadline() {
+        let cap = Some(Duration::from_millis(500));
+        let ten_seconds = Duration::from_secs(10);
+        assert_eq!(
+            admit(Some(Duration::from_millis(450)), ten_seconds, cap),
+            Ok(())
+        );
+        let refusal = admit(Some(Duration::from_millis(900)), ten_seconds, cap).unwrap_err();
+        assert_eq!(refusal.wait, Duration::from_millis(900));
+        assert_eq!(refusal.retry_after, Duration::from_secs(1));
+        // A short deadline is still the tighter bound.
+        assert!(
+            admit(
+                Some(Duration::from_millis(450)),
+                Duration::from_millis(500),
+                cap
+            )
+            .is_err()
+        );
+        // Without a cap, the deadline alone.
+        assert_eq!(
+            admit(Some(Duration::from_millis(900)), ten_seconds, None),
+            Ok(())
+        );
     }
 
     #[test]

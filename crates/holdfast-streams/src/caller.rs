@@ -57,12 +57,27 @@ pub struct CallerConfig {
     /// topic that would wait longer for a worker than its deadline allows
     /// (see the `admission` module).
     pub admission: bool,
+    /// With admission, the longest a call (request/reply) may wait for a
+    /// worker whatever its deadline; jobs are held to their deadline
+    /// alone. `None`: calls too.
+    pub max_queue_wait: Option<Duration>,
+    /// Longest the enqueue of a request may take, retries and durability
+    /// wait included, whatever its deadline: a job (whose deadline may be
+    /// an hour away) is then refused with a Redis error, not held while
+    /// Redis fails over. A call's own deadline bounds it when shorter.
+    pub enqueue_budget: Duration,
     /// Longest wait for replicas or the disk after an enqueue that asks
     /// for durability (`WAIT`, `WAITAOF`).
     pub durability_timeout: Duration,
 }
 
 impl CallerConfig {
+    /// The longest an enqueue takes unless configured otherwise.
+    pub const DEFAULT_ENQUEUE_BUDGET: Duration = Duration::from_millis(1500);
+
+    /// The longest a call waits for a worker unless configured otherwise.
+    pub const DEFAULT_MAX_QUEUE_WAIT: Duration = Duration::from_millis(500);
+
     /// Defaults with a fresh, unique caller id.
     pub fn new(keys: Keys) -> Self {
         Self {
@@ -75,7 +90,9 @@ impl CallerConfig {
             backlog_limit: None,
             backlog_refresh: Duration::from_millis(200),
             admission: true,
+            max_queue_wait: Some(Self::DEFAULT_MAX_QUEUE_WAIT),
             durability_timeout: Duration::from_secs(1),
+            enqueue_budget: Self::DEFAULT_ENQUEUE_BUDGET,
         }
     }
 }
@@ -187,12 +204,40 @@ struct Inner {
     reading: std::sync::atomic::AtomicBool,
     /// What this Redis offers for `fsync`, and when that was read.
     fsync_support: Mutex<Option<(Instant, FsyncSupport)>>,
+    /// Idle connections of their own for the waits of durable enqueues
+    /// (`WAIT` holds its connection): opening one per request costs a
+    /// connect, and on a cluster a connect to every node.
+    wait_conns: Mutex<Vec<holdfast_redis::Connection>>,
+    /// Partitions (by stream key and level) whose last wait fell short of
+    /// the level asked (no replica, say, after a failover), with when to wait again:
+    /// until then their enqueues report the level they reach without
+    /// waiting, rather than each hold a connection for the whole wait.
+    short_of_level: Mutex<HashMap<String, Instant>>,
     /// Per-topic metric handles, made on a topic's first call.
     meters: RwLock<HashMap<Topic, Arc<CallMeters>>>,
     in_flight_gauge: metrics::Gauge,
     /// The owner of the reader, the keep-alive and the backlog watchers;
     /// they end when it asks them to stop, and it awaits them.
     tasks: Tasks,
+}
+
+/// How long enqueues on a partition go without waiting after a wait fell
+/// short of its level.
+const SHORT_OF_LEVEL_PAUSE: Duration = Duration::from_secs(1);
+
+/// Most idle connections kept for the waits of durable enqueues.
+const MAX_IDLE_WAIT_CONNS: usize = 64;
+
+/// Why a durable enqueue's wait failed: no connection, or a command on it.
+enum WaitError {
+    Redis(RedisError),
+    Command(redis::RedisError),
+}
+
+impl From<redis::RedisError> for WaitError {
+    fn from(err: redis::RedisError) -> Self {
+        WaitError::Command(err)
+    }
 }
 
 /// Sends calls and jobs. Cheap to clone; background tasks stop on shutdown.
@@ -237,6 +282,8 @@ impl Caller {
             last_read: Mutex::new(None),
             reading: std::sync::atomic::AtomicBool::new(false),
             fsync_support: Mutex::new(None),
+            wait_conns: Mutex::new(Vec::new()),
+            short_of_level: Mutex::new(HashMap::new()),
             meters: RwLock::new(HashMap::new()),
             in_flight_gauge: metrics::gauge!(metric_names::CALLS_IN_FLIGHT),
             tasks,
@@ -345,7 +392,12 @@ impl Caller {
     /// Refuses a request the topic cannot take: its backlog is over the
     /// limit, or the request would wait longer for a worker than its
     /// deadline allows.
-    fn admit(&self, topic: &Topic, deadline: &Deadline) -> Result<Option<Arc<Backlog>>, CallError> {
+    fn admit(
+        &self,
+        topic: &Topic,
+        deadline: &Deadline,
+        kind: Kind,
+    ) -> Result<Option<Arc<Backlog>>, CallError> {
         let Some(watched) = self.watched(topic) else {
             return Ok(None);
         };
@@ -361,7 +413,11 @@ impl Caller {
                 .lock()
                 .expect("estimate lock poisoned")
                 .wait(Instant::now());
-            admission::admit(wait, deadline.remaining()).map_err(CallError::Overloaded)?;
+            let cap = match kind {
+                Kind::Call => self.inner.cfg.max_queue_wait,
+                Kind::Job => None,
+            };
+            admission::admit(wait, deadline.remaining(), cap).map_err(CallError::Overloaded)?;
         }
         Ok(Some(watched))
     }
@@ -425,7 +481,7 @@ impl Caller {
             return Err(CallError::ShuttingDown);
         }
         let started = Instant::now();
-        let watched = match self.admit(topic, &opts.deadline) {
+        let watched = match self.admit(topic, &opts.deadline, Kind::Call) {
             Ok(watched) => watched,
             Err(err) => {
                 self.meters(topic)
@@ -502,7 +558,7 @@ impl Caller {
         body: Bytes,
         opts: CallOptions,
     ) -> Result<(RequestId, Durability), CallError> {
-        let watched = self.admit(topic, &opts.deadline)?;
+        let watched = self.admit(topic, &opts.deadline, Kind::Job)?;
         let id = RequestId::new();
         let envelope = Envelope {
             id,
@@ -582,6 +638,10 @@ impl Caller {
         let keys = &self.inner.cfg.keys;
         let partition = self.partition_of(&envelope.id);
         let stream = keys.request_stream(topic, partition);
+        // A partition whose last wait fell short: no wait this time (one
+        // request a second still waits, and finds out when it can again).
+        let short_key = format!("{stream} {level}");
+        let wait = wait.filter(|_| !self.skip_wait(&short_key));
         let id = envelope.id.to_string();
         // A job's record also says the durability reached.
         let record = (envelope.kind == Kind::Job && level != Durability::None)
@@ -615,12 +675,15 @@ impl Caller {
             invocation.arg(name).arg(value.as_ref());
         }
         let deadline = Instant::now() + envelope.deadline.remaining();
+        // No new attempt past the enqueue budget; an attempt under way ends
+        // by its own timeout.
+        let give_up = deadline.min(Instant::now() + self.inner.cfg.enqueue_budget);
         let timeout = self.inner.redis.config().command_timeout;
         let result = holdfast_resilience::retry::retry(
             Backoff::new(Duration::from_millis(20), Duration::from_millis(500)),
             4,
             Some(&self.inner.budget),
-            deadline,
+            give_up,
             |e: &RedisError| {
                 // Only a call that may have reached Redis is worth re-sending
                 // at once; an outage the breaker already knows about is not.
@@ -635,6 +698,7 @@ impl Caller {
                 let caller_limited = left < timeout;
                 let t = timeout.min(left.max(Duration::from_millis(1)));
                 let invocation = &invocation;
+                let short_key = &short_key;
                 let wait = wait.as_ref();
                 let touch = touch.as_ref();
                 let record = record.as_deref();
@@ -648,13 +712,25 @@ impl Caller {
                     };
                     // A wait holds its connection until it ends: it gets a
                     // connection of its own, so the shared one never stalls
-                    // behind it. On that connection, the enqueue (a no-op
-                    // when a retry finds the request there already) and then
-                    // a real write of its own (the marker's or record's
-                    // expiry set again): the wait covers that write, and the
-                    // replication stream is ordered, so it covers the entry.
-                    let mut conn = self.inner.redis.dedicated(Some(t + wait_timeout)).await?;
-                    let waited = tokio::time::timeout(t + wait_timeout, async {
+                    // behind it (one kept from an earlier wait, or a new
+                    // one). On that connection, the enqueue (a no-op when a
+                    // retry finds the request there already) and then a
+                    // real write of its own (the marker's or record's expiry
+                    // set again): the wait covers that write, and the
+                    // replication stream is ordered, so it covers the
+                    // entry. Connecting, writing and waiting all end by the
+                    // caller's deadline.
+                    let ends = give_up.min(Instant::now() + t + wait_timeout);
+                    let waited = tokio::time::timeout_at(ends, async {
+                        let mut conn = match self.take_wait_conn() {
+                            Some(conn) => conn,
+                            None => self
+                                .inner
+                                .redis
+                                .dedicated(Some(timeout + wait_timeout))
+                                .await
+                                .map_err(WaitError::Redis)?,
+                        };
                         let _: Option<String> = invocation.invoke_async(&mut conn).await?;
                         if let Some((key, ttl_ms)) = touch {
                             let _: () = redis::cmd("PEXPIRE")
@@ -669,6 +745,7 @@ impl Caller {
                             None => wait.query_async(&mut conn).await?,
                         };
                         let reached = reached_by(level, &answer);
+                        self.note_reached(short_key, level, reached);
                         if let Some(record) = record {
                             let _: () = redis::cmd("HSET")
                                 .arg(record)
@@ -677,17 +754,29 @@ impl Caller {
                                 .query_async(&mut conn)
                                 .await?;
                         }
-                        Ok::<_, redis::RedisError>(reached)
+                        self.keep_wait_conn(conn);
+                        Ok::<_, WaitError>(reached)
                     })
                     .await;
+                    if !matches!(waited, Ok(Ok(_))) {
+                        // Whatever failed may have failed the kept ones too
+                        // (a failover, a restart): the next waits connect
+                        // afresh.
+                        self.drop_wait_conns();
+                    }
                     match waited {
                         Ok(Ok(reached)) => Ok(reached),
-                        Ok(Err(err)) => {
+                        Ok(Err(WaitError::Redis(err))) => Err(err),
+                        Ok(Err(WaitError::Command(err))) => {
                             let err = RedisError::from_redis(err);
                             self.inner.redis.report_error(&err);
                             Err(err)
                         }
-                        Err(_) if caller_limited => Err(RedisError::CallerDeadline),
+                        // The caller's deadline came first: its own, not a
+                        // Redis failure.
+                        Err(_) if caller_limited || ends == deadline => {
+                            Err(RedisError::CallerDeadline)
+                        }
                         Err(_) => Err(RedisError::Timeout(t + wait_timeout)),
                     }
                 }
@@ -698,6 +787,70 @@ impl Caller {
             RedisError::CallerDeadline => CallError::DeadlineExceeded,
             err => CallError::Redis(err),
         })
+    }
+
+    /// Whether enqueues on a partition at a level (`short_key`) skip their
+    /// wait for now; the first after the pause waits again, and pauses the
+    /// others meanwhile.
+    fn skip_wait(&self, short_key: &str) -> bool {
+        let mut short = self
+            .inner
+            .short_of_level
+            .lock()
+            .expect("short-of-level lock poisoned");
+        match short.get_mut(short_key) {
+            Some(until) if Instant::now() < *until => true,
+            Some(until) => {
+                *until = Instant::now() + SHORT_OF_LEVEL_PAUSE;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Remembers whether a wait (`short_key`: partition and level) reached
+    /// the level `asked`.
+    fn note_reached(&self, short_key: &str, asked: Durability, reached: Durability) {
+        let mut short = self
+            .inner
+            .short_of_level
+            .lock()
+            .expect("short-of-level lock poisoned");
+        if reached == asked {
+            short.remove(short_key);
+        } else {
+            short.insert(short_key.to_owned(), Instant::now() + SHORT_OF_LEVEL_PAUSE);
+        }
+    }
+
+    /// A connection kept from an earlier wait, if any.
+    fn take_wait_conn(&self) -> Option<holdfast_redis::Connection> {
+        self.inner
+            .wait_conns
+            .lock()
+            .expect("wait connections lock poisoned")
+            .pop()
+    }
+
+    /// Keeps `conn` for the next wait, up to [`MAX_IDLE_WAIT_CONNS`].
+    fn keep_wait_conn(&self, conn: holdfast_redis::Connection) {
+        let mut kept = self
+            .inner
+            .wait_conns
+            .lock()
+            .expect("wait connections lock poisoned");
+        if kept.len() < MAX_IDLE_WAIT_CONNS {
+            kept.push(conn);
+        }
+    }
+
+    /// Drops every kept wait connection.
+    fn drop_wait_conns(&self) {
+        self.inner
+            .wait_conns
+            .lock()
+            .expect("wait connections lock poisoned")
+            .clear();
     }
 
     /// What this Redis offers for `fsync`, read again every

@@ -107,13 +107,19 @@ pub fn parse_with_prometheus_client(text: &str) -> Option<Vec<ParsedSample>> {
         Ok(child) => child,
         Err(error) => return missing_parser(&format!("python3 did not start: {error}")),
     };
-    child
+    // A parser that is missing exits before it reads: the pipe then breaks,
+    // and the exit code below says why.
+    let written = child
         .stdin
         .take()
         .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write to python");
+        .write_all(text.as_bytes());
     let output = child.wait_with_output().expect("python output");
+    if let Err(error) = written
+        && output.status.code() != Some(3)
+    {
+        panic!("write to python: {error}");
+    }
     if output.status.code() == Some(3) {
         return missing_parser("the python module prometheus_client is not importable");
     }

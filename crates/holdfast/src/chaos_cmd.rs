@@ -27,8 +27,14 @@ pub enum ChaosCommand {
         #[arg(long, default_value = "127.0.0.1:6379")]
         upstream: String,
         /// The control API (`GET /proxies`, `POST /proxies/default/faults`).
+        /// Anywhere but loopback it needs --token.
         #[arg(long, default_value = "127.0.0.1:8474")]
         control: SocketAddr,
+        /// The token every change through the control API needs, as
+        /// `Authorization: Bearer TOKEN` (reads stay open). Prefer the
+        /// environment variable.
+        #[arg(long, env = "HOLDFAST_CHAOS_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// Run a scenario: start the stack, run the load, play the faults,
     /// check the invariants, write the report. Exits non-zero when an
@@ -64,11 +70,20 @@ pub async fn run(cmd: ChaosCommand, shutdown: CancellationToken) -> Result<()> {
             listen,
             upstream,
             control,
+            token,
         } => {
+            let token = token.filter(|t| !t.is_empty());
+            if token.is_none() && !control.ip().is_loopback() {
+                anyhow::bail!(
+                    "the control API on {control} would let anyone who reaches it cut this \
+                     proxy's connections: give it a --token (or HOLDFAST_CHAOS_TOKEN), or bind \
+                     it to loopback"
+                );
+            }
             eprintln!(
                 "chaos proxy: {listen} -> {upstream}; control API on http://{control}/proxies"
             );
-            holdfast_chaos::control::serve(listen, upstream, control, shutdown)
+            holdfast_chaos::control::serve(listen, upstream, control, token, shutdown)
                 .await
                 .context("running the fault proxy")
         }

@@ -11,6 +11,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use holdfast_core::{Keys, Topic};
 use holdfast_redis::RedisConfig;
 use holdfast_services::api::{ApiSettings, DatabaseUrl};
+use holdfast_services::auth::{ApiKey, Auth, AuthConfig, AuthConfigError};
 use holdfast_services::dashboard::DashboardSettings;
 use holdfast_services::exporter::ExporterSettings;
 use holdfast_services::http::StackConfig;
@@ -278,6 +279,72 @@ pub struct ConnectionArgs {
     pub rate_limit_burst: u32,
 }
 
+/// Credentials a public listener requires: none unless one of these is
+/// set. Clients send `Authorization: Bearer <API key or JWT>` or
+/// `X-API-Key: <key>`; `/health*`, `/metrics` and the API documents stay
+/// open.
+#[derive(Args, Debug, Clone, PartialEq, Default)]
+pub struct AuthArgs {
+    /// API keys, as NAME:KEY, comma-separated; each key at least 16
+    /// characters. The name shows in logs and keys the rate limit. Prefer
+    /// the environment variable: a flag is visible to every user of the
+    /// machine.
+    #[arg(
+        long,
+        env = "HOLDFAST_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true,
+        value_name = "NAME:KEY,..."
+    )]
+    pub api_keys: Vec<ApiKey>,
+    /// Secret of HS256 JWT (at least 32 bytes). Prefer the environment
+    /// variable.
+    #[arg(long, env = "HOLDFAST_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// PEM file of the RSA public key of RS256 JWT.
+    #[arg(long, env = "HOLDFAST_JWT_PUBLIC_KEY", value_name = "FILE")]
+    pub jwt_public_key: Option<std::path::PathBuf>,
+    /// The issuer (`iss`) JWT must name.
+    #[arg(long, env = "HOLDFAST_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// The audience (`aud`) JWT must name.
+    #[arg(long, env = "HOLDFAST_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+}
+
+impl AuthArgs {
+    /// These credentials written into a listener's `stack`: the public key
+    /// is read, every setting checked.
+    pub fn apply(&self, stack: &mut StackConfig) -> Result<(), String> {
+        let jwt_public_key_pem = match &self.jwt_public_key {
+            Some(path) => Some(std::fs::read(path).map_err(|err| {
+                format!(
+                    "could not read the JWT public key {}: {err}",
+                    path.display()
+                )
+            })?),
+            None => None,
+        };
+        let cfg = AuthConfig {
+            api_keys: self.api_keys.clone(),
+            jwt_secret: self.jwt_secret.clone(),
+            jwt_public_key_pem,
+            jwt_issuer: self.jwt_issuer.clone(),
+            jwt_audience: self.jwt_audience.clone(),
+        };
+        stack.auth = if cfg.is_on() {
+            Some(std::sync::Arc::new(
+                Auth::new(&cfg).map_err(|err| err.to_string())?,
+            ))
+        } else if cfg.jwt_issuer.is_some() || cfg.jwt_audience.is_some() {
+            return Err(AuthConfigError::ClaimsWithoutKey.to_string());
+        } else {
+            None
+        };
+        Ok(())
+    }
+}
+
 impl ConnectionArgs {
     /// These limits written into a listener's `stack`; a zero timeout,
     /// which would end every connection or body at once, is refused.
@@ -304,6 +371,8 @@ pub struct IngressArgs {
     pub metrics: MetricsSinkArgs,
     #[command(flatten)]
     pub connections: ConnectionArgs,
+    #[command(flatten)]
+    pub auth: AuthArgs,
     /// Public listener.
     #[arg(long, env = "HOLDFAST_LISTEN", default_value_t = IngressSettings::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
@@ -330,6 +399,11 @@ pub struct IngressArgs {
     /// would wait longer for a worker than its deadline allows.
     #[arg(long, env = "HOLDFAST_ADMISSION", default_value_t = true, action = clap::ArgAction::Set)]
     pub admission: bool,
+    /// With admission, the longest a call may wait in the queue for a
+    /// worker, whatever its deadline (jobs: their deadline alone); 0 holds
+    /// calls to their deadline alone.
+    #[arg(long, env = "HOLDFAST_MAX_QUEUE_WAIT", default_value = duration_text(holdfast_streams::CallerConfig::DEFAULT_MAX_QUEUE_WAIT), value_parser = parse_duration)]
+    pub max_queue_wait: Duration,
 }
 
 /// Default database of `holdfast api`: the SQLite file
@@ -349,6 +423,8 @@ pub struct ApiArgs {
     pub metrics: MetricsSinkArgs,
     #[command(flatten)]
     pub connections: ConnectionArgs,
+    #[command(flatten)]
+    pub auth: AuthArgs,
     /// Public listener (the API and /health*).
     #[arg(long, env = "HOLDFAST_LISTEN", default_value_t = ApiSettings::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
@@ -723,6 +799,20 @@ impl CommandLine {
     }
 
     /// The connection limits of a public listener.
+    /// The settings of `auth` that are not secrets: API keys and the JWT
+    /// secret go in the environment, where other users of the machine
+    /// cannot read them.
+    fn auth(self, auth: &AuthArgs) -> Self {
+        self.optional(
+            "--jwt-public-key",
+            auth.jwt_public_key
+                .as_ref()
+                .map(|p| p.display().to_string()),
+        )
+        .optional("--jwt-issuer", auth.jwt_issuer.as_ref())
+        .optional("--jwt-audience", auth.jwt_audience.as_ref())
+    }
+
     fn connections(self, limits: &ConnectionArgs) -> Self {
         self.duration("--header-timeout", limits.header_timeout)
             .duration("--body-timeout", limits.body_timeout)
@@ -817,6 +907,7 @@ impl IngressArgs {
     pub fn command_line(&self) -> Vec<String> {
         CommandLine::role("ingress", &self.redis, &self.metrics)
             .connections(&self.connections)
+            .auth(&self.auth)
             .flag("--listen", self.listen)
             .flag("--admin-listen", self.admin_listen)
             .flag("--topic", &self.topic)
@@ -825,6 +916,7 @@ impl IngressArgs {
             .flag("--body-limit", self.body_limit)
             .flag("--durability", self.durability)
             .flag("--admission", self.admission)
+            .duration("--max-queue-wait", self.max_queue_wait)
             .into_args()
     }
 }
@@ -840,6 +932,7 @@ impl ApiArgs {
     pub fn command_line(&self) -> Vec<String> {
         CommandLine::role("api", &self.redis, &self.metrics)
             .connections(&self.connections)
+            .auth(&self.auth)
             .flag("--listen", self.listen)
             .flag("--admin-listen", self.admin_listen)
             .flag("--database-url", self.database_url.expose())
@@ -960,6 +1053,17 @@ mod tests {
         }
     }
 
+    /// The settings of authentication a command line carries (secrets go
+    /// in the environment).
+    fn auth_args() -> AuthArgs {
+        AuthArgs {
+            jwt_public_key: Some("/etc/holdfast/jwt.pem".into()),
+            jwt_issuer: Some("https://issuer.example".into()),
+            jwt_audience: Some("holdfast".into()),
+            ..AuthArgs::default()
+        }
+    }
+
     fn sink_args() -> MetricsSinkArgs {
         MetricsSinkArgs {
             metrics_flush_interval: Duration::from_millis(750),
@@ -989,6 +1093,7 @@ mod tests {
             redis: redis_args(),
             metrics: sink_args(),
             connections: connection_args(),
+            auth: auth_args(),
             listen,
             admin_listen: admin,
             topic: "orders".into(),
@@ -997,6 +1102,7 @@ mod tests {
             body_limit: 1024,
             durability: holdfast_core::Durability::Replicas(2),
             admission: false,
+            max_queue_wait: Duration::from_millis(250),
         };
         assert!(
             matches!(parsed(ingress.command_line()), Command::Ingress(back) if back == ingress)
@@ -1005,6 +1111,7 @@ mod tests {
             redis: redis_args(),
             metrics: sink_args(),
             connections: connection_args(),
+            auth: auth_args(),
             listen,
             admin_listen: admin,
             database_url: parse_database_url("postgres://u:p@127.0.0.1:5432/db").unwrap(),

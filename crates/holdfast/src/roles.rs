@@ -139,8 +139,12 @@ pub fn ingress_settings(args: &IngressArgs) -> Result<IngressSettings> {
     args.connections
         .apply(&mut settings.stack)
         .map_err(anyhow::Error::msg)?;
+    args.auth
+        .apply(&mut settings.stack)
+        .map_err(anyhow::Error::msg)?;
     settings.durability = args.durability;
     settings.admission = args.admission;
+    settings.max_queue_wait = (!args.max_queue_wait.is_zero()).then_some(args.max_queue_wait);
     Ok(settings)
 }
 
@@ -156,6 +160,9 @@ pub fn api_settings(args: &ApiArgs) -> Result<ApiSettings> {
     settings.warm_products = args.warm_products;
     settings.stack.body_limit = args.body_limit;
     args.connections
+        .apply(&mut settings.stack)
+        .map_err(anyhow::Error::msg)?;
+    args.auth
         .apply(&mut settings.stack)
         .map_err(anyhow::Error::msg)?;
     settings.users_base_url = args.users_base_url.clone();

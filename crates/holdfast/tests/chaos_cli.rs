@@ -31,6 +31,7 @@ fn every_built_in_scenario_is_listed_and_its_toml_can_be_shown() {
         "cluster-primary-kill",
         "db-down",
         "soak",
+        "overload",
     ] {
         assert!(names.contains(&expected), "{expected} missing from {list}");
         let shown = holdfast(&["chaos", "show", expected]);

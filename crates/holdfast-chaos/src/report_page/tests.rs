@@ -104,6 +104,7 @@ fn sample() -> RunReport {
             load("calls <redis & \"co\">", "POST calls-target", 400, 4.0),
             load("jobs", "POST jobs-target", 150, 9.0),
         ],
+        capacity: None,
     }
 }
 

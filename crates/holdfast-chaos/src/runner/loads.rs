@@ -22,9 +22,29 @@ pub(super) const JOBS: &str = "jobs";
 /// Name of the cache reads load, whose availability during faults is held.
 pub(super) const CACHE_READS: &str = "cache reads";
 
-/// Most requests of one load in flight; beyond it requests are sent late
-/// (and their latency counts the wait).
-const MAX_IN_FLIGHT: usize = 512;
+/// Name of the calls load.
+pub(super) const CALLS: &str = "calls";
+
+/// Name of the extra calls of a surge, which run only while it lasts.
+pub(super) const SURGE: &str = "surge calls";
+
+/// Fewest requests of one load allowed in flight; beyond its limit requests
+/// are sent late (and their latency counts the wait).
+const MIN_IN_FLIGHT: usize = 512;
+
+/// Most requests of one load in flight, each on a connection of its own:
+/// the loads of a run together stay well below the 4,096 connections a
+/// listener takes by default.
+const MAX_IN_FLIGHT: usize = 1024;
+
+/// Requests of a load at `rate` allowed in flight: enough, within the
+/// bounds above, for every request of the last `late_after` (and a second
+/// more) to be outstanding at once, so that a stall of the stack shows as
+/// the stack's latency rather than as the load's own queue.
+fn max_in_flight(rate: f64, late_after: Duration) -> usize {
+    let needed = rate * (late_after.as_secs_f64() + 1.0);
+    (needed.ceil() as usize).clamp(MIN_IN_FLIGHT, MAX_IN_FLIGHT)
+}
 
 /// What one load's hook sees: answers past their deadline, reads during
 /// faults, accepted job ids, and running counts for the live line.
@@ -152,13 +172,15 @@ pub(super) struct Finished {
 }
 
 /// Starts the scenario's loads against `stack`: each runs for the
-/// scenario's duration or until `stop`.
+/// scenario's duration or until `stop`; the surge's extra calls, at
+/// `surge_rate`, only within its window.
 pub(super) fn start(
     scenario: &Scenario,
     short: bool,
     stack: &Stack,
     clock: Clock,
     stop: &CancellationToken,
+    surge_rate: f64,
 ) -> Vec<LoadRun> {
     let plan = &scenario.load;
     let duration = scenario.duration(short);
@@ -176,7 +198,7 @@ pub(super) fn start(
         body: bytes::Bytes::from_static(body.as_bytes()),
         mode: Mode::Rate {
             per_sec: rate,
-            max_in_flight: MAX_IN_FLIGHT,
+            max_in_flight: max_in_flight(rate, late_after),
         },
         stop: Stop {
             requests: None,
@@ -188,6 +210,7 @@ pub(super) fn start(
         progress: false,
     };
     let mut loads = Vec::new();
+    let deadline_ms = plan.deadline.as_millis().to_string();
     let mut start_load = |name: &'static str, spec: LoadSpec, rate: f64, watch: Watch| {
         let watch = Arc::new(watch);
         let target = format!("{} {}", spec.method, spec.url);
@@ -201,13 +224,12 @@ pub(super) fn start(
         });
     };
     if plan.calls_per_sec > 0.0 {
-        let deadline_ms = plan.deadline.as_millis().to_string();
         start_load(
-            "calls",
+            CALLS,
             spec(
                 format!("{}/WeatherForecast/city", stack.ingress_url),
                 http::Method::POST,
-                vec![json.clone(), ("x-timeout-ms".into(), deadline_ms)],
+                vec![json.clone(), ("x-timeout-ms".into(), deadline_ms.clone())],
                 r#"{"city":"Oslo"}"#,
                 plan.calls_per_sec,
             ),
@@ -249,6 +271,37 @@ pub(super) fn start(
             plan.reads_per_sec,
             watch,
         );
+    }
+    if let Some(surge) = plan.surge.as_ref().filter(|_| surge_rate > 0.0) {
+        let (at, lasts) = surge.window(short);
+        let mut spec = spec(
+            format!("{}/WeatherForecast/city", stack.ingress_url),
+            http::Method::POST,
+            vec![json.clone(), ("x-timeout-ms".into(), deadline_ms.clone())],
+            r#"{"city":"Oslo"}"#,
+            surge_rate,
+        );
+        spec.stop.duration = Some(lasts);
+        let watch = Arc::new(Watch::new(clock, late_after));
+        let target = format!("{} {}", spec.method, spec.url);
+        let hook: Arc<dyn Hook> = watch.clone();
+        let starts = clock.start + at;
+        let stop_surge = stop.clone();
+        loads.push(LoadRun {
+            name: SURGE,
+            target,
+            rate: surge_rate,
+            watch,
+            task: tokio::spawn(async move {
+                // Ended before its window: the load sees `stop` cancelled
+                // and returns at once.
+                tokio::select! {
+                    _ = tokio::time::sleep_until(starts.into()) => {}
+                    _ = stop_surge.cancelled() => {}
+                }
+                holdfast_load::run_with(spec, hook).await
+            }),
+        });
     }
     loads
 }

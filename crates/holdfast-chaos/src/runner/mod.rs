@@ -10,8 +10,11 @@
 //! The faults are played by [`crate::faults`], and what the run is held to
 //! is measured by [`crate::invariants`].
 
+mod capacity;
 mod events;
 mod loads;
+
+pub use capacity::Capacity;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,7 +26,7 @@ use self::events::{Clock, Events, unix_ms, watch_health};
 use self::loads::Finished;
 use crate::faults::SharedStack;
 use crate::invariants;
-use crate::report::{FaultWindow, InvariantResult, RunReport};
+use crate::report::{FaultWindow, InvariantResult, LoadSeries, RunReport};
 use crate::scenario::{FaultStep, Scenario};
 use crate::stack::{Launcher, Stack, StackError};
 
@@ -85,6 +88,9 @@ pub enum RunError {
     /// Stopped by a signal.
     #[error("interrupted")]
     Interrupted,
+    /// The capacity probe found the stack answering no call at all.
+    #[error("the capacity probe found the stack answering no call (see the roles' logs)")]
+    NoCapacity,
 }
 
 /// Runs `scenario` and writes its report; a failed invariant is in the
@@ -113,8 +119,14 @@ pub async fn run(
             dir.join("logs").display()
         );
     }
-    let stack = Stack::start(&opts.launcher, &scenario.stack, &dir).await?;
-    let result = run_on(scenario, opts, &dir, stack, shutdown).await;
+    let mut stack = Stack::start(&opts.launcher, &scenario.stack, &dir).await?;
+    let result = match follow_capacity(scenario, opts, &stack).await {
+        Ok((scenario, capacity)) => run_on(&scenario, capacity, opts, &dir, stack, shutdown).await,
+        Err(err) => {
+            stack.stop().await;
+            Err(err)
+        }
+    };
     if let Err(e) = &result
         && opts.live
     {
@@ -126,8 +138,57 @@ pub async fn run(
     result
 }
 
+/// The scenario with its calls at their share of the stack's capacity,
+/// measured by a probe, when it asks for that; as written otherwise.
+async fn follow_capacity(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    stack: &Stack,
+) -> Result<(Scenario, Option<Followed>), RunError> {
+    if scenario.load.capacity_share.is_none() {
+        return Ok((scenario.clone(), None));
+    }
+    let capacity = capacity::probe(scenario, opts.short, stack).await?;
+    if capacity.calls_per_sec < 1.0 {
+        return Err(RunError::NoCapacity);
+    }
+    let rates = capacity::rates(scenario, capacity.calls_per_sec);
+    // What the probe queued has drained before the run's clock starts.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let mut followed = scenario.clone();
+    followed.load.calls_per_sec = rates.calls;
+    if opts.live {
+        eprintln!(
+            "chaos: capacity probe: {:.0} calls/s answered with {} in flight; calls at {:.0}/s{}",
+            capacity.calls_per_sec,
+            capacity.concurrency,
+            rates.calls,
+            if rates.surge > 0.0 {
+                format!(", {:.0}/s more during the surge", rates.surge)
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok((
+        followed,
+        Some(Followed {
+            capacity,
+            surge_rate: rates.surge,
+        }),
+    ))
+}
+
+/// What a run that follows the capacity found before it started.
+#[derive(Debug, Clone, Copy)]
+struct Followed {
+    capacity: Capacity,
+    surge_rate: f64,
+}
+
 async fn run_on(
     scenario: &Scenario,
+    followed: Option<Followed>,
     opts: &RunOptions,
     dir: &Path,
     stack: Stack,
@@ -144,6 +205,22 @@ async fn run_on(
             holdfast_redis::redact(&stack.redis_url())
         ),
     );
+    if let Some(followed) = &followed {
+        events.push(
+            "runner",
+            format!(
+                "capacity probe: {:.0} calls/s; calls at {:.0}/s, jobs at {:.0}/s{}",
+                followed.capacity.calls_per_sec,
+                scenario.load.calls_per_sec,
+                scenario.load.jobs_per_sec,
+                if followed.surge_rate > 0.0 {
+                    format!(", {:.0}/s more calls during the surge", followed.surge_rate)
+                } else {
+                    String::new()
+                }
+            ),
+        );
+    }
     // The health watchers go on while the jobs settle, until the
     // invariants are measured; the guard ends them on an early return too.
     let watchers = CancellationToken::new();
@@ -160,7 +237,8 @@ async fn run_on(
     // Cancelled when the loads end (or fail, or the run is interrupted):
     // it also ends the faults still playing and the live status line.
     let stop_loads = shutdown.child_token();
-    let loads = loads::start(scenario, opts.short, &stack, clock, &stop_loads);
+    let surge_rate = followed.map_or(0.0, |f| f.surge_rate);
+    let loads = loads::start(scenario, opts.short, &stack, clock, &stop_loads, surge_rate);
     let status = opts
         .live
         .then(|| loads::print_status(&loads, clock, stop_loads.clone()));
@@ -205,8 +283,45 @@ async fn run_on(
         .iter()
         .map(|load| loads::series_of(load, &clock))
         .collect();
-    let rates: Vec<f64> = finished.iter().map(|load| load.rate).collect();
-    invariants::measure_recoveries(&mut windows, &series, &rates, load_end_s);
+    // A surge is a window on the timeline like a fault, measured for
+    // recovery against the loads that go on after it.
+    let surge = scenario
+        .load
+        .surge
+        .as_ref()
+        .filter(|_| surge_rate > 0.0)
+        .map(|surge| {
+            let (at, lasts) = surge.window(opts.short);
+            FaultWindow {
+                name: format!("overload: {}x capacity", surge.times_capacity),
+                kind: "surge".into(),
+                start_s: at.as_secs_f64(),
+                end_s: Some((at + lasts).as_secs_f64()),
+                recovery_s: None,
+            }
+        });
+    windows.extend(surge.clone());
+    let (steady, rates): (Vec<LoadSeries>, Vec<f64>) = finished
+        .iter()
+        .zip(&series)
+        .filter(|(load, _)| load.name != loads::SURGE)
+        .map(|(load, series)| (series.clone(), load.rate))
+        .unzip();
+    invariants::measure_recoveries(&mut windows, &steady, &rates, load_end_s);
+    if let (Some(followed), Some(window)) = (followed, windows.iter().find(|w| w.kind == "surge")) {
+        checked.push(invariants::overload_goodput(
+            &series,
+            &[loads::CALLS, loads::SURGE, loads::JOBS],
+            (window.start_s, window.end_s.unwrap_or(load_end_s)),
+            followed.capacity.calls_per_sec,
+            scenario.limits.overload_goodput_percent,
+        ));
+        checked.push(invariants::overload_recovery(
+            window,
+            load_end_s,
+            scenario.limits.overload_recovery,
+        ));
+    }
     checked.extend(invariants::max_recovery_seconds(
         &windows,
         load_end_s,
@@ -225,6 +340,7 @@ async fn run_on(
         faults: windows,
         events: events.take(),
         loads: series,
+        capacity: followed.map(|f| f.capacity),
     };
     write_report(dir, report)
 }

@@ -86,3 +86,53 @@ pub(super) fn bounded(
             )
         })
 }
+
+/// The query of a user search, as documented (read as [`RawQuery`]).
+pub(super) struct SearchParams;
+
+impl utoipa::IntoParams for SearchParams {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::path::ParameterIn::Query;
+        let limit = utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(MAX_LIMIT))
+            .build();
+        vec![
+            crate::problem::listener_doc::parameter(
+                "q",
+                Query,
+                true,
+                "Text to find in names and emails (literally, ignoring ASCII case): 1 to 100 characters once trimmed, no control characters",
+                super::schemas::text_schema(
+                    false,
+                    &super::schemas::trimmed_text_pattern(1, super::users::MAX_SEARCH_CHARS),
+                    "1 to 100 characters once trimmed, no control characters",
+                ),
+            ),
+            crate::problem::listener_doc::parameter(
+                "limit",
+                Query,
+                false,
+                "Most users returned, 1 to 100 (default 20)",
+                limit,
+            ),
+        ]
+    }
+}
+
+/// The query of a page of products, as documented (read as
+/// [`RawQuery`]).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // The document's view of `RawQuery`.
+pub(super) struct PageParams {
+    /// Products per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+    /// Products to skip, 0 to 1,000,000 (default 0).
+    #[param(minimum = 0, maximum = 1_000_000)]
+    offset: Option<u32>,
+}

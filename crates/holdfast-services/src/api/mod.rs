@@ -39,9 +39,9 @@
 //! | `orders.rs` | placing and reading orders |
 //! | `users_client.rs` | the order service's HTTP client for the users endpoint, with its breaker |
 //! | `store_demo.rs` | the metrics demo's store (`/api/store/*`) |
-//! | `schemas.rs` | the OpenAPI shapes of the store's rows |
+//! | `schemas.rs` | the OpenAPI shapes of the store's rows and inputs, and the patterns of the texts its parsers take |
 //! | `cached.rs` | reads through the cache: `{source, data}` and `X-Cache` |
-//! | `extract.rs` | ids and query parameters parsed into bounded values |
+//! | `extract.rs` | ids and query parameters parsed into bounded values (and documented) |
 //! | `health.rs`, `db_watch.rs` | readiness and detail, and the database ping behind them |
 //! | this file | settings, shared state, the router, build and run |
 
@@ -64,7 +64,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::health::{Health, health_routes};
-use crate::http::{StackConfig, every_interface, stack};
+use crate::http::{StackConfig, every_interface, loopback_only, stack};
 use crate::problem::Problem;
 use crate::role::RoleListeners;
 use crate::start::StartError;
@@ -88,9 +88,10 @@ pub use holdfast_cache::CacheConfig;
 pub use holdfast_store::{DatabaseUrl, StoreOptions};
 pub use products::MAX_OFFSET;
 pub use schemas::{
-    CachedSchema, NewOrderSchema, NewUserSchema, OrderSchema, ProductSchema, UpdateUserSchema,
-    UserSchema,
+    CacheSource, CachedProductPageSchema, CachedProductSchema, CachedUserSchema, NewOrderSchema,
+    NewUserSchema, OrderSchema, ProductSchema, UpdateUserSchema, UserSchema,
 };
+pub(crate) use schemas::{location_header, text_schema, trimmed_text_pattern};
 pub use store_demo::{
     DEFAULT_SIMULATED_CUSTOMERS, MAX_SIMULATED_CUSTOMERS, SimulateSchema, StoreFiguresSchema,
 };
@@ -151,8 +152,11 @@ impl ApiSettings {
     pub const DEFAULT_ADMIN_PORT: u16 = 5021;
     /// The public listener unless configured otherwise: every interface.
     pub const DEFAULT_LISTEN: SocketAddr = every_interface(Self::DEFAULT_PORT);
-    /// The admin listener unless configured otherwise: every interface.
-    pub const DEFAULT_ADMIN_LISTEN: SocketAddr = every_interface(Self::DEFAULT_ADMIN_PORT);
+    /// The admin listener unless configured otherwise: loopback only, so
+    /// metrics, logs and health details are not offered to the network
+    /// unless asked for (`0.0.0.0:PORT` where a kubelet or Prometheus
+    /// must reach them).
+    pub const DEFAULT_ADMIN_LISTEN: SocketAddr = loopback_only(Self::DEFAULT_ADMIN_PORT);
     /// The SQLite file used when no database URL is given.
     pub const DEFAULT_DATABASE_FILE: &str = "./data/holdfast.db";
     /// Largest request body, in bytes.
@@ -220,7 +224,10 @@ pub struct ApiState {
         UpdateUserSchema,
         OrderSchema,
         NewOrderSchema,
-        CachedSchema,
+        CacheSource,
+        CachedUserSchema,
+        CachedProductSchema,
+        CachedProductPageSchema,
         StoreFiguresSchema,
         SimulateSchema
     ))
@@ -238,6 +245,7 @@ pub fn router(state: ApiState, stack_cfg: &StackConfig) -> Router {
         .merge(store_demo::routes())
         .with_state(state)
         .split_for_parts();
+    let openapi = crate::problem::listener_doc::public(openapi, stack_cfg);
     let app = api
         .route_layer(axum::middleware::from_fn(demo_request_metrics))
         .merge(health_routes(health))

@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use super::ApiState;
 use super::extract::EntityId;
-use super::schemas::{NewOrderSchema, OrderSchema};
+use super::schemas::{Created, NewOrderSchema, OrderSchema};
 use crate::http::located;
 use crate::problem::responses::{BadGateway, BodyProblems, ByIdProblems, ServiceUnavailable};
 use crate::problem::{ApiError, ApiJson};
@@ -37,18 +37,18 @@ fn unknown_product(id: i64) -> ApiError {
 /// Places an order once the users endpoint, called over HTTP, knows the
 /// user.
 ///
-/// 422 for an unknown user (`unknown_user`) or product
-/// (`unknown_product`), a bad quantity or an unknown field; 502
-/// `users_bad_response` when the users endpoint answered unexpectedly; 503
-/// with `Retry-After` when the users endpoint (`users_unavailable`) or the
-/// database is unavailable.
+/// 400 for malformed JSON; 415 for a body not declared as JSON; 422 for
+/// an unknown user (`unknown_user`) or product (`unknown_product`), a bad
+/// quantity or an unknown field; 502 `users_bad_response` when the users
+/// endpoint answered unexpectedly; 503 with `Retry-After` when the users
+/// endpoint (`users_unavailable`) or the database is unavailable.
 #[utoipa::path(
     post,
     path = "/api/orders",
     tag = "orders",
     request_body = NewOrderSchema,
     responses(
-        (status = 201, description = "Created; Location names it", body = OrderSchema),
+        Created<OrderSchema>,
         BodyProblems,
         BadGateway,
         ServiceUnavailable,
@@ -56,13 +56,18 @@ fn unknown_product(id: i64) -> ApiError {
 )]
 async fn create_order(
     State(state): State<ApiState>,
+    headers: axum::http::HeaderMap,
     ApiJson(new): ApiJson<NewOrder>,
 ) -> Result<Response, ApiError> {
     // Ids below 1 exist nowhere; the users endpoint would call them bad.
     if new.user_id < 1 {
         return Err(unknown_user(new.user_id));
     }
-    if !state.users_client.user_exists(new.user_id).await? {
+    if !state
+        .users_client
+        .user_exists(new.user_id, &headers)
+        .await?
+    {
         return Err(unknown_user(new.user_id));
     }
     let order = state
@@ -92,7 +97,7 @@ async fn create_order(
     get,
     path = "/api/orders/{id}",
     tag = "orders",
-    params(("id" = i64, Path, description = "Order id")),
+    params(("id" = i64, Path, description = "Order id", minimum = 1)),
     responses(
         (status = 200, description = "The order", body = OrderSchema),
         ByIdProblems,

@@ -9,11 +9,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::ApiState;
-use super::cached::{cached_response, load_error, read_by_id};
-use super::extract::{EntityId, RawQuery, bounded, page_limit, query};
-use super::schemas::CachedSchema;
+use super::cached::{CachedMissing, CachedRead, cached_response, load_error, read_by_id};
+use super::extract::{EntityId, PageParams, RawQuery, bounded, page_limit, query};
+use super::schemas::{CachedProductPageSchema, CachedProductSchema};
 use crate::problem::ApiError;
-use crate::problem::responses::{BadRequest, ByIdProblems, ServiceUnavailable};
+use crate::problem::responses::{BadRequest, ServiceUnavailable};
 
 /// Largest offset into the product list; beyond the seed data by far, and
 /// small enough that a page key stays short.
@@ -34,12 +34,10 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
 #[utoipa::path(
     get,
     path = "/api/products",
-    params(
-        ("limit" = Option<u32>, Query, description = "1 to 100, default 20"),
-        ("offset" = Option<u32>, Query, description = "Products to skip, default 0"),
-    ),
+    tag = "products",
+    params(PageParams),
     responses(
-        (status = 200, description = "The page, with its source; header X-Cache", body = CachedSchema),
+        CachedRead<CachedProductPageSchema>,
         BadRequest,
         ServiceUnavailable,
     )
@@ -80,10 +78,13 @@ async fn list_products(
 #[utoipa::path(
     get,
     path = "/api/products/{id}",
-    params(("id" = i64, Path, description = "Product id")),
+    tag = "products",
+    params(("id" = i64, Path, description = "Product id", minimum = 1)),
     responses(
-        (status = 200, description = "The product, with its source; header X-Cache", body = CachedSchema),
-        ByIdProblems,
+        CachedRead<CachedProductSchema>,
+        BadRequest,
+        CachedMissing,
+        ServiceUnavailable,
     )
 )]
 async fn get_product(

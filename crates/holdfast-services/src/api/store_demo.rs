@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::routing::get;
+use axum::http::HeaderMap;
 use bytes::Bytes;
 use holdfast_core::metric_names;
 use serde::{Deserialize, Serialize};
@@ -17,10 +17,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::ApiState;
-use crate::problem::ApiError;
 use crate::problem::responses::{BodyProblems, Conflict};
+use crate::problem::{ApiError, declares_json, from_json};
 
 /// The store demo's routes.
+// The GET forms are marked deprecated for the document, which reads it
+// from the handlers' `#[deprecated]`; registering them is no use of them.
+#[allow(deprecated)]
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(store_figures))
@@ -29,14 +32,14 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(store_served))
         .routes(routes!(store_leave))
         .routes(routes!(store_simulate))
-        // A demo convenience, left out of the API document: the steps also
-        // answer GET, as the quick start of the service this demo
-        // reproduces used them (`curl …/api/store/join`). POST stays the
-        // documented form: a GET that changes state is no API to build on.
-        .route("/api/store/join", get(store_join))
-        .route("/api/store/look-around", get(store_look_around))
-        .route("/api/store/served", get(store_served))
-        .route("/api/store/leave", get(store_leave))
+        // A demo convenience: the steps also answer GET, as the quick
+        // start of the service this demo reproduces used them (`curl
+        // …/api/store/join`). Documented as deprecated, since a GET that
+        // changes state is no API to build on: POST is the form to use.
+        .routes(routes!(store_join_by_get))
+        .routes(routes!(store_look_around_by_get))
+        .routes(routes!(store_served_by_get))
+        .routes(routes!(store_leave_by_get))
 }
 
 /// The `service` label of every store demo metric.
@@ -77,7 +80,9 @@ pub struct StoreFiguresSchema {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SimulateSchema {
-    /// Customers to run through the store, 1 to 1000 (default 10).
+    /// Customers to run through the store, 1 to 1000 (default 10 when
+    /// absent or `null`).
+    #[schema(minimum = 1, maximum = 1000)]
     pub customers: Option<u32>,
 }
 
@@ -213,11 +218,19 @@ impl StoreFigures {
     }
 }
 
-/// The number of customers from an optional simulate body.
-fn simulated_customers(body: Result<Bytes, BytesRejection>) -> Result<u32, ApiError> {
+/// The number of customers from an optional simulate body: a body that
+/// is not blank must be declared JSON (415 otherwise, as every JSON body
+/// of the api).
+fn simulated_customers(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<u32, ApiError> {
     let body = body?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(DEFAULT_SIMULATED_CUSTOMERS);
+    }
+    if !declares_json(headers) {
+        return Err(ApiError::unsupported_media_type());
     }
     // `null` is the schema's "no body"; an array is no SimulateSchema.
     let request: Option<SimulateSchema> = match body.iter().find(|b| !b.is_ascii_whitespace()) {
@@ -227,7 +240,7 @@ fn simulated_customers(body: Result<Bytes, BytesRejection>) -> Result<u32, ApiEr
                 "the body must be a JSON object (or null)",
             ));
         }
-        _ => serde_json::from_slice(&body).map_err(|err| ApiError::unreadable_json(&err))?,
+        _ => from_json(&body)?,
     };
     let customers = request
         .and_then(|r| r.customers)
@@ -321,8 +334,9 @@ async fn store_leave(State(state): State<ApiState>) -> Result<Json<StoreFiguresS
 
 /// Runs customers through join, look-around, served and leave at once.
 ///
-/// 400 for malformed JSON; 422 `invalid_body` when `customers` is not from
-/// 1 to 1000 or a field is unknown.
+/// 400 for malformed JSON; 415 for a body not declared as JSON; 422
+/// `invalid_body` when `customers` is not from 1 to 1000 or a field is
+/// unknown.
 #[utoipa::path(
     post,
     path = "/api/store/simulate",
@@ -335,10 +349,77 @@ async fn store_leave(State(state): State<ApiState>) -> Result<Json<StoreFiguresS
 )]
 async fn store_simulate(
     State(state): State<ApiState>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<StoreFiguresSchema>, ApiError> {
-    let customers = simulated_customers(body)?;
+    let customers = simulated_customers(&headers, body)?;
     Ok(Json(state.shop.simulate(customers)))
+}
+
+/// A customer joins the store: the same as `POST`, kept for the quick
+/// start this demo reproduces.
+#[utoipa::path(
+    get,
+    path = "/api/store/join",
+    tag = "store",
+    operation_id = "store_join_by_get",
+    responses(
+        (status = 200, description = "The figures after the join", body = StoreFiguresSchema),
+    )
+)]
+#[deprecated = "a GET that changes state: use POST"]
+async fn store_join_by_get(state: State<ApiState>) -> Json<StoreFiguresSchema> {
+    store_join(state).await
+}
+
+/// A waiting customer starts looking around: the same as `POST`.
+#[utoipa::path(
+    get,
+    path = "/api/store/look-around",
+    tag = "store",
+    operation_id = "store_look_around_by_get",
+    responses(
+        (status = 200, description = "The figures after the step", body = StoreFiguresSchema),
+        Conflict,
+    )
+)]
+#[deprecated = "a GET that changes state: use POST"]
+async fn store_look_around_by_get(
+    state: State<ApiState>,
+) -> Result<Json<StoreFiguresSchema>, ApiError> {
+    store_look_around(state).await
+}
+
+/// A customer looking around is served: the same as `POST`.
+#[utoipa::path(
+    get,
+    path = "/api/store/served",
+    tag = "store",
+    operation_id = "store_served_by_get",
+    responses(
+        (status = 200, description = "The figures after the step", body = StoreFiguresSchema),
+        Conflict,
+    )
+)]
+#[deprecated = "a GET that changes state: use POST"]
+async fn store_served_by_get(state: State<ApiState>) -> Result<Json<StoreFiguresSchema>, ApiError> {
+    store_served(state).await
+}
+
+/// A customer leaves the store: the same as `POST`.
+#[utoipa::path(
+    get,
+    path = "/api/store/leave",
+    tag = "store",
+    operation_id = "store_leave_by_get",
+    responses(
+        (status = 200, description = "The figures after the step", body = StoreFiguresSchema),
+        Conflict,
+    )
+)]
+#[deprecated = "a GET that changes state: use POST"]
+async fn store_leave_by_get(state: State<ApiState>) -> Result<Json<StoreFiguresSchema>, ApiError> {
+    store_leave(state).await
 }
 
 #[cfg(test)]

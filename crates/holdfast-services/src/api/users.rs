@@ -12,14 +12,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::ApiState;
-use super::cached::read_by_id;
-use super::extract::{EntityId, RawQuery, page_limit, query};
-use super::schemas::{CachedSchema, NewUserSchema, UpdateUserSchema, UserSchema};
+use super::cached::{CachedMissing, CachedRead, read_by_id};
+use super::extract::{EntityId, RawQuery, SearchParams, page_limit, query};
+use super::schemas::{CachedUserSchema, Created, NewUserSchema, UpdateUserSchema, UserSchema};
 use crate::http::located;
-use crate::problem::responses::{
-    BadRequest, ByIdProblems, Conflict, NotFound, PayloadTooLarge, ServiceUnavailable,
-    UnprocessableEntity,
-};
+use crate::problem::responses::{BadRequest, BodyProblems, Conflict, NotFound, ServiceUnavailable};
 use crate::problem::{ApiError, ApiJson};
 
 /// Longest user search text, in characters.
@@ -64,10 +61,13 @@ fn search_text(raw: Option<String>) -> Result<String, ApiError> {
 #[utoipa::path(
     get,
     path = "/api/users/{id}",
-    params(("id" = i64, Path, description = "User id")),
+    tag = "users",
+    params(("id" = i64, Path, description = "User id", minimum = 1)),
     responses(
-        (status = 200, description = "The user, with its source; header X-Cache", body = CachedSchema),
-        ByIdProblems,
+        CachedRead<CachedUserSchema>,
+        BadRequest,
+        CachedMissing,
+        ServiceUnavailable,
     )
 )]
 async fn get_user(
@@ -90,10 +90,8 @@ async fn get_user(
 #[utoipa::path(
     get,
     path = "/api/users/search",
-    params(
-        ("q" = String, Query, description = "Text to find, 1 to 100 characters"),
-        ("limit" = Option<u32>, Query, description = "1 to 100, default 20"),
-    ),
+    tag = "users",
+    params(SearchParams),
     responses(
         (status = 200, description = "Matching users, in id order", body = [UserSchema]),
         BadRequest,
@@ -113,18 +111,18 @@ async fn search_users(
 
 /// Creates a user.
 ///
-/// 409 `conflict` when the email is already used; 422 for an invalid name
-/// or email, or an unknown field.
+/// 400 for malformed JSON; 409 `conflict` when the email is already used;
+/// 415 for a body not declared as JSON; 422 for an invalid name or email,
+/// or an unknown field.
 #[utoipa::path(
     post,
     path = "/api/users",
+    tag = "users",
     request_body = NewUserSchema,
     responses(
-        (status = 201, description = "Created; Location names it", body = UserSchema),
-        BadRequest,
+        Created<UserSchema>,
+        BodyProblems,
         Conflict,
-        PayloadTooLarge,
-        UnprocessableEntity,
         ServiceUnavailable,
     )
 )]
@@ -142,18 +140,19 @@ async fn create_user(
 /// Changes a user's name or email.
 ///
 /// 400 for a bad id or malformed JSON; 409 `conflict` when the email is
-/// already used; 422 for an invalid name or email, or an unknown field.
+/// already used; 415 for a body not declared as JSON; 422 for an invalid
+/// name or email, or an unknown field.
 #[utoipa::path(
     put,
     path = "/api/users/{id}",
-    params(("id" = i64, Path, description = "User id")),
+    tag = "users",
+    params(("id" = i64, Path, description = "User id", minimum = 1)),
     request_body = UpdateUserSchema,
     responses(
         (status = 200, description = "The user as now stored", body = UserSchema),
-        BadRequest,
+        BodyProblems,
         NotFound,
         Conflict,
-        UnprocessableEntity,
         ServiceUnavailable,
     )
 )]
@@ -176,7 +175,8 @@ async fn update_user(
 #[utoipa::path(
     delete,
     path = "/api/users/{id}",
-    params(("id" = i64, Path, description = "User id")),
+    tag = "users",
+    params(("id" = i64, Path, description = "User id", minimum = 1)),
     responses(
         (status = 204, description = "Deleted"),
         BadRequest,

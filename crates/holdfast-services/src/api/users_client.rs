@@ -5,6 +5,9 @@
 //! deadline and a circuit breaker, so a dead users side costs a quick 503
 //! (see the mapping of [`UsersFailure`] in [`crate::problem`]), never a
 //! hang.
+//!
+//! The caller's credentials (`Authorization`, `X-API-Key`) go with each
+//! lookup: the users endpoint sees the same client the order came from.
 
 use std::time::Duration;
 
@@ -12,6 +15,9 @@ use holdfast_resilience::{
     Backoff, BreakerConfig, BreakerOpen, CircuitBreaker, RetryBudget, within,
 };
 use tokio::time::Instant;
+
+/// The API key header the users endpoint may need (see [`crate::auth`]).
+const CREDENTIAL_HEADER: axum::http::HeaderName = axum::http::HeaderName::from_static("x-api-key");
 
 /// Limits of the order service's calls to the users endpoint.
 #[derive(Clone, Debug)]
@@ -77,8 +83,13 @@ impl UsersClient {
         })
     }
 
-    /// Whether user `id` exists, asked over HTTP.
-    pub(super) async fn user_exists(&self, id: i64) -> Result<bool, UsersFailure> {
+    /// Whether user `id` exists, asked over HTTP with the credentials in
+    /// `caller` (the order request's headers).
+    pub(super) async fn user_exists(
+        &self,
+        id: i64,
+        caller: &axum::http::HeaderMap,
+    ) -> Result<bool, UsersFailure> {
         let deadline = Instant::now() + self.cfg.deadline;
         holdfast_resilience::retry(
             self.cfg.backoff,
@@ -86,19 +97,30 @@ impl UsersClient {
             Some(&self.budget),
             deadline,
             |failure| matches!(failure, UsersFailure::Transient(_)),
-            |_| self.attempt(id, deadline),
+            |_| self.attempt(id, caller, deadline),
         )
         .await
     }
 
-    async fn attempt(&self, id: i64, deadline: Instant) -> Result<bool, UsersFailure> {
+    async fn attempt(
+        &self,
+        id: i64,
+        caller: &axum::http::HeaderMap,
+        deadline: Instant,
+    ) -> Result<bool, UsersFailure> {
         let permit = self.breaker.try_acquire().map_err(UsersFailure::Open)?;
         let url = format!("{}/api/users/{id}", self.base);
         // When less than an attempt's time is left, the overall deadline
         // may cut the attempt short: that says nothing about the users side.
         let cut_short =
             deadline.saturating_duration_since(Instant::now()) < self.cfg.attempt_timeout;
-        let sent = within(deadline, self.http.get(url).send()).await;
+        let mut request = self.http.get(url);
+        for name in [axum::http::header::AUTHORIZATION, CREDENTIAL_HEADER] {
+            if let Some(value) = caller.get(&name) {
+                request = request.header(name, value);
+            }
+        }
+        let sent = within(deadline, request.send()).await;
         let outcome = match sent {
             Err(_) if cut_short => {
                 drop(permit);

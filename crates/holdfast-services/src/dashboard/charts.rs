@@ -456,6 +456,7 @@ pub fn reports(ticks: &[Tick], stack: Option<&StackView>) -> [RunReport; 3] {
             Vec::new()
         },
         loads,
+        capacity: None,
     };
     [
         report("Requests by role", requests, true),

@@ -6,6 +6,7 @@
 //!   cache, on every database engine;
 //! - [`api_faults`]: the api when Redis, the database or the users side
 //!   fails, with several instances, and its start-up (the warm-up);
+//! - [`auth`]: API keys and JWT on the public listeners;
 //! - [`ingress`]: the ingress and worker roles, request/reply and jobs;
 //! - [`exporter`]: the Prometheus endpoint of topic figures, Redis
 //!   essentials and flushed aggregates.
@@ -19,10 +20,12 @@
 
 mod api;
 mod api_faults;
+mod auth;
 mod exporter;
 mod ingress;
 mod isolation;
 mod limits;
+mod openapi;
 mod overload;
 mod rate_limits;
 

@@ -89,6 +89,18 @@ async fn replicas_are_waited_for_and_the_level_reached_is_reported() {
     let two = waiting.await.expect("the durable job");
     assert_eq!(two.status(), StatusCode::ACCEPTED);
     assert_eq!(reached(&two), "replicas:1");
+    // Right after a wait fell short, the next request at that level does
+    // not hold a connection for another second: it is queued and reports
+    // the level it reached without waiting.
+    let started = Instant::now();
+    let unwaited = post(&client, port, "/jobs/weather", "replicas:2").await;
+    let unwaited_took = started.elapsed();
+    assert_eq!(unwaited.status(), StatusCode::ACCEPTED);
+    assert_eq!(reached(&unwaited), "none");
+    assert!(
+        unwaited_took < Duration::from_millis(500),
+        "a request right after a short wait took {unwaited_took:?}"
+    );
     let none = post(&client, port, "/WeatherForecast/city", "none").await;
     assert_eq!(reached(&none), "none");
     let bad = post(&client, port, "/jobs/weather", "replicas:x").await;
