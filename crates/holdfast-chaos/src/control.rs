@@ -192,12 +192,19 @@ impl IntoResponse for ControlError {
         let status = self.status();
         let (code, title) = self.code_and_title();
         let problem = Problem::new(status.as_u16(), code, title, self.to_string());
-        (
+        let mut response = (
             status,
             [(header::CONTENT_TYPE, PROBLEM_JSON)],
             Json(problem),
         )
-            .into_response()
+            .into_response();
+        if matches!(self, ControlError::Unauthorized) {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"holdfast chaos proxy\""),
+            );
+        }
+        response
     }
 }
 

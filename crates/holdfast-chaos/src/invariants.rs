@@ -231,7 +231,7 @@ pub fn measure_recoveries(
 
 /// `overload_goodput_percent`: while a surge offered more than the stack
 /// can take, the answers 2xx per second of the loads named `counted`
-/// (calls, surge calls and jobs), over the surge's whole seconds after its
+/// (calls and surge calls), over the surge's whole seconds after its
 /// first (when the ingress is still learning the queue's drain rate), as a
 /// share of the `capacity` the probe measured. Holds at `limit_percent` or
 /// more.
@@ -265,9 +265,9 @@ pub fn overload_goodput(
         limit_percent,
         "percent",
         format!(
-            "during the surge (seconds {first} to {end}), {per_second:.0} calls and jobs \
-             answered 2xx a second against the {capacity:.0} a second the stack answered \
-             in the capacity probe"
+            "during the surge (seconds {first} to {end}), {per_second:.0} calls answered \
+             2xx a second against the {capacity:.0} a second the stack answered in the \
+             capacity probe (jobs running beside both)"
         ),
     );
     result.ok &= seconds > 0;

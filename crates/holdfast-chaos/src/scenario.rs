@@ -491,6 +491,9 @@ impl Scenario {
                 ));
             }
             (None, Some(_)) => return fail("a surge needs load.capacity_share".into()),
+            (Some(_), Some(surge)) if !surge.times_capacity.is_finite() => {
+                return fail("times_capacity must be a number".into());
+            }
             (Some(share), Some(surge)) if surge.times_capacity <= share => {
                 return fail(format!(
                     "a surge of {} times the capacity adds nothing to a load at {share} of it",

@@ -358,10 +358,18 @@ pub fn free_port() -> std::io::Result<u16> {
     } else {
         (high.saturating_add(1), u16::MAX)
     };
+    // Ports handed out by this process, never handed out again: two
+    // stacks started side by side must not both get one.
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     if from < to {
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
         for _ in 0..100 {
             let port = fastrand::u16(from..to);
+            if given.contains(&port) {
+                continue;
+            }
             if let Ok(listener) = TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+                given.push(port);
                 return Ok(listener.local_addr()?.port());
             }
         }
@@ -412,6 +420,13 @@ impl Role {
             .env_remove("REDIS_URL")
             .env_remove("DATABASE_URL")
             .env_remove(DASHBOARD_TOKEN_ENV)
+            // Credentials a shell may hold for the public APIs would turn
+            // authentication on under loads that send none.
+            .env_remove("HOLDFAST_API_KEYS")
+            .env_remove("HOLDFAST_JWT_SECRET")
+            .env_remove("HOLDFAST_JWT_PUBLIC_KEY")
+            .env_remove("HOLDFAST_JWT_ISSUER")
+            .env_remove("HOLDFAST_JWT_AUDIENCE")
             // The role stops by itself if this process dies without
             // stopping it (a SIGKILL leaves no chance to): no orphans.
             .env(PARENT_PID_ENV, std::process::id().to_string())

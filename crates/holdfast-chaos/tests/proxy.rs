@@ -555,6 +555,7 @@ async fn serve_runs_a_default_proxy_and_the_api_until_shut_down() {
         .await
         .unwrap();
     assert_eq!(without.status(), 401);
+    assert!(without.headers().contains_key("www-authenticate"));
     assert_eq!(wrong.status(), 401);
     assert_eq!(with.status(), 204);
     let problem: serde_json::Value = without.json().await.unwrap();

@@ -145,6 +145,9 @@ pub enum AuthConfigError {
     /// The RS256 key cannot be read.
     #[error("the JWT public key is not an RSA public key in PEM: {0}")]
     BadPublicKey(String),
+    /// The HS256 secret cannot be used.
+    #[error("the JWT secret cannot be used: {0}")]
+    BadSecret(String),
     /// An issuer or audience without a way to check tokens.
     #[error("a JWT issuer or audience is set, but neither a JWT secret nor a public key")]
     ClaimsWithoutKey,
@@ -169,6 +172,9 @@ pub(crate) enum Credentials {
     Missing,
     /// Sent and refused, with the reason told to the client.
     Refused(String),
+    /// Sent in a form this service does not take (another scheme, both
+    /// headers), with the reason.
+    Malformed(String),
 }
 
 /// The checks of one listener.
@@ -206,7 +212,16 @@ impl Auth {
         }
         let validation = |alg| {
             let mut v = Validation::new(alg);
-            v.set_required_spec_claims(&["exp", "sub"]);
+            // An issuer or audience configured is required, not only
+            // compared when a token happens to carry one.
+            let mut required = vec!["exp", "sub"];
+            if cfg.jwt_issuer.is_some() {
+                required.push("iss");
+            }
+            if cfg.jwt_audience.is_some() {
+                required.push("aud");
+            }
+            v.set_required_spec_claims(&required);
             v.validate_nbf = true;
             v.leeway = 30;
             if let Some(issuer) = &cfg.jwt_issuer {
@@ -226,7 +241,7 @@ impl Auth {
             }
             Some(secret) => Some((
                 DecodingKey::from_secret(secret.as_bytes())
-                    .map_err(|e| AuthConfigError::BadPublicKey(e.to_string()))?,
+                    .map_err(|e| AuthConfigError::BadSecret(e.to_string()))?,
                 validation(Algorithm::HS256),
             )),
             None => None,
@@ -262,12 +277,12 @@ impl Auth {
             .map(|v| v.to_str().unwrap_or_default().trim());
         match (bearer, api_key) {
             (None, None) => Credentials::Missing,
-            (Some(Err(())), _) => Credentials::Refused(
+            (Some(Err(())), _) => Credentials::Malformed(
                 "the Authorization header must use the Bearer scheme".to_owned(),
             ),
-            (Some(Ok(_)), Some(_)) => {
-                Credentials::Refused("send either Authorization or X-API-Key, not both".to_owned())
-            }
+            (Some(Ok(_)), Some(_)) => Credentials::Malformed(
+                "send either Authorization or X-API-Key, not both".to_owned(),
+            ),
             (None, Some(key)) => self.check_key(key),
             (Some(Ok(credential)), None) => {
                 let jwt_on = self.hs256.is_some() || self.rs256.is_some();
@@ -342,6 +357,12 @@ impl Auth {
                     ErrorKind::MissingRequiredClaim(claim) if claim == "sub" => {
                         "the token has no subject (sub)"
                     }
+                    ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => {
+                        "the token has no issuer (iss)"
+                    }
+                    ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => {
+                        "the token has no audience (aud)"
+                    }
                     _ => "the token cannot be read",
                 }
                 .to_owned(),
@@ -408,21 +429,25 @@ pub(crate) async fn identify(
 
 /// The second middleware: see the module docs.
 pub(crate) async fn require(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> Response {
+    // Whatever ran before: a closed path without a verdict is refused as
+    // one without credentials, never let through.
     let refused = match req.extensions().get::<Credentials>() {
-        None | Some(Credentials::Valid(_)) => return next.run(req).await,
-        Some(Credentials::Missing) => None,
-        Some(Credentials::Refused(reason)) => Some(reason.clone()),
+        Some(Credentials::Valid(_)) => return next.run(req).await,
+        None if is_open(req.uri().path()) => return next.run(req).await,
+        None | Some(Credentials::Missing) => None,
+        Some(Credentials::Malformed(reason)) => Some(("invalid_request", reason.clone())),
+        Some(Credentials::Refused(reason)) => Some(("invalid_token", reason.clone())),
     };
     let detail = match &refused {
         None => format!("this endpoint needs credentials: {}", auth.wanted()),
-        Some(reason) => format!("{reason}: {}", auth.wanted()),
+        Some((_, reason)) => format!("{reason}: {}", auth.wanted()),
     };
     let mut response =
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", detail).into_response();
     let challenge = match refused {
         None => "Bearer realm=\"holdfast\"".to_owned(),
-        Some(reason) => format!(
-            "Bearer realm=\"holdfast\", error=\"invalid_token\", error_description=\"{}\"",
+        Some((error, reason)) => format!(
+            "Bearer realm=\"holdfast\", error=\"{error}\", error_description=\"{}\"",
             reason.replace(['"', '\\'], "'")
         ),
     };
@@ -516,7 +541,7 @@ mod tests {
         ));
         assert!(matches!(
             auth.check(&headers(&[("authorization", "Basic b3BzOnB3")])),
-            Credentials::Refused(_)
+            Credentials::Malformed(_)
         ));
     }
 
@@ -550,6 +575,11 @@ mod tests {
                 serde_json::json!({"sub": "a", "exp": now() + 600, "iss": "other"})
             ))
             .contains("issuer")
+        );
+        // An issuer configured is required, not only compared.
+        assert!(
+            reason(&token(serde_json::json!({"sub": "a", "exp": now() + 600})))
+                .contains("no issuer")
         );
         assert!(
             reason(&token(serde_json::json!({"sub": "a", "exp": now() + 600, "iss": "issuer", "nbf": now() + 600})))

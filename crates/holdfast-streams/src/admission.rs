@@ -125,6 +125,7 @@ pub(crate) fn admit(
         Some(wait) if wait > allowed => Err(Refusal {
             wait,
             remaining,
+            allowed,
             // Once the queue has drained to what would be admitted.
             retry_after: wait
                 .saturating_sub(allowed)
@@ -141,6 +142,9 @@ pub struct Refusal {
     pub wait: Duration,
     /// What was left of its deadline.
     pub remaining: Duration,
+    /// The longest wait it could have been queued behind: a share of what
+    /// was left of its deadline, or a call's queue-wait cap when shorter.
+    pub allowed: Duration,
     /// When a retry might be admitted.
     pub retry_after: Duration,
 }

@@ -61,10 +61,12 @@ pub struct CallerConfig {
     /// worker whatever its deadline; jobs are held to their deadline
     /// alone. `None`: calls too.
     pub max_queue_wait: Option<Duration>,
-    /// Longest the enqueue of a request may take, retries and durability
-    /// wait included, whatever its deadline: a job (whose deadline may be
-    /// an hour away) is then refused with a Redis error, not held while
-    /// Redis fails over. A call's own deadline bounds it when shorter.
+    /// How long the enqueue of a request may go on retrying, whatever its
+    /// deadline: no attempt starts past it (one under way ends by its own
+    /// timeout, the command timeout, plus the durability wait if any), so a
+    /// job whose deadline may be an hour away is refused with a Redis error
+    /// rather than held while Redis fails over. A call's own deadline
+    /// bounds it when shorter.
     pub enqueue_budget: Duration,
     /// Longest wait for replicas or the disk after an enqueue that asks
     /// for durability (`WAIT`, `WAITAOF`).
@@ -207,7 +209,7 @@ struct Inner {
     /// Idle connections of their own for the waits of durable enqueues
     /// (`WAIT` holds its connection): opening one per request costs a
     /// connect, and on a cluster a connect to every node.
-    wait_conns: Mutex<Vec<holdfast_redis::Connection>>,
+    wait_conns: Mutex<Vec<(Instant, holdfast_redis::Connection)>>,
     /// Partitions (by stream key and level) whose last wait fell short of
     /// the level asked (no replica, say, after a failover), with when to wait again:
     /// until then their enqueues report the level they reach without
@@ -227,6 +229,9 @@ const SHORT_OF_LEVEL_PAUSE: Duration = Duration::from_secs(1);
 
 /// Most idle connections kept for the waits of durable enqueues.
 const MAX_IDLE_WAIT_CONNS: usize = 64;
+
+/// A kept wait connection idle longer than this is dropped, not reused.
+const MAX_WAIT_CONN_IDLE: Duration = Duration::from_secs(30);
 
 /// Why a durable enqueue's wait failed: no connection, or a command on it.
 enum WaitError {
@@ -758,10 +763,11 @@ impl Caller {
                         Ok::<_, WaitError>(reached)
                     })
                     .await;
-                    if !matches!(waited, Ok(Ok(_))) {
-                        // Whatever failed may have failed the kept ones too
-                        // (a failover, a restart): the next waits connect
-                        // afresh.
+                    if matches!(waited, Ok(Err(_))) {
+                        // What failed on Redis's side may have failed the
+                        // kept ones too (a failover, a restart): the next
+                        // waits connect afresh. A deadline that ran out
+                        // says nothing of them.
                         self.drop_wait_conns();
                     }
                     match waited {
@@ -823,13 +829,18 @@ impl Caller {
         }
     }
 
-    /// A connection kept from an earlier wait, if any.
+    /// A connection kept from an earlier wait, if any that has not been
+    /// idle so long that Redis (its `timeout`) or something on the way may
+    /// have closed it.
     fn take_wait_conn(&self) -> Option<holdfast_redis::Connection> {
-        self.inner
+        let mut kept = self
+            .inner
             .wait_conns
             .lock()
-            .expect("wait connections lock poisoned")
-            .pop()
+            .expect("wait connections lock poisoned");
+        let now = Instant::now();
+        kept.retain(|(since, _)| now.saturating_duration_since(*since) < MAX_WAIT_CONN_IDLE);
+        kept.pop().map(|(_, conn)| conn)
     }
 
     /// Keeps `conn` for the next wait, up to [`MAX_IDLE_WAIT_CONNS`].
@@ -840,7 +851,7 @@ impl Caller {
             .lock()
             .expect("wait connections lock poisoned");
         if kept.len() < MAX_IDLE_WAIT_CONNS {
-            kept.push(conn);
+            kept.push((Instant::now(), conn));
         }
     }
 

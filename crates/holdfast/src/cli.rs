@@ -798,7 +798,6 @@ impl CommandLine {
             .flag("--partitions", redis.partitions)
     }
 
-    /// The connection limits of a public listener.
     /// The settings of `auth` that are not secrets: API keys and the JWT
     /// secret go in the environment, where other users of the machine
     /// cannot read them.
@@ -813,6 +812,7 @@ impl CommandLine {
         .optional("--jwt-audience", auth.jwt_audience.as_ref())
     }
 
+    /// The connection limits of a public listener.
     fn connections(self, limits: &ConnectionArgs) -> Self {
         self.duration("--header-timeout", limits.header_timeout)
             .duration("--body-timeout", limits.body_timeout)

@@ -135,9 +135,11 @@ pub(super) async fn probe(
     })
 }
 
-/// The rates a scenario runs at once its capacity is known: calls at
-/// `share` of it less the jobs, and the surge's extra calls so that, while
-/// it lasts, calls and jobs together come at its multiple of the capacity.
+/// The rates a scenario runs at once its capacity is known. The probe's
+/// figure is calls answered with the jobs running beside them, so the
+/// stack's whole capacity is that plus the jobs: calls run at `share` of
+/// the whole less the jobs, and the surge's extra calls bring calls and
+/// jobs together to its multiple of the whole.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Rates {
     /// Calls per second.
@@ -149,9 +151,10 @@ pub(super) struct Rates {
 pub(super) fn rates(scenario: &Scenario, capacity: f64) -> Rates {
     let plan = &scenario.load;
     let share = plan.capacity_share.unwrap_or(1.0);
-    let calls = (capacity * share - plan.jobs_per_sec).max(1.0);
+    let whole = capacity + plan.jobs_per_sec;
+    let calls = (whole * share - plan.jobs_per_sec).max(1.0);
     let surge = plan.surge.as_ref().map_or(0.0, |surge| {
-        (capacity * surge.times_capacity - calls - plan.jobs_per_sec).max(0.0)
+        (whole * surge.times_capacity - calls - plan.jobs_per_sec).max(0.0)
     });
     Rates { calls, surge }
 }
@@ -169,11 +172,13 @@ mod tests {
         let s = scenario(
             "[load]\ncapacity_share = 0.8\njobs_per_sec = 20\n[load.surge]\ntimes_capacity = 2.0\nat = \"5s\"\nfor = \"5s\"\nshort_at = \"2s\"\nshort_for = \"2s\"\n",
         );
-        let r = rates(&s, 1000.0);
+        // 980 calls a second answered with 20 jobs a second beside them:
+        // 1000 in all.
+        let r = rates(&s, 980.0);
         assert_eq!(r.calls, 780.0);
         assert_eq!(r.calls + s.load.jobs_per_sec, 800.0);
         assert_eq!(r.calls + r.surge + s.load.jobs_per_sec, 2000.0);
         // A tiny capacity still sends some calls.
-        assert_eq!(rates(&s, 10.0).calls, 1.0);
+        assert_eq!(rates(&s, 1.0).calls, 1.0);
     }
 }

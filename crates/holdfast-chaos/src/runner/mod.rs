@@ -311,7 +311,7 @@ async fn run_on(
     if let (Some(followed), Some(window)) = (followed, windows.iter().find(|w| w.kind == "surge")) {
         checked.push(invariants::overload_goodput(
             &series,
-            &[loads::CALLS, loads::SURGE, loads::JOBS],
+            &[loads::CALLS, loads::SURGE],
             (window.start_s, window.end_s.unwrap_or(load_end_s)),
             followed.capacity.calls_per_sec,
             scenario.limits.overload_goodput_percent,

@@ -88,11 +88,12 @@ impl From<CallError> for ApiError {
             CallError::Overloaded(refusal) => ApiError::unavailable(
                 "overloaded",
                 format!(
-                    "the request would wait about {} ms for a worker and its deadline allows {} ms; nothing was queued",
+                    "the request would wait about {} ms for a worker, and at most {} ms of waiting is allowed (its deadline leaves {} ms); nothing was queued",
                     refusal
                         .wait
                         .min(std::time::Duration::from_secs(86_400))
                         .as_millis(),
+                    refusal.allowed.as_millis(),
                     refusal.remaining.as_millis()
                 ),
                 refusal.retry_after,

@@ -171,6 +171,13 @@ async fn the_api_takes_keys_and_tokens_and_refuses_everything_else_with_a_challe
             "audience",
         ),
         ("a tampered token", format!("{token}x"), "signature"),
+        (
+            "no audience",
+            hs256(
+                &serde_json::json!({"sub": "a", "iss": "https://issuer.test", "exp": jsonwebtoken::get_current_timestamp() + 600}),
+            ),
+            "no audience",
+        ),
     ];
     for (what, credential, reason) in refused {
         let resp = http
