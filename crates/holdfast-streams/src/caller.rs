@@ -228,7 +228,7 @@ struct Inner {
 const SHORT_OF_LEVEL_PAUSE: Duration = Duration::from_secs(1);
 
 /// Most idle connections kept for the waits of durable enqueues.
-const MAX_IDLE_WAIT_CONNS: usize = 64;
+const MAX_IDLE_WAIT_CONNS: usize = 256;
 
 /// A kept wait connection idle longer than this is dropped, not reused.
 const MAX_WAIT_CONN_IDLE: Duration = Duration::from_secs(30);
