@@ -305,6 +305,23 @@ pub struct LoadPlan {
     pub surge: Option<Surge>,
 }
 
+/// A window on the timeline: `full` (start, length), or in the short form
+/// the short start and length where given.
+fn window(
+    short: bool,
+    full: (Duration, Duration),
+    short_form: (Option<Duration>, Option<Duration>),
+) -> (Duration, Duration) {
+    if short {
+        (
+            short_form.0.unwrap_or(full.0),
+            short_form.1.unwrap_or(full.1),
+        )
+    } else {
+        full
+    }
+}
+
 /// A window of overload: while it lasts, calls and jobs together come at
 /// `times_capacity` times the measured capacity.
 #[derive(Debug, Clone, Deserialize)]
@@ -329,14 +346,11 @@ pub struct Surge {
 impl Surge {
     /// Start and length, in the short form or not.
     pub fn window(&self, short: bool) -> (Duration, Duration) {
-        if short {
-            (
-                self.short_at.unwrap_or(self.at),
-                self.short_for.unwrap_or(self.lasts),
-            )
-        } else {
-            (self.at, self.lasts)
-        }
+        window(
+            short,
+            (self.at, self.lasts),
+            (self.short_at, self.short_for),
+        )
     }
 }
 
@@ -423,14 +437,11 @@ impl FaultStep {
 
     /// Start and length, in the short form or not.
     pub fn window(&self, short: bool) -> (Duration, Duration) {
-        if short {
-            (
-                self.short_at.unwrap_or(self.at),
-                self.short_for.unwrap_or(self.lasts),
-            )
-        } else {
-            (self.at, self.lasts)
-        }
+        window(
+            short,
+            (self.at, self.lasts),
+            (self.short_at, self.short_for),
+        )
     }
 }
 

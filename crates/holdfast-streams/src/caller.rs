@@ -709,9 +709,22 @@ impl Caller {
                 let record = record.as_deref();
                 async move {
                     let Some(wait) = wait else {
+                        // A job's record says the level reached, waited for
+                        // or not.
                         self.inner
                             .redis
-                            .script_before::<Option<String>>(invocation, deadline, timeout)
+                            .run_before(deadline, timeout, |mut conn| async move {
+                                let _: Option<String> = invocation.invoke_async(&mut conn).await?;
+                                if let Some(record) = record {
+                                    let _: () = redis::cmd("HSET")
+                                        .arg(record)
+                                        .arg("durability")
+                                        .arg(reached_without_wait.to_string())
+                                        .query_async(&mut conn)
+                                        .await?;
+                                }
+                                Ok(())
+                            })
                             .await?;
                         return Ok(reached_without_wait);
                     };

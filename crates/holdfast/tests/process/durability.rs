@@ -101,6 +101,21 @@ async fn replicas_are_waited_for_and_the_level_reached_is_reported() {
         unwaited_took < Duration::from_millis(500),
         "a request right after a short wait took {unwaited_took:?}"
     );
+    let unwaited_id = unwaited.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let unwaited_record: Value = client
+        .get(format!(
+            "http://127.0.0.1:{port}/jobs/weather/{unwaited_id}"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(unwaited_record["durability"], "none", "{unwaited_record}");
     let none = post(&client, port, "/WeatherForecast/city", "none").await;
     assert_eq!(reached(&none), "none");
     let bad = post(&client, port, "/jobs/weather", "replicas:x").await;
