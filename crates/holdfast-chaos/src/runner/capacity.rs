@@ -53,15 +53,14 @@ pub(super) async fn probe(
 ) -> Result<Capacity, RunError> {
     let concurrency = (scenario.stack.workers * TERMINALS_PER_WORKER * 2).max(8);
     let deadline = scenario.load.deadline;
-    let spec = LoadSpec {
-        url: format!("{}/WeatherForecast/city", stack.ingress_url),
-        method: http::Method::POST,
-        headers: vec![
-            ("content-type".into(), "application/json".into()),
-            ("x-timeout-ms".into(), deadline.as_millis().to_string()),
-        ],
-        body: bytes::Bytes::from_static(br#"{"city":"Oslo"}"#),
-        mode: Mode::Concurrency(concurrency),
+    let json = ("content-type".to_owned(), "application/json".to_owned());
+    // Every load of the probe runs as long, and gives up as late.
+    let load = |url: String, method, headers, body: &'static [u8], mode| LoadSpec {
+        url,
+        method,
+        headers,
+        body: bytes::Bytes::from_static(body),
+        mode,
         stop: Stop {
             requests: None,
             duration: Some(probe_length(short)),
@@ -71,24 +70,22 @@ pub(super) async fn probe(
         health_check: None,
         progress: false,
     };
-    let json = ("content-type".to_owned(), "application/json".to_owned());
-    let beside = |url: String, method: http::Method, body: &'static [u8], rate: f64| LoadSpec {
-        url,
-        method,
-        headers: vec![json.clone()],
-        body: bytes::Bytes::from_static(body),
-        mode: Mode::Rate {
+    let spec = load(
+        format!("{}/WeatherForecast/city", stack.ingress_url),
+        http::Method::POST,
+        vec![
+            json.clone(),
+            ("x-timeout-ms".into(), deadline.as_millis().to_string()),
+        ],
+        br#"{"city":"Oslo"}"#,
+        Mode::Concurrency(concurrency),
+    );
+    let beside = |url: String, method: http::Method, body: &'static [u8], rate: f64| {
+        let mode = Mode::Rate {
             per_sec: rate,
             max_in_flight: 256,
-        },
-        stop: Stop {
-            requests: None,
-            duration: Some(probe_length(short)),
-            cancel: None,
-        },
-        timeout: deadline + Duration::from_secs(2),
-        health_check: None,
-        progress: false,
+        };
+        load(url, method, vec![json.clone()], body, mode)
     };
     let mut others = Vec::new();
     if scenario.load.jobs_per_sec > 0.0 {

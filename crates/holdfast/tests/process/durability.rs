@@ -38,6 +38,22 @@ fn reached(response: &reqwest::Response) -> String {
         .to_owned()
 }
 
+/// The record of the job that `accepted` (its 202) names.
+async fn record_of(client: &reqwest::Client, port: u16, accepted: reqwest::Response) -> Value {
+    let id = accepted.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    client
+        .get(format!("http://127.0.0.1:{port}/jobs/weather/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn replicas_are_waited_for_and_the_level_reached_is_reported() {
     // Arrange: a primary with one replica.
@@ -56,18 +72,7 @@ async fn replicas_are_waited_for_and_the_level_reached_is_reported() {
     let job = post(&client, port, "/jobs/weather", "replicas:1").await;
     assert_eq!(job.status(), StatusCode::ACCEPTED);
     assert_eq!(reached(&job), "replicas:1");
-    let id = job.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let record: Value = client
-        .get(format!("http://127.0.0.1:{port}/jobs/weather/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let record = record_of(&client, port, job).await;
     assert_eq!(record["durability"], "replicas:1", "{record}");
 
     // More replicas than there are: the wait runs to its timeout (1 s) and
@@ -101,20 +106,7 @@ async fn replicas_are_waited_for_and_the_level_reached_is_reported() {
         unwaited_took < Duration::from_millis(500),
         "a request right after a short wait took {unwaited_took:?}"
     );
-    let unwaited_id = unwaited.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let unwaited_record: Value = client
-        .get(format!(
-            "http://127.0.0.1:{port}/jobs/weather/{unwaited_id}"
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let unwaited_record = record_of(&client, port, unwaited).await;
     assert_eq!(unwaited_record["durability"], "none", "{unwaited_record}");
     let none = post(&client, port, "/WeatherForecast/city", "none").await;
     assert_eq!(reached(&none), "none");
